@@ -1,0 +1,41 @@
+# Two commands for a newcomer: `make run` and `make test`. Both set everything up first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+VENDOR := app/static/vendor
+
+.PHONY: run test setup migrate bench clean
+
+run: migrate
+	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+
+test: $(VENV)/.dev $(VENDOR)/.installed
+	$(BIN)/python -m pytest
+
+setup: $(VENV)/.run $(VENDOR)/.installed
+
+migrate: setup
+	$(BIN)/flask --app app db upgrade
+
+bench: $(VENV)/.dev $(VENDOR)/.installed
+	$(BIN)/python -m bench
+
+$(VENV)/.run: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.run requirements-dev.txt
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+$(VENDOR)/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(VENDOR)
+	cp node_modules/htmx.org/dist/htmx.min.js \
+	   node_modules/@xterm/xterm/lib/xterm.js node_modules/@xterm/xterm/css/xterm.css \
+	   node_modules/@xterm/addon-fit/lib/addon-fit.js $(VENDOR)/
+	touch $@
+
+clean:
+	rm -rf $(VENV) node_modules $(VENDOR)

@@ -1,0 +1,174 @@
+"""Gatehouse: a self-hosted web SSH gateway with a tamper-evident audit trail."""
+import logging
+import secrets
+import sys
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+from flask import Flask, g, render_template, request
+from flask.sessions import SecureCookieSessionInterface
+from sqlalchemy import event, inspect
+from sqlalchemy.engine import Engine
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from config import Config, ConfigError, load_secret_key
+
+from .extensions import csrf, db, login_manager, migrate, sock
+
+MIGRATIONS_DIR = str(Path(__file__).resolve().parent.parent / "migrations")
+
+
+class _SessionInterface(SecureCookieSessionInterface):
+    """Mark the session cookie Secure whenever the request came over HTTPS."""
+
+    def get_cookie_secure(self, app):
+        return bool(app.config.get("SESSION_COOKIE_SECURE")) or (request and request.is_secure)
+
+
+class _RequestIdFilter(logging.Filter):
+    """Stamp every log line with the id of the request it belongs to."""
+
+    def filter(self, record):
+        try:
+            record.request_id = g.get("request_id", "-")
+        except RuntimeError:
+            record.request_id = "-"
+        return True
+
+
+def create_app(config=None):
+    """Build the app: defaults, overrides, validation, extensions, proxy, blueprints, CLI, start-up."""
+    app = Flask(__name__)
+    app.config.from_mapping(vars(Config()))
+    app.config.update(config or {})
+    _validate(app)
+    _configure_logging(app)
+    _init_extensions(app)
+    _init_proxy(app)
+    _init_requests(app)
+    _register_blueprints(app)
+    _register_cli(app)
+    _startup(app)
+    return app
+
+
+def _validate(app):
+    """Fill the secret key and reject settings that make no sense."""
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = load_secret_key(Path(app.config["INSTANCE_DIR"]))
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
+        Path(app.config["SQLALCHEMY_DATABASE_URI"][len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    hops = app.config["TRUSTED_PROXY_HOPS"]
+    if not isinstance(hops, int) or hops < 0:
+        raise ConfigError(f"TRUSTED_PROXY_HOPS={hops!r} must be a whole number >= 0")
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=app.config["SESSION_TTL_HOURS"])
+    app.config["SOCK_SERVER_OPTIONS"] = {
+        "ping_interval": app.config["WS_PING_SECONDS"],
+        "max_message_size": app.config["WS_MAX_MESSAGE_BYTES"],
+    }
+
+
+def _configure_logging(app):
+    """Log to stderr with the request id; never a secret (nothing here formats one)."""
+    root = logging.getLogger("gatehouse")
+    root.setLevel(app.config["LOG_LEVEL"])
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"))
+        handler.addFilter(_RequestIdFilter())
+        root.addHandler(handler)
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, _record):
+    """Use WAL (readers never wait for the writer), a busy timeout and foreign keys on SQLite."""
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+
+def _init_extensions(app):
+    """Bind the extensions created in app.extensions."""
+    db.init_app(app)
+    migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = None
+    login_manager.session_protection = "basic"
+    csrf.init_app(app)
+    sock.init_app(app)
+    app.session_interface = _SessionInterface()
+
+
+def _init_proxy(app):
+    """Trust X-Forwarded-* only from the configured number of reverse proxies."""
+    hops = app.config["TRUSTED_PROXY_HOPS"]
+    if hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0, x_port=0, x_prefix=0)
+
+
+def _init_requests(app):
+    """Give each request an id and safe headers, and render errors as pages."""
+
+    @app.before_request
+    def assign_request_id():
+        g.request_id = uuid.uuid4().hex
+        g.csp_nonce = secrets.token_urlsafe(16)
+
+    @app.after_request
+    def security_headers(response):
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+            "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
+        )
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "same-origin"
+        if request.endpoint and request.endpoint != "static":
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    def render_error(error):
+        code = getattr(error, "code", 500) or 500
+        return render_template("error.html", error=error, code=code), code
+
+    for code in (400, 403, 404, 405, 413, 422, 429, 500, 503):
+        app.register_error_handler(code, render_error)
+
+
+def _register_blueprints(app):
+    """Attach the auth, devices, terminals and audit blueprints."""
+    from .audit import bp as audit_bp
+    from .auth import bp as auth_bp
+    from .devices import bp as devices_bp
+    from .terminals import bp as terminals_bp
+
+    for blueprint in (auth_bp, devices_bp, terminals_bp, audit_bp):
+        app.register_blueprint(blueprint)
+
+
+def _register_cli(app):
+    """Add the `flask audit ...` and `flask users ...` commands."""
+    from .audit.cli import audit_cli
+    from .auth.cli import users_cli
+
+    app.cli.add_command(audit_cli)
+    app.cli.add_command(users_cli)
+
+
+def _startup(app):
+    """Create the first admin once the schema exists; later work starts in gunicorn's worker hook."""
+    from .auth.admin import ensure_first_admin
+
+    with app.app_context():
+        if not inspect(db.engine).has_table("audit_chain_head"):
+            logging.getLogger("gatehouse").warning("database has no schema yet: run `flask db upgrade`")
+            return
+        ensure_first_admin(app)

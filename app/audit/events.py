@@ -1,0 +1,162 @@
+"""The one write path of the audit trail: record(...), and the action catalogue."""
+import hashlib
+import json
+import logging
+import threading
+
+from flask import g, has_request_context, request
+from flask_login import current_user
+from sqlalchemy import insert, update
+
+from app.audit.models import AuditChainHead, AuditEvent
+from app.dbtypes import iso_utc, now_utc
+from app.extensions import db
+
+log = logging.getLogger("gatehouse.audit")
+
+SUCCESS, FAILURE = "success", "failure"
+SEVERITIES = ("info", "notice", "warning", "critical")
+
+# code: (readable label, group, severity on success, severity on failure). Codes are stable.
+CATALOGUE = {
+    "auth.login": ("Log in", "authentication", "info", "warning"),
+    "auth.login_failed": ("Failed log in", "authentication", "warning", "warning"),
+    "auth.logout": ("Log out", "authentication", "info", "info"),
+    "auth.password_changed": ("Password changed", "authentication", "notice", "warning"),
+    "auth.password_change_failed": ("Password change failed", "authentication", "warning", "warning"),
+    "auth.locked": ("Account locked", "authentication", "critical", "critical"),
+    "session.started": ("Session started", "sessions", "info", "warning"),
+    "session.ended": ("Session ended", "sessions", "info", "info"),
+    "session.failed": ("Session failed", "sessions", "warning", "warning"),
+    "session.terminated": ("Session terminated", "sessions", "notice", "warning"),
+    "hostkey.trusted": ("Host key trusted", "sessions", "notice", "notice"),
+    "hostkey.mismatch": ("Host key mismatch", "sessions", "critical", "critical"),
+    "hostkey.forgotten": ("Host key forgotten", "sessions", "notice", "notice"),
+    "device.created": ("Device created", "devices", "notice", "warning"),
+    "device.updated": ("Device updated", "devices", "notice", "warning"),
+    "device.deleted": ("Device deleted", "devices", "notice", "warning"),
+    "device.key_generated": ("Key pair generated", "devices", "notice", "warning"),
+    "user.created": ("User created", "users", "notice", "warning"),
+    "user.updated": ("User updated", "users", "notice", "warning"),
+    "user.role_changed": ("Role changed", "users", "warning", "warning"),
+    "user.disabled": ("User disabled", "users", "warning", "warning"),
+    "user.deleted": ("User deleted", "users", "warning", "warning"),
+    "audit.viewed": ("Audit viewed", "audit", "info", "info"),
+    "audit.exported": ("Audit exported", "audit", "notice", "warning"),
+    "audit.pruned": ("Audit pruned", "audit", "notice", "critical"),
+    "audit.verified": ("Audit verified", "audit", "info", "critical"),
+}
+GROUPS = ("authentication", "sessions", "devices", "users", "audit")
+
+# Field names whose values must never be written into details.
+_SECRET_WORDS = ("password", "passphrase", "private_key", "secret", "token")
+
+# Writers in one process queue here before the database lock: under gevent, SQLite's
+# busy-wait sleeps in C and would block the greenlet that holds the lock.
+_process_lock = threading.Lock()
+
+
+class AuditWriteError(RuntimeError):
+    """An audit event could not be written."""
+
+
+def canonical(row):
+    """Return the bytes that the hash of a row covers (documented in docs/audit.md)."""
+    fields = {
+        "id": row["id"],
+        "occurred_at": iso_utc(row["occurred_at"]),
+        "actor": row["actor"],
+        "user_id": row["user_id"],
+        "action": row["action"],
+        "outcome": row["outcome"],
+        "severity": row["severity"],
+        "message": row["message"],
+        "source_ip": row["source_ip"],
+        "user_agent": row["user_agent"],
+        "request_id": row["request_id"],
+        "target": row["target"],
+        "session_id": row["session_id"],
+        "details": row["details"] or {},
+    }
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def chain_hash(prev_hash, row):
+    """Return sha256(prev_hash + canonical(row)) as hex."""
+    return hashlib.sha256(prev_hash.encode() + canonical(row)).hexdigest()
+
+
+def _scrub(details):
+    """Drop any value whose key names a secret: defence in depth, callers never pass one."""
+    clean = {}
+    for key, value in (details or {}).items():
+        if any(word in key.lower() for word in _SECRET_WORDS):
+            clean[key] = "[redacted]"
+        elif isinstance(value, dict):
+            clean[key] = _scrub(value)
+        else:
+            clean[key] = value
+    return clean
+
+
+def _request_facts():
+    """Return actor, user id, source IP, user agent and request id from the current request."""
+    if not has_request_context():
+        return {}
+    facts = {
+        "source_ip": request.remote_addr,
+        "user_agent": (request.user_agent.string or "")[:256] or None,
+        "request_id": g.get("request_id"),
+    }
+    if current_user and current_user.is_authenticated:
+        facts["actor"] = current_user.username
+        facts["user_id"] = current_user.id
+    return facts
+
+
+def record(action, message, *, outcome=SUCCESS, actor=None, user_id=None, target=None,
+           session_id=None, details=None, source_ip=None, strict=True):
+    """Append one event to the audit trail; raise AuditWriteError (strict) or log it at ERROR."""
+    if action not in CATALOGUE:
+        raise ValueError(f"unknown audit action {action!r}")
+    if outcome not in (SUCCESS, FAILURE):
+        raise ValueError(f"unknown outcome {outcome!r}")
+    facts = _request_facts()
+    _, _, on_success, on_failure = CATALOGUE[action]
+    row = {
+        "actor": (actor or facts.get("actor") or "system")[:64],
+        "user_id": user_id if user_id is not None else facts.get("user_id"),
+        "action": action,
+        "outcome": outcome,
+        "severity": on_success if outcome == SUCCESS else on_failure,
+        "message": message,
+        "source_ip": source_ip or facts.get("source_ip"),
+        "user_agent": facts.get("user_agent"),
+        "request_id": facts.get("request_id"),
+        "target": target,
+        "session_id": session_id,
+        "details": _scrub(details),
+    }
+    try:
+        with _process_lock, db.engine.begin() as conn:
+            # The first statement writes the head row: it takes the row lock on PostgreSQL and
+            # the database write lock on SQLite, so no two writers ever read the same head.
+            head = conn.execute(
+                update(AuditChainHead)
+                .where(AuditChainHead.id == 1)
+                .values(last_id=AuditChainHead.last_id + 1)
+                .returning(AuditChainHead.last_id, AuditChainHead.last_hash)
+            ).one()
+            row["id"] = head.last_id
+            row["occurred_at"] = now_utc()
+            row["prev_hash"] = head.last_hash
+            row["hash"] = chain_hash(head.last_hash, row)
+            conn.execute(insert(AuditEvent).values(**row))
+            conn.execute(update(AuditChainHead).where(AuditChainHead.id == 1).values(last_hash=row["hash"]))
+    except Exception as exc:
+        log.error("audit write failed: action=%s actor=%s error=%s", action, row["actor"], exc)
+        if strict:
+            raise AuditWriteError(str(exc)) from exc
+        return None
+    log.info("audit %s %s actor=%s ip=%s: %s", action, outcome, row["actor"], row["source_ip"], message)
+    return row

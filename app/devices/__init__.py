@@ -1,0 +1,4 @@
+"""Device CRUD, SSH key upload and generation, secrets at rest."""
+from .views import bp
+
+__all__ = ["bp"]

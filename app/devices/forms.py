@@ -1,0 +1,57 @@
+"""The device form and its validation."""
+import ipaddress
+import re
+
+from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
+from wtforms import IntegerField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+_PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+$")
+
+AUTH_CHOICES = [("password", "Password"), ("key", "Private key (paste or upload)"), ("generate", "Generate a new key pair")]
+KEY_TYPE_CHOICES = [("ed25519", "Ed25519"), ("rsa4096", "RSA 4096")]
+
+
+def normalise_host(value):
+    """Return the host without brackets or spaces, or raise ValueError."""
+    host = (value or "").strip().strip("[]")
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    if not _HOSTNAME.match(host) or host.replace(".", "").isdigit():
+        raise ValueError("Enter a host name or an IPv4/IPv6 address.")
+    return host.lower().rstrip(".")
+
+
+class DeviceForm(FlaskForm):
+    """Name, address, SSH user and one kind of credential."""
+
+    name = StringField("Name", validators=[DataRequired("Give the device a name."), Length(max=64)])
+    host = StringField("Host", validators=[DataRequired("Enter a host name or address."), Length(max=255)])
+    port = IntegerField("Port", default=22, validators=[NumberRange(1, 65535, "Port must be between 1 and 65535.")])
+    username = StringField("SSH user", validators=[DataRequired("Enter the SSH user name."), Length(max=64)])
+    auth_type = SelectField("Authentication", choices=AUTH_CHOICES, default="password")
+    password = PasswordField("Password", validators=[Optional(), Length(max=1024)])
+    private_key = TextAreaField("Private key", validators=[Optional(), Length(max=32768)])
+    key_file = FileField("or upload a key file")
+    passphrase = PasswordField("Key passphrase", validators=[Optional(), Length(max=1024)])
+    key_type = SelectField("Key type", choices=KEY_TYPE_CHOICES, default="ed25519")
+
+    def validate_name(self, field):
+        field.data = field.data.strip()
+        if not _PRINTABLE.match(field.data):
+            raise ValidationError("The name may not contain control characters.")
+
+    def validate_host(self, field):
+        try:
+            field.data = normalise_host(field.data)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+    def validate_username(self, field):
+        field.data = field.data.strip()
+        if not re.match(r"^[^\s\x00-\x1f\x7f:@]+$", field.data):
+            raise ValidationError("The SSH user may not contain spaces, ':', '@' or control characters.")

@@ -1,0 +1,45 @@
+"""Secrets at rest: AES-256-GCM with a key derived by HKDF-SHA256 from the configured key."""
+import os
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from flask import current_app
+
+_VERSION = b"\x01"
+_cache = {}
+
+
+class SecretError(ValueError):
+    """A stored secret cannot be decrypted with the configured key."""
+
+
+def _key():
+    """Derive (once per configured key) the 256-bit data key."""
+    material = current_app.config.get("ENCRYPTION_KEY") or current_app.config["SECRET_KEY"]
+    if material not in _cache:
+        _cache[material] = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=b"gatehouse/secrets-at-rest/v1", info=b"device credentials"
+        ).derive(material.encode())
+    return _cache[material]
+
+
+def encrypt(plaintext, purpose):
+    """Encrypt text; purpose (e.g. "password") is bound as associated data."""
+    if plaintext is None:
+        return None
+    nonce = os.urandom(12)
+    return _VERSION + nonce + AESGCM(_key()).encrypt(nonce, plaintext.encode(), purpose.encode())
+
+
+def decrypt(blob, purpose):
+    """Decrypt what encrypt() produced, or raise SecretError."""
+    if blob is None:
+        return None
+    if blob[:1] != _VERSION:
+        raise SecretError("unknown secret format")
+    try:
+        return AESGCM(_key()).decrypt(blob[1:13], blob[13:], purpose.encode()).decode()
+    except InvalidTag:
+        raise SecretError("stored secret cannot be decrypted: was SECRET_KEY or ENCRYPTION_KEY changed?") from None

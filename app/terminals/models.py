@@ -1,0 +1,44 @@
+"""Known host keys and terminal sessions."""
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.dbtypes import UTCDateTime, now_utc
+from app.extensions import db
+
+
+class HostKey(db.Model):
+    """A host key trusted on first use for one host:port."""
+
+    __tablename__ = "host_keys"
+    __table_args__ = (UniqueConstraint("host", "port"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int]
+    key_type: Mapped[str] = mapped_column(String(64))
+    key_base64: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(128))  # "SHA256:..." as OpenSSH prints it
+    trusted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc)
+    trusted_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class TerminalSession(db.Model):
+    """One terminal, open or ended; the heartbeat tells a live one from an orphan."""
+
+    __tablename__ = "terminal_sessions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="SET NULL"))
+    actor: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(400))
+    source_ip: Mapped[str | None] = mapped_column(String(64))
+    worker: Mapped[str] = mapped_column(String(128))  # host:pid of the process that holds it
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc, index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    bytes_in: Mapped[int] = mapped_column(BigInteger, default=0)  # browser -> device
+    bytes_out: Mapped[int] = mapped_column(BigInteger, default=0)  # device -> browser

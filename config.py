@@ -1,0 +1,109 @@
+"""Gatehouse settings: one class, one line per setting, read from the environment."""
+import os
+import secrets
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+BASE_DIR = Path(__file__).resolve().parent
+load_dotenv(BASE_DIR / ".env")
+
+
+class ConfigError(ValueError):
+    """A setting has a value that makes no sense."""
+
+
+def _int(name, default, minimum=None, maximum=None):
+    """Read an integer setting and fail fast, naming the variable, on nonsense."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ConfigError(f"{name}={raw!r} must be between {minimum} and {maximum}")
+    return value
+
+
+def _str(name, default=None):
+    """Read a text setting; an empty value counts as unset."""
+    raw = os.environ.get(name)
+    return raw if raw not in (None, "") else default
+
+
+def _instance_dir():
+    """Return the folder for the SQLite file and the generated secret key."""
+    return Path(_str("GATEHOUSE_INSTANCE", str(BASE_DIR / "instance"))).resolve()
+
+
+def _database_url(instance):
+    """Return the SQLAlchemy URL; postgresql:// is mapped to the psycopg 3 driver."""
+    url = _str("DATABASE_URL", f"sqlite:///{instance / 'gatehouse.db'}")
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+def load_secret_key(instance):
+    """Return SECRET_KEY from the environment, or one generated once and kept in instance/ (0600)."""
+    configured = _str("SECRET_KEY")
+    if configured:
+        if len(configured) < 32:
+            raise ConfigError("SECRET_KEY must be at least 32 characters (it also derives the encryption key)")
+        return configured
+    path = instance / "secret_key"
+    instance.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+class Config:
+    """Every setting, its default and why; see the README for the table."""
+
+    def __init__(self):
+        instance = _instance_dir()
+        self.INSTANCE_DIR = str(instance)
+        # Signs sessions and derives the at-rest encryption key unless ENCRYPTION_KEY is set.
+        self.SECRET_KEY = None  # filled lazily by create_app so tests can override without touching disk
+        self.ENCRYPTION_KEY = _str("ENCRYPTION_KEY")
+        self.SQLALCHEMY_DATABASE_URI = _database_url(instance)
+        # First admin, created when the user table is empty; no password means one is generated.
+        self.ADMIN_USER = _str("ADMIN_USER", "admin")
+        self.ADMIN_PASSWORD = _str("ADMIN_PASSWORD")
+        self.PASSWORD_MIN_LENGTH = _int("PASSWORD_MIN_LENGTH", 12, 8, 1024)
+        # Failed log-ins before an account is locked, and for how long.
+        self.LOGIN_MAX_FAILURES = _int("LOGIN_MAX_FAILURES", 5, 1, 1000)
+        self.LOGIN_LOCK_MINUTES = _int("LOGIN_LOCK_MINUTES", 15, 1, 24 * 60)
+        self.SESSION_TTL_HOURS = _int("SESSION_TTL_HOURS", 8, 1, 24 * 30)
+        # Reverse proxies in front of the app; 0 ignores X-Forwarded-For entirely.
+        self.TRUSTED_PROXY_HOPS = _int("TRUSTED_PROXY_HOPS", 0, 0, 10)
+        self.AUDIT_RETENTION_DAYS = _int("AUDIT_RETENTION_DAYS", 7, 1, 36500)
+        self.AUDIT_PRUNE_INTERVAL_SECONDS = _int("AUDIT_PRUNE_INTERVAL_SECONDS", 3600, 10, 7 * 86400)
+        # Expired audit rows are appended here (gzip JSON Lines, one file a day) before deletion.
+        self.AUDIT_ARCHIVE_DIR = _str("AUDIT_ARCHIVE_DIR")
+        self.SSH_CONNECT_TIMEOUT = _int("SSH_CONNECT_TIMEOUT", 10, 1, 300)
+        self.SSH_KEEPALIVE_SECONDS = _int("SSH_KEEPALIVE_SECONDS", 15, 1, 3600)
+        # Open terminal sessions refresh a heartbeat this often; three missed beats make an orphan.
+        self.SESSION_HEARTBEAT_SECONDS = _int("SESSION_HEARTBEAT_SECONDS", 10, 1, 3600)
+        self.WS_PING_SECONDS = _int("WS_PING_SECONDS", 10, 1, 3600)
+        # Largest websocket message accepted from a browser (a paste is one message).
+        self.WS_MAX_MESSAGE_BYTES = _int("WS_MAX_MESSAGE_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024)
+        self.LOG_LEVEL = _str("LOG_LEVEL", "INFO").upper()
+        if self.LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(f"LOG_LEVEL={self.LOG_LEVEL!r} must be DEBUG, INFO, WARNING or ERROR")
+
+        self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+        self.SESSION_COOKIE_HTTPONLY = True
+        self.SESSION_COOKIE_SAMESITE = "Lax"
+        self.SESSION_COOKIE_NAME = "gatehouse_session"
+        self.WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the log-in session
+        self.MAX_CONTENT_LENGTH = 1024 * 1024  # forms and key uploads; keys are small

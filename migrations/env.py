@@ -1,0 +1,42 @@
+"""Alembic environment: runs inside the Flask app, on its engine and metadata."""
+import logging
+
+from alembic import context
+from flask import current_app
+
+config = context.config
+logger = logging.getLogger("alembic.env")
+
+
+def _db():
+    return current_app.extensions["migrate"].db
+
+
+def run_migrations_offline():
+    """Write SQL for the configured URL without a connection."""
+    url = _db().engine.url.render_as_string(hide_password=False)
+    context.configure(url=url, target_metadata=_db().metadata, literal_binds=True, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online():
+    """Apply migrations on the app's engine."""
+
+    def process_revision_directives(context, revision, directives):
+        if getattr(config.cmd_opts, "autogenerate", False) and directives[0].upgrade_ops.is_empty():
+            directives[:] = []
+            logger.info("No changes in schema detected.")
+
+    conf_args = dict(current_app.extensions["migrate"].configure_args)
+    conf_args.setdefault("process_revision_directives", process_revision_directives)
+    with _db().engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=_db().metadata, **conf_args)
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

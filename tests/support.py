@@ -1,0 +1,255 @@
+"""Real parts for the tests: a private OpenSSH sshd, the app under gunicorn, log-in helpers."""
+import os
+import pwd
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() == "true"
+SSHD = "/usr/sbin/sshd"
+CHROMIUM = "/usr/bin/chromium"
+ADMIN_PASSWORD = "admin-password-for-tests"
+SECRET_KEY = "test-secret-key-" + "k" * 32
+TEST_USER = "gatehouse-test"
+
+
+def missing(what):
+    """Skip on a developer's machine that lacks a real part; fail in CI, where it must be there."""
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI but is not available")
+    pytest.skip(f"{what} is not available on this machine")
+
+
+def free_port():
+    """Return a TCP port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port, timeout=10.0, proc=None):
+    """Wait until something accepts on 127.0.0.1:port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def csrf_from(html):
+    """Return the CSRF token of a rendered page."""
+    match = re.search(r'name="csrf-token" content="([^"]+)"', html) or re.search(
+        r'name="csrf_token" type="hidden" value="([^"]+)"', html
+    )
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+@dataclass
+class SSHServer:
+    """A private sshd on 127.0.0.1 with a throw-away host key, config and user."""
+
+    workdir: Path
+    port: int = 0
+    user: str = TEST_USER
+    password: str = ""
+    key_path: Path | None = None
+    host_key_type: str = "ed25519"
+    proc: subprocess.Popen | None = None
+    extra: dict = field(default_factory=dict)
+
+    host = "127.0.0.1"
+
+    @property
+    def key_text(self):
+        return self.key_path.read_text()
+
+    @property
+    def home(self):
+        return Path(pwd.getpwnam(self.user).pw_dir)
+
+    def start(self):
+        """Create the user, keys and config if needed, and start sshd in the foreground."""
+        if not os.path.exists(SSHD) or os.geteuid() != 0:
+            missing("OpenSSH sshd (run as root)")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.password = self.password or ensure_test_user(self.user)
+        if self.key_path is None:
+            self.key_path = self.workdir / "client_ed25519"
+            if not self.key_path.exists():
+                _keygen("ed25519", self.key_path)
+            authorize_key(self.user, (self.workdir / "client_ed25519.pub").read_text())
+        host_key = self.workdir / f"host_{self.host_key_type}"
+        if not host_key.exists():
+            _keygen(self.host_key_type, host_key)
+        self.port = self.port or free_port()
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        lines = {
+            "Port": self.port, "ListenAddress": "127.0.0.1", "HostKey": host_key,
+            "PidFile": self.workdir / "sshd.pid", "UsePAM": "no", "PasswordAuthentication": "yes",
+            "KbdInteractiveAuthentication": "no", "PubkeyAuthentication": "yes",
+            "AuthorizedKeysFile": ".ssh/authorized_keys", "AllowUsers": self.user, "PermitRootLogin": "no",
+            "MaxStartups": "1000:100:1000", "MaxSessions": "100", "MaxAuthTries": "3", "LoginGraceTime": "30",
+            "LogLevel": "ERROR", "PrintMotd": "no", "Banner": "none", "UseDNS": "no", "PerSourcePenalties": "no",
+        }
+        lines.update(self.extra)
+        config = self.workdir / "sshd_config"
+        config.write_text("".join(f"{k} {v}\n" for k, v in lines.items()))
+        if subprocess.run([SSHD, "-t", "-f", config], capture_output=True).returncode != 0:
+            lines.pop("PerSourcePenalties")  # older OpenSSH does not know it (and does not penalise)
+            config.write_text("".join(f"{k} {v}\n" for k, v in lines.items()))
+            check = subprocess.run([SSHD, "-t", "-f", config], capture_output=True, text=True)
+            assert check.returncode == 0, check.stderr
+        self.log = open(self.workdir / "sshd.log", "ab")
+        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", config], stdout=self.log, stderr=self.log)
+        wait_for_port(self.port, proc=self.proc)
+        return self
+
+    def fingerprint(self):
+        """Return the SHA256 fingerprint of the host key, as ssh-keygen prints it."""
+        out = subprocess.run(["ssh-keygen", "-lf", self.workdir / f"host_{self.host_key_type}.pub"],
+                             capture_output=True, text=True, check=True).stdout
+        return out.split()[1]
+
+    def stop(self):
+        """Stop sshd (its sessions' children are ended with it)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+        self.log.close()
+
+
+def _keygen(kind, path):
+    """Create a key pair without a passphrase."""
+    subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", "gatehouse-test", "-f", str(path)], check=True)
+
+
+def ensure_test_user(user):
+    """Create the throw-away login user if needed and give it a fresh password."""
+    password = "pw-" + secrets.token_urlsafe(12)
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", user], check=True)
+    subprocess.run(["chpasswd"], input=f"{user}:{password}", text=True, check=True)
+    subprocess.run(["usermod", "--unlock", user], capture_output=True)
+    return password
+
+
+def authorize_key(user, public_line):
+    """Put a public key into the user's authorized_keys (0700/0600, owned by the user)."""
+    entry = pwd.getpwnam(user)
+    ssh_dir = Path(entry.pw_dir) / ".ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    keys = ssh_dir / "authorized_keys"
+    existing = keys.read_text() if keys.exists() else ""
+    if public_line.strip() not in existing:
+        keys.write_text(existing + public_line.strip() + "\n")
+    for path in (ssh_dir, keys):
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+    ssh_dir.chmod(0o700)
+    keys.chmod(0o600)
+
+
+@dataclass
+class LiveServer:
+    """The app served by gunicorn's gevent worker, as `make run` serves it, on a free port."""
+
+    workdir: Path
+    env: dict = field(default_factory=dict)
+    port: int = 0
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self):
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def database_url(self):
+        return self.env.get("DATABASE_URL") or f"sqlite:///{self.workdir / 'live.db'}"
+
+    def environment(self):
+        """Return the process environment the server runs with."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEHOUSE_", "AUDIT_", "SSH_", "WS_"))}
+        env.update({
+            "DATABASE_URL": self.database_url, "SECRET_KEY": SECRET_KEY, "ADMIN_USER": "admin",
+            "ADMIN_PASSWORD": ADMIN_PASSWORD, "GATEHOUSE_INSTANCE": str(self.workdir),
+            "GATEHOUSE_BIND": f"127.0.0.1:{self.port}", "GATEHOUSE_ACCESS_LOG": "",
+            "SESSION_HEARTBEAT_SECONDS": "1", "WS_PING_SECONDS": "2", "SSH_CONNECT_TIMEOUT": "3",
+        })
+        env.update({k: str(v) for k, v in self.env.items()})
+        return env
+
+    def start(self):
+        """Migrate the database and start gunicorn; wait until it answers."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        env = self.environment()
+        subprocess.run([sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"], cwd=ROOT, env=env,
+                       check=True, capture_output=True)
+        self.log_path = self.workdir / "server.log"
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+                                     cwd=ROOT, env=env, stdout=self.log, stderr=self.log, start_new_session=True)
+        wait_for_port(self.port, timeout=30, proc=self.proc)
+        return self
+
+    def stop(self, sig=signal.SIGTERM):
+        """Stop gunicorn (SIGTERM: graceful; SIGKILL: a crash)."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(timeout=30)
+        self.log.close()
+
+    def log_text(self):
+        return self.log_path.read_text(errors="replace")
+
+    def login(self, username="admin", password=ADMIN_PASSWORD, headers=None):
+        """Return a requests session logged in as username."""
+        http = requests.Session()
+        http.headers.update(headers or {})
+        page = http.get(self.url + "/login", timeout=10)
+        response = http.post(self.url + "/login", data={"username": username, "password": password,
+                                                       "csrf_token": csrf_from(page.text)},
+                             allow_redirects=False, timeout=10)
+        assert response.status_code == 302, response.text[:500]
+        return http
+
+    def csrf(self, http):
+        """Return a CSRF token for a logged-in requests session."""
+        return csrf_from(http.get(self.url + "/", timeout=10).text)
+
+    def add_device(self, http, sshd, name, auth="password", **fields):
+        """Create a device through the real form; return its id."""
+        data = {"name": name, "host": sshd.host, "port": sshd.port, "username": sshd.user, "auth_type": auth,
+                "csrf_token": self.csrf(http)}
+        if auth == "password":
+            data["password"] = sshd.password
+        elif auth == "key":
+            data["private_key"] = sshd.key_text
+        data.update(fields)
+        response = http.post(self.url + "/devices/", data=data, timeout=30)
+        assert response.status_code == 200, response.text[:1000]
+        match = re.search(r'id="device-(\d+)"[^>]*>\s*<button[^>]*data-device-name="' + re.escape(name) + '"', response.text)
+        assert match, response.text[:2000]
+        return int(match.group(1))
+
