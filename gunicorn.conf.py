@@ -16,6 +16,8 @@ forwarded_allow_ips = ""
 secure_scheme_headers = {}
 accesslog = os.environ.get("GATEHOUSE_ACCESS_LOG", "-") or None
 errorlog = "-"
+# No control socket: one fixed path per user would collide between instances.
+control_socket_disable = True
 loglevel = "info"
 
 

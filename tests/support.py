@@ -140,14 +140,19 @@ def _keygen(kind, path):
 
 
 def ensure_test_user(user):
-    """Create the throw-away login user if needed and give it a fresh password."""
-    password = "pw-" + secrets.token_urlsafe(12)
+    """Create the throw-away login user once; return its password (kept root-only, reused by parallel runs)."""
+    secret_file = Path.home() / ".cache" / f"{user}.password"
     try:
         pwd.getpwnam(user)
+        if secret_file.exists():
+            return secret_file.read_text().strip()
     except KeyError:
         subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", user], check=True)
+    password = "pw-" + secrets.token_urlsafe(12)
+    secret_file.parent.mkdir(parents=True, exist_ok=True)
+    secret_file.touch(mode=0o600)
+    secret_file.write_text(password)
     subprocess.run(["chpasswd"], input=f"{user}:{password}", text=True, check=True)
-    subprocess.run(["usermod", "--unlock", user], capture_output=True)
     return password
 
 
