@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): run one with `.venv/bin/python -m bench.NAME`."""
