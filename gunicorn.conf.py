@@ -31,7 +31,7 @@ def post_worker_init(worker):
     """Start the worker's background work: heartbeats, orphan sweep, audit pruning."""
     from app.maintenance import start
 
-    start(worker.wsgi)
+    start(worker.wsgi, is_alive=lambda: worker.alive)
 
 
 def worker_exit(server, worker):

@@ -1,4 +1,5 @@
 """Gatehouse: a self-hosted web SSH gateway with a tamper-evident audit trail."""
+import ipaddress
 import logging
 import secrets
 import sys
@@ -109,7 +110,20 @@ def _init_proxy(app):
     """Trust X-Forwarded-* only from the configured number of reverse proxies."""
     hops = app.config["TRUSTED_PROXY_HOPS"]
     if hops:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0, x_port=0, x_prefix=0)
+        app.wsgi_app = ProxyFix(_keep_valid_address(app.wsgi_app), x_for=hops, x_proto=hops)
+
+
+def _keep_valid_address(wsgi_app):
+    """Fall back to the direct peer when the forwarded address is not an IP (a garbage header)."""
+
+    def middleware(environ, start_response):
+        try:
+            ipaddress.ip_address(environ.get("REMOTE_ADDR", ""))
+        except ValueError:
+            environ["REMOTE_ADDR"] = environ.get("werkzeug.proxy_fix.orig", {}).get("REMOTE_ADDR")
+        return wsgi_app(environ, start_response)
+
+    return middleware
 
 
 def _init_requests(app):

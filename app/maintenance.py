@@ -1,12 +1,59 @@
 """Background work of one serving process: heartbeats, orphan sweep, audit pruning."""
 import logging
+import threading
+import time
+
+from app.audit.retention import prune, take_lease
+from app.extensions import db
+from app.terminals import registry
 
 log = logging.getLogger("gatehouse.maintenance")
+_stop = threading.Event()
 
 
-def start(app):
-    """Start the periodic work for this process."""
+def start(app, is_alive=lambda: True):
+    """Start the periodic work for this process (a greenlet under gevent's patched threading)."""
+    _stop.clear()
+    thread = threading.Thread(target=_loop, args=(app, is_alive), name="gatehouse-maintenance", daemon=True)
+    thread.start()
+    return thread
 
 
 def stop(app):
     """Close what this process still holds, on a clean shutdown."""
+    _stop.set()
+    with app.app_context():
+        registry.close_all("server_restart")
+
+
+def _loop(app, is_alive):
+    """Tick every second: heartbeats, orphan sweep and pruning when each is due, shutdown at once."""
+    beat = app.config["SESSION_HEARTBEAT_SECONDS"]
+    prune_every = app.config["AUDIT_PRUNE_INTERVAL_SECONDS"]
+    next_beat = next_sweep = next_prune = 0.0  # everything runs at start-up
+    while not _stop.is_set():
+        now = time.monotonic()
+        with app.app_context():
+            if not is_alive():  # shutting down: end sessions now, not after the grace period
+                _guarded("shutdown", registry.close_all, "server_restart")
+            if now >= next_beat:
+                _guarded("heartbeat", registry.heartbeat)
+                next_beat = now + beat
+            if now >= next_sweep:
+                _guarded("orphan sweep", registry.sweep_orphans, registry.stale_after(app))
+                next_sweep = now + 3 * beat
+            if now >= next_prune:
+                if _guarded("prune lease", take_lease, "prune", max(prune_every - 5, 5)):
+                    _guarded("prune", prune)
+                next_prune = now + prune_every
+            db.session.remove()
+        _stop.wait(1.0)
+
+
+def _guarded(what, func, *args):
+    """Run one job; a failure is logged at ERROR and the loop goes on."""
+    try:
+        return func(*args)
+    except Exception:
+        log.exception("%s failed", what)
+        return None

@@ -1,6 +1,7 @@
 """`flask users ...`: manage accounts from the console."""
 import click
 from flask import current_app
+from flask.cli import AppGroup
 from sqlalchemy import select
 
 from app.audit.events import record
@@ -9,7 +10,7 @@ from app.extensions import db
 from .models import User
 
 
-@click.group("users", help="Manage Gatehouse users.")
+@click.group("users", cls=AppGroup, help="Manage Gatehouse users.")
 def users_cli():
     """Group the user commands."""
 

@@ -1,0 +1,112 @@
+"""Retention: delete events older than AUDIT_RETENTION_DAYS in batches, archive them first if asked."""
+import gzip
+import json
+import logging
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from flask import current_app
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from app.dbtypes import iso_utc, now_utc
+from app.extensions import db
+
+from .events import record
+from .models import AuditEvent, AuditMaintenance
+
+log = logging.getLogger("gatehouse.audit")
+_COLUMNS = [c for c in AuditEvent.__table__.columns]
+
+
+@dataclass
+class PruneResult:
+    """How many rows went, the cut-off, and the last pruned row the chain now starts after."""
+
+    count: int
+    cutoff: datetime
+    anchor_id: int | None = None
+    archives: tuple = ()
+
+
+def prune(now=None, retention_days=None, batch_size=5000, archive_dir=None):
+    """Delete the oldest events (a prefix of the chain) older than the retention period."""
+    config = current_app.config
+    retention_days = retention_days or config["AUDIT_RETENTION_DAYS"]
+    archive_dir = archive_dir if archive_dir is not None else config.get("AUDIT_ARCHIVE_DIR")
+    cutoff = (now or now_utc()) - timedelta(days=retention_days)
+    # Prune a prefix only: everything before the oldest row that is still within retention.
+    keep_from = db.session.scalar(select(func.min(AuditEvent.id)).where(AuditEvent.occurred_at >= cutoff))
+    bound = AuditEvent.id < keep_from if keep_from is not None else AuditEvent.id.is_not(None)
+    first_id, last_id, count = db.session.execute(
+        select(func.min(AuditEvent.id), func.max(AuditEvent.id), func.count()).where(bound)
+    ).one()
+    db.session.rollback()
+    if not count:
+        return PruneResult(0, cutoff)
+    anchor_hash = db.session.scalar(select(AuditEvent.hash).where(AuditEvent.id == last_id))
+    # Written before deleting, so the trail says what is about to go and where the chain resumes.
+    record("audit.pruned", f"pruning {count} audit events older than {iso_utc(cutoff)}", actor="system",
+           details={"count": count, "cutoff": iso_utc(cutoff), "from_id": first_id, "anchor_id": last_id,
+                    "anchor_hash": anchor_hash, "retention_days": retention_days,
+                    "archived": bool(archive_dir)})
+    archives = set()
+    done = first_id - 1
+    while done < last_id:
+        upper = min(done + batch_size, last_id)
+        if archive_dir:
+            archives.update(_archive(Path(archive_dir), done, upper))
+        with db.engine.begin() as conn:
+            conn.execute(delete(AuditEvent).where(AuditEvent.id > done, AuditEvent.id <= upper))
+        done = upper
+    log.info("pruned %d audit events older than %s", count, iso_utc(cutoff))
+    return PruneResult(count, cutoff, last_id, tuple(sorted(archives)))
+
+
+def _archive(folder, after_id, upto_id):
+    """Append rows after_id < id <= upto_id to gzip JSON Lines files, one per UTC day."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = db.session.execute(
+        select(*_COLUMNS).where(AuditEvent.id > after_id, AuditEvent.id <= upto_id).order_by(AuditEvent.id)
+    ).mappings().all()
+    db.session.rollback()
+    by_day = {}
+    for row in rows:
+        line = {key: (iso_utc(value) if isinstance(value, datetime) else value) for key, value in row.items()}
+        by_day.setdefault(row["occurred_at"].strftime("%Y-%m-%d"), []).append(json.dumps(line, sort_keys=True))
+    written = []
+    for day, lines in by_day.items():
+        path = folder / f"audit-{day}.jsonl.gz"
+        with gzip.open(path, "at", encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        written.append(str(path))
+    return written
+
+
+def take_lease(name, seconds):
+    """Return True if this process may run the named job now (one holder at a time, across nodes)."""
+    from app.terminals.registry import worker_id
+
+    me, now = worker_id(), now_utc()
+    until = now + timedelta(seconds=seconds)
+    with db.engine.begin() as conn:
+        taken = conn.execute(
+            update(AuditMaintenance)
+            .where(AuditMaintenance.name == name)
+            .where((AuditMaintenance.lease_until.is_(None)) | (AuditMaintenance.lease_until < now)
+                   | (AuditMaintenance.holder == me))
+            .values(holder=me, lease_until=until, last_run_at=now)
+        ).rowcount
+    if taken:
+        return True
+    try:
+        with db.engine.begin() as conn:
+            conn.execute(AuditMaintenance.__table__.insert().values(name=name, holder=me, lease_until=until,
+                                                                     last_run_at=now))
+        return True
+    except IntegrityError:
+        return False
