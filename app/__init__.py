@@ -95,6 +95,8 @@ def _sqlite_pragmas(dbapi_connection, _record):
 
 def _init_extensions(app):
     """Bind the extensions created in app.extensions."""
+    from . import models  # noqa: F401  (every table known before anything touches the database)
+
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
     login_manager.init_app(app)

@@ -147,7 +147,11 @@ def sweep_orphans(stale_after):
         if row.worker == me:
             continue
         row_host, _, pid = row.worker.rpartition(":")
-        if row_host == host and pid.isdigit() and not _pid_alive(int(pid)):
+        if row_host == host and pid.isdigit():
+            # On this host the process table is the truth: a live holder keeps its sessions even if
+            # its heartbeat lags (a busy worker), a dead one means the server restarted.
+            if _pid_alive(int(pid)):
+                continue
             reason = "server_restart"
         elif row.heartbeat_at < cutoff:
             reason = "lost"

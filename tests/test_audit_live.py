@@ -1,0 +1,177 @@
+"""The audit trail with real parts: orphan sessions, pruning at start-up, two nginx hops."""
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from datetime import timedelta
+
+import flask_migrate
+import pytest
+import requests
+from requests.adapters import HTTPAdapter
+from sqlalchemy import select
+
+from app import create_app
+from app.audit import events
+from app.audit.events import record
+from app.audit.models import AuditEvent
+from app.dbtypes import now_utc
+from app.extensions import db
+from app.terminals import registry
+from app.terminals.models import TerminalSession
+from tests.support import SECRET_KEY, LiveServer, csrf_from, free_port, missing, wait_for_port
+
+HOST = __import__("socket").gethostname()
+
+
+def dead_pid():
+    """Return the pid of a process that has just exited."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def open_session(app, worker, heartbeat_age):
+    """Insert an open terminal session held by worker, last seen heartbeat_age ago."""
+    with app.app_context():
+        row = TerminalSession(id=str(uuid.uuid4()), user_id=None, actor="admin", target="web1 (127.0.0.1:22)",
+                              source_ip="127.0.0.1", worker=worker, started_at=now_utc() - timedelta(hours=1),
+                              heartbeat_at=now_utc() - heartbeat_age, bytes_in=10, bytes_out=2000)
+        db.session.add(row)
+        db.session.commit()
+        return row.id
+
+
+def test_orphans_closed_after_a_crash_but_not_while_their_worker_lives(app):
+    fresh, stale = timedelta(seconds=1), timedelta(minutes=5)
+    crashed = open_session(app, f"{HOST}:{dead_pid()}", fresh)
+    alive_here = open_session(app, f"{HOST}:{os.getppid()}", stale)  # its process lives: never touched
+    other_node_alive = open_session(app, "node-b:4242", fresh)
+    other_node_gone = open_session(app, "node-c:4242", stale)
+    with app.app_context():
+        assert registry.sweep_orphans(timedelta(seconds=30)) == 2
+        assert registry.sweep_orphans(timedelta(seconds=30)) == 0  # closing happens once
+        state = {row.id: (row.ended_at is not None, row.end_reason) for row in db.session.scalars(select(TerminalSession))}
+        ended = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "session.ended")).all()
+    assert state[crashed] == (True, "server_restart")
+    assert state[other_node_gone] == (True, "lost")
+    assert state[alive_here] == (False, None) and state[other_node_alive] == (False, None)
+    assert sorted((e.session_id, e.details["reason"]) for e in ended) == sorted(
+        [(crashed, "server_restart"), (other_node_gone, "lost")])
+    assert all(e.message == "stopped session with web1 (127.0.0.1:22)" and e.details["bytes_out"] == 2000
+               for e in ended)
+
+
+def test_live_server_sweeps_orphans_and_prunes_at_start_up(tmp_path):
+    """A server starting on a database left by a crash closes its orphans and prunes expired events."""
+    database = f"sqlite:///{tmp_path / 'live.db'}"
+    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": database, "INSTANCE_DIR": str(tmp_path)})
+    with app.app_context():
+        flask_migrate.upgrade()
+        old = now_utc() - timedelta(days=30)
+        for i in range(5):
+            events.now_utc, saved = (lambda i=i: old + timedelta(minutes=i)), events.now_utc
+            try:
+                record("auth.login_failed", f"failed log in as old{i}", outcome="failure", actor=f"old{i}")
+            finally:
+                events.now_utc = saved
+        db.engine.dispose()
+    orphan = open_session(app, f"{HOST}:{dead_pid()}", timedelta(seconds=1))
+    server = LiveServer(tmp_path, env={"DATABASE_URL": database, "AUDIT_ARCHIVE_DIR": str(tmp_path / "archive")})
+    server.start()
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with app.app_context():
+                actions = db.session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)).all()
+                session_row = db.session.get(TerminalSession, orphan)
+                db.session.remove()
+            if "audit.pruned" in actions and session_row.ended_at is not None:
+                break
+            time.sleep(0.2)
+    finally:
+        server.stop()
+    assert "auth.login_failed" not in actions  # the five 30-day-old events are gone
+    assert actions.count("audit.pruned") == 1 and "session.ended" in actions and "user.created" in actions
+    assert session_row.end_reason == "server_restart"
+    assert len(list((tmp_path / "archive").glob("audit-*.jsonl.gz"))) == 1
+    result = subprocess.run([".venv/bin/flask", "--app", "app", "audit", "verify"], capture_output=True, text=True,
+                            env={**server.environment()}, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert result.returncode == 0 and result.stdout.startswith("OK: "), result.stdout + result.stderr
+
+
+class SourceAddressAdapter(HTTPAdapter):
+    """Connect from a chosen loopback address, so each hop has an address of its own."""
+
+    def __init__(self, address):
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+NGINX_CONF = """
+daemon off;
+master_process off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy; fastcgi_temp_path {dir}/fcgi;
+  uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
+  map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+  server {{
+    listen 127.0.0.1:{outer};
+    location / {{ proxy_pass http://127.0.0.1:{inner}; proxy_bind 127.0.0.2; {common} }}
+  }}
+  server {{
+    listen 127.0.0.1:{inner};
+    location / {{ proxy_pass http://127.0.0.1:{app}; proxy_bind 127.0.0.3; {common} }}
+  }}
+}}
+"""
+COMMON = ("proxy_http_version 1.1; proxy_set_header Host $http_host; "
+          "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto $scheme; "
+          "proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $connection_upgrade;")
+
+
+@pytest.fixture(scope="module")
+def behind_two_nginx(tmp_path_factory):
+    """The app with TRUSTED_PROXY_HOPS=2 behind two real nginx, each hop on its own loopback address."""
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.path.exists(nginx):
+        missing("nginx")
+    workdir = tmp_path_factory.mktemp("nginx")
+    server = LiveServer(workdir / "app", env={"TRUSTED_PROXY_HOPS": "2"}).start()
+    outer, inner = free_port(), free_port()
+    conf = workdir / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(dir=workdir, outer=outer, inner=inner, app=server.port, common=COMMON))
+    proc = subprocess.Popen([nginx, "-p", str(workdir), "-c", str(conf)], stderr=subprocess.DEVNULL)
+    wait_for_port(outer, proc=proc)
+    yield server, f"http://127.0.0.1:{outer}"
+    proc.terminate()
+    proc.wait(10)
+    server.stop()
+
+
+def test_two_nginx_hops_give_the_real_client_address(behind_two_nginx):
+    server, url = behind_two_nginx
+    http = requests.Session()
+    http.mount("http://", SourceAddressAdapter("127.0.0.5"))
+    # The client tries to choose its own address; the two trusted hops make that impossible.
+    http.headers["X-Forwarded-For"] = "6.6.6.6"
+    token = csrf_from(http.get(url + "/login", timeout=10).text)
+    response = http.post(url + "/login", data={"username": "admin", "password": "wrong-password",
+                                               "csrf_token": token}, timeout=10)
+    assert response.status_code == 401
+    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
+                      "INSTANCE_DIR": str(server.workdir)})
+    with app.app_context():
+        event = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "auth.login_failed")
+                                   .order_by(AuditEvent.id.desc())).first()
+        db.engine.dispose()
+    assert event.source_ip == "127.0.0.5"
