@@ -15,6 +15,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Config, ConfigError, load_secret_key
 
+from .dbtypes import iso_utc, now_utc
 from .extensions import csrf, db, login_manager, migrate, sock
 
 MIGRATIONS_DIR = str(Path(__file__).resolve().parent.parent / "migrations")
@@ -163,11 +164,14 @@ def _register_blueprints(app):
     """Attach the auth, devices, terminals and audit blueprints."""
     from .audit import bp as audit_bp
     from .auth import bp as auth_bp
+    from .auth import users_bp
     from .devices import bp as devices_bp
     from .terminals import bp as terminals_bp
 
-    for blueprint in (auth_bp, devices_bp, terminals_bp, audit_bp):
+    for blueprint in (auth_bp, users_bp, devices_bp, terminals_bp, audit_bp):
         app.register_blueprint(blueprint)
+    app.add_template_filter(iso_utc, "iso_utc")
+    app.add_template_global(now_utc, "now_utc")
 
 
 def _register_cli(app):

@@ -1,7 +1,7 @@
 """The audit trail: one append-only table and the head of its hash chain."""
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, BigInteger, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.dbtypes import UTCDateTime
@@ -25,7 +25,8 @@ class AuditEvent(db.Model):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True, autoincrement=False)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     actor: Mapped[str] = mapped_column(String(64))
-    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # No foreign key on purpose: deleting a user must not rewrite (and so break) hashed history.
+    user_id: Mapped[int | None]
     action: Mapped[str] = mapped_column(String(48))
     outcome: Mapped[str] = mapped_column(String(16))
     severity: Mapped[str] = mapped_column(String(16))

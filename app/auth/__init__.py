@@ -1,4 +1,5 @@
 """Log in, log out, change password, users."""
+from .users import bp as users_bp
 from .views import bp
 
-__all__ = ["bp"]
+__all__ = ["bp", "users_bp"]

@@ -1,6 +1,6 @@
 """Forms of the auth blueprint."""
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, StringField
+from wtforms import BooleanField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length
 
 
@@ -17,3 +17,11 @@ class PasswordForm(FlaskForm):
     current = PasswordField("Current password", validators=[DataRequired()])
     new = PasswordField("New password", validators=[DataRequired(), Length(max=1024)])
     confirm = PasswordField("Repeat new password", validators=[DataRequired(), EqualTo("new", "The new passwords differ.")])
+
+
+class NewUserForm(FlaskForm):
+    """A new account: name, first password, role."""
+
+    username = StringField("Username", validators=[DataRequired("Enter a username."), Length(max=64)])
+    password = PasswordField("Password", validators=[DataRequired("Enter a password."), Length(max=1024)])
+    is_admin = BooleanField("Administrator")
