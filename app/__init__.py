@@ -189,6 +189,6 @@ def _startup(app):
 
     with app.app_context():
         if not inspect(db.engine).has_table("audit_chain_head"):
-            logging.getLogger("gatehouse").warning("database has no schema yet: run `flask db upgrade`")
+            logging.getLogger("gatehouse").info("database has no schema yet: run `flask db upgrade`")
             return
         ensure_first_admin(app)
