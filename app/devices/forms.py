@@ -4,14 +4,16 @@ import re
 
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
+from wtforms.fields.choices import SelectChoice
 from wtforms import IntegerField, PasswordField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
 
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
 _PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+$")
 
-AUTH_CHOICES = [("password", "Password"), ("key", "Private key (paste or upload)"), ("generate", "Generate a new key pair")]
-KEY_TYPE_CHOICES = [("ed25519", "Ed25519"), ("rsa4096", "RSA 4096")]
+AUTH_CHOICES = [SelectChoice("password", "Password"), SelectChoice("key", "Private key (paste or upload)"),
+                SelectChoice("generate", "Generate a new key pair")]
+KEY_TYPE_CHOICES = [SelectChoice("ed25519", "Ed25519"), SelectChoice("rsa4096", "RSA 4096")]
 
 
 def normalise_host(value):
