@@ -258,3 +258,60 @@ class LiveServer:
         assert match, response.text[:2000]
         return int(match.group(1))
 
+
+class _BoundSockets:
+    """Stands in for the socket module inside simple_websocket: connects from a chosen address."""
+
+    def __init__(self, address):
+        import socket as real
+
+        self._real, self.address = real, address
+        self.SOCK_STREAM, self.getaddrinfo = real.SOCK_STREAM, real.getaddrinfo
+
+    def socket(self, *args):
+        sock = self._real.socket(*args)
+        sock.bind((self.address, 0))
+        return sock
+
+
+def _client_class():
+    """Return a websocket client that sends Host with its port, as browsers do (the Origin check compares)."""
+    import simple_websocket
+
+    class Client(simple_websocket.Client):
+        def handshake(self):
+            self.host = f"{self.host}:{self.port}"
+            super().handshake()
+
+    return Client
+
+
+def connect_terminal(ws_url, http, origin):
+    """Open the terminal websocket with the session cookie of a requests session."""
+    cookie = "; ".join(f"{c.name}={c.value}" for c in http.cookies)
+    headers = {"Cookie": cookie, "Origin": origin, "User-Agent": http.headers.get("User-Agent", "")}
+    return _client_class()(ws_url, headers=headers)
+
+
+def open_terminal(ws_url, http, origin, monkeypatch=None, source=None):
+    """Open the terminal websocket with the session cookie of http; wait for the shell to answer."""
+    import simple_websocket
+
+    if source:
+        monkeypatch.setattr(simple_websocket.ws, "socket", _BoundSockets(source))
+    ws = connect_terminal(ws_url, http, origin)
+    ws.send(b"echo ready-$((6*7))\n")
+    read_until(ws, b"ready-42")
+    return ws
+
+
+def read_until(ws, marker, timeout=10):
+    """Collect output frames until marker shows up."""
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while marker not in seen and time.monotonic() < deadline:
+        frame = ws.receive(timeout=0.5)
+        if isinstance(frame, bytes):
+            seen += frame
+    assert marker in seen, seen[-500:]
+    return seen

@@ -1,6 +1,7 @@
 """The audit trail with real parts: orphan sessions, pruning at start-up, two nginx hops."""
 import os
 import shutil
+import signal
 import subprocess
 import time
 import uuid
@@ -20,7 +21,8 @@ from app.dbtypes import now_utc
 from app.extensions import db
 from app.terminals import registry
 from app.terminals.models import TerminalSession
-from tests.support import SECRET_KEY, LiveServer, csrf_from, free_port, missing, wait_for_port
+from tests.support import (ADMIN_PASSWORD, SECRET_KEY, LiveServer, csrf_from, free_port, missing, open_terminal,
+                           wait_for_port)
 
 HOST = __import__("socket").gethostname()
 
@@ -175,3 +177,84 @@ def test_two_nginx_hops_give_the_real_client_address(behind_two_nginx):
                                    .order_by(AuditEvent.id.desc())).first()
         db.engine.dispose()
     assert event.source_ip == "127.0.0.5"
+
+
+# --- terminal sessions in the trail ----------------------------------------------------------------
+
+def trail(server, since=0):
+    """Return the audit events of a live server after id since."""
+    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
+                      "INSTANCE_DIR": str(server.workdir)})
+    with app.app_context():
+        found = db.session.scalars(select(AuditEvent).where(AuditEvent.id > since).order_by(AuditEvent.id)).all()
+        db.session.expunge_all()
+        db.engine.dispose()
+    return found
+
+
+def wait_for_action(server, action, since=0, timeout=5):
+    """Poll the trail until an event with action appears; return the trail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        events_now = trail(server, since)
+        if any(e.action == action for e in events_now):
+            return events_now
+        time.sleep(0.1)
+    return trail(server, since)
+
+
+def test_day_behind_two_nginx_leaves_exactly_the_expected_rows(behind_two_nginx, sshd, monkeypatch):
+    """Log in, connect, close the tab, change the password, log out: the rows, each with the real IP."""
+    server, url = behind_two_nginx
+    since = trail(server)[-1].id
+    http = requests.Session()
+    http.mount("http://", SourceAddressAdapter("127.0.0.5"))
+    http.headers.update({"X-Forwarded-For": "6.6.6.6", "User-Agent": "compliance-check/1.0"})
+    token = csrf_from(http.get(url + "/login", timeout=10).text)
+    http.post(url + "/login", data={"username": "admin", "password": ADMIN_PASSWORD, "csrf_token": token}, timeout=10)
+    proxied = LiveServer(server.workdir, port=int(url.rsplit(":", 1)[1]))  # the same app, seen through nginx
+    device_id = proxied.add_device(http, sshd, "web-proxied")
+    ws = open_terminal(f"ws://127.0.0.1:{proxied.port}/terminals/{device_id}/ws", http, url, monkeypatch, "127.0.0.5")
+    ws.close()  # the tab's close button
+    wait_for_action(server, "session.ended", since)
+    token = csrf_from(http.get(url + "/account/password", timeout=10).text)
+    http.post(url + "/account/password", data={"current": ADMIN_PASSWORD, "new": "new-" + ADMIN_PASSWORD,
+                                               "confirm": "new-" + ADMIN_PASSWORD, "csrf_token": token}, timeout=10)
+    http.post(url + "/logout", data={"csrf_token": csrf_from(http.get(url + "/", timeout=10).text)}, timeout=10)
+    rows = trail(server, since)
+    target = f"web-proxied (127.0.0.1:{sshd.port})"
+    assert [e.action for e in rows] == ["auth.login", "device.created", "hostkey.trusted", "session.started",
+                                        "session.ended", "auth.password_changed", "auth.logout"]
+    assert {e.source_ip for e in rows} == {"127.0.0.5"}
+    assert {e.actor for e in rows} == {"admin"} and {e.user_agent for e in rows} == {"compliance-check/1.0"}
+    started, ended = rows[3], rows[4]
+    assert started.message == f"started session with {target}" and started.target == target
+    assert ended.message == f"stopped session with {target}" and ended.session_id == started.session_id
+    assert ended.details["reason"] == "client_closed" and ended.details["bytes_out"] > 0
+    assert (ended.occurred_at - started.occurred_at).total_seconds() < 10
+
+
+def test_server_shutdown_ends_sessions_and_a_crash_is_closed_on_restart(tmp_path, sshd):
+    server = LiveServer(tmp_path).start()
+    http = server.login()
+    device_id = server.add_device(http, sshd, "web-restart")
+    ws_url = f"{server.ws_url}/terminals/{device_id}/ws"
+    first = open_terminal(ws_url, http, server.url)
+    server.stop()  # SIGTERM: a clean shutdown
+    ended = [e for e in trail(server) if e.action == "session.ended"]
+    assert [e.details["reason"] for e in ended] == ["server_restart"]
+    assert not first.connected  # the server closed the terminal on its way down
+
+    server.start()
+    http = server.login()
+    second = open_terminal(ws_url, http, server.url)
+    server.stop(signal.SIGKILL)  # a crash: nothing gets to write session.ended
+    crashed = [e for e in trail(server) if e.action == "session.started"][-1]
+    assert not [e for e in trail(server) if e.action == "session.ended" and e.session_id == crashed.session_id]
+    server.start()  # the new process finds the session of the dead one and closes it
+    try:
+        events_now = wait_for_action(server, "session.ended", since=crashed.id)
+    finally:
+        server.stop()
+    closed = [e for e in events_now if e.action == "session.ended"]
+    assert [(e.session_id, e.details["reason"]) for e in closed] == [(crashed.session_id, "server_restart")]
