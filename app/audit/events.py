@@ -138,7 +138,8 @@ def record(action, message, *, outcome=SUCCESS, actor=None, user_id=None, target
         "details": _scrub(details),
     }
     try:
-        with _process_lock, db.engine.begin() as conn:
+        # Connection first, then the lock: a writer never waits for the pool while holding the lock.
+        with db.engine.connect() as conn, _process_lock, conn.begin():
             # The first statement writes the head row: it takes the row lock on PostgreSQL and
             # the database write lock on SQLite, so no two writers ever read the same head.
             head = conn.execute(

@@ -89,6 +89,7 @@ class Bridge:
         self.bytes_in = 0  # browser -> device
         self.bytes_out = 0  # device -> browser
         self.reason = None
+        self.exit_code = None
         self.closed = threading.Event()
         self._lock = threading.Lock()
 
@@ -123,13 +124,13 @@ class Bridge:
         except Exception as exc:  # the browser side is gone, or the network to the device
             reason = "disconnected" if not self.closed.is_set() else self.reason
             log.debug("pump ended: %r", exc)
-        if self.transport.is_active() is False and reason == "remote_exit" and not self.channel.exit_status_ready():
-            reason = "disconnected"  # the transport died under the channel (keepalive, network)
+        if reason == "remote_exit":
+            # The exit status may trail the end of output by a moment; without one the link died.
+            if self.channel.status_event.wait(1.0) and self.channel.exit_status >= 0:
+                self.exit_code = self.channel.exit_status
+            elif not self.transport.is_active():
+                reason = "disconnected"
         self.close(reason)
-
-    def exit_status(self):
-        """Return the remote shell's exit status if it sent one, else None."""
-        return self.channel.recv_exit_status() if self.channel.exit_status_ready() else None
 
     def close(self, reason):
         """Close channel and transport once; the first reason given is kept."""

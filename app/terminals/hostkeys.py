@@ -26,15 +26,17 @@ def checker(device, username):
             record("hostkey.trusted", f"trusted host key of {device.address} on first use ({offered})",
                    target=device.label, details={"key_type": key.get_name(), "fingerprint": offered})
             return
-        if row.key_type == key.get_name() and row.key_base64 == key.get_base64():
+        stored_type, stored_key, stored_fingerprint = row.key_type, row.key_base64, row.fingerprint
+        db.session.rollback()  # end the read: no connection held through the rest of the handshake
+        if stored_type == key.get_name() and stored_key == key.get_base64():
             return
         record("hostkey.mismatch", f"host key of {device.address} changed: refused connection", outcome=FAILURE,
-               target=device.label, details={"stored": row.fingerprint, "stored_type": row.key_type,
+               target=device.label, details={"stored": stored_fingerprint, "stored_type": stored_type,
                                              "offered": offered, "offered_type": key.get_name()})
         raise ConnectError(
             "host_key_mismatch",
             f"WARNING: the host key of {device.address} has changed!\r\n"
-            f"  stored:  {row.key_type} {row.fingerprint}\r\n  offered: {key.get_name()} {offered}\r\n"
+            f"  stored:  {stored_type} {stored_fingerprint}\r\n  offered: {key.get_name()} {offered}\r\n"
             "Someone could be intercepting the connection, or the host was reinstalled. "
             "Connection refused; an administrator can forget the stored key if the change is expected.",
         )

@@ -91,6 +91,7 @@ def ws(websocket, device_id):
     _status(send, "status", f"Connecting to {device.label}…")
     try:
         password, pkey = _credentials(device)
+        db.session.remove()  # hold no database connection across network waits
         bridge = connect(device.host, device.port, device.username, password=password, pkey=pkey,
                          timeout=config["SSH_CONNECT_TIMEOUT"], keepalive=config["SSH_KEEPALIVE_SECONDS"],
                          check_host_key=hostkeys.checker(device, user.username))
@@ -118,7 +119,7 @@ def ws(websocket, device_id):
                 bridge.write(message)
             else:
                 _control(bridge, message, send)
-        status = bridge.exit_status()
+        status = bridge.exit_code
         _status(send, "closed", "Session closed" + (f" (exit status {status})." if status is not None else "."),
                 reason=bridge.reason)
     except ConnectionClosed:

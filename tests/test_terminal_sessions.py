@@ -1,0 +1,243 @@
+"""Terminals end to end: gunicorn (gevent) + websocket + paramiko + a real OpenSSH sshd."""
+import hashlib
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+import simple_websocket
+
+from tests.support import (ROOT, SSHServer, connect_terminal, free_port, open_terminal, read_until)
+
+
+def name():
+    return "dev-" + uuid.uuid4().hex[:8]
+
+
+def frames(ws, until, timeout=10):
+    """Collect (bytes, [control messages]) until until(bytes, controls) is true or the socket closes."""
+    data, controls = b"", []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not until(data, controls):
+        try:
+            frame = ws.receive(timeout=0.2)
+        except simple_websocket.ConnectionClosed:
+            break
+        if isinstance(frame, bytes):
+            data += frame
+        elif frame is not None:
+            controls.append(json.loads(frame))
+    return data, controls
+
+
+def closed_by_server(ws, timeout=10):
+    """Wait until the server has closed the websocket; return the control messages seen."""
+    _, controls = frames(ws, lambda d, c: not ws.connected, timeout)
+    return controls
+
+
+@pytest.fixture
+def terminal(live_server, sshd):
+    """Return a function that opens a logged-in terminal to a fresh password device."""
+    http = live_server.login()
+
+    def open_one(**fields):
+        device_id = live_server.add_device(http, sshd, name(), **fields)
+        return open_terminal(f"{live_server.ws_url}/terminals/{device_id}/ws", http, live_server.url)
+
+    return open_one
+
+
+def test_echo_through_the_websocket(terminal):
+    ws = terminal()
+    ws.send(b"echo $((40+2))-$USER\n")
+    read_until(ws, b"42-gatehouse-test")
+    ws.close()
+
+
+def test_key_authentication(terminal, sshd):
+    ws = terminal(auth="key")
+    ws.send(b"echo key-$((3*3))\n")
+    read_until(ws, b"key-9")
+    ws.close()
+
+
+def test_five_megabytes_arrive_byte_exact(terminal, sshd):
+    payload = os.urandom(5 * 1024 * 1024)
+    path = sshd.home / "payload.bin"
+    path.write_bytes(payload)
+    ws = terminal()
+    # Raw mode: the PTY passes bytes untouched (no CR/LF translation), so the stream must be exact.
+    # The markers are spelt differently in the command, so its echo cannot be mistaken for them.
+    ws.send(b"stty raw -echo; printf 'BEG%sIN' ''; cat ~/payload.bin; printf 'E%sND' ''; stty sane\n")
+    data, _ = frames(ws, lambda d, c: b"END" in d[-64:] and b"BEGIN" in d, timeout=60)
+    body = data[data.index(b"BEGIN") + 5:data.rindex(b"END")]
+    assert len(body) == len(payload)
+    assert hashlib.sha256(body).hexdigest() == hashlib.sha256(payload).hexdigest()
+    ws.close()
+
+
+def test_resize_reaches_the_remote_side(terminal):
+    ws = terminal()
+    ws.send(json.dumps({"type": "resize", "cols": 132, "rows": 43}))
+    ws.send(b"stty size\n")
+    read_until(ws, b"43 132")
+    # A program waiting for SIGWINCH sees the new size when the browser resizes.
+    ws.send(b"python3 -c \"import signal,os; signal.signal(signal.SIGWINCH, lambda *a: print('win' 'ch', "
+            b"*os.get_terminal_size())); print('wait' 'ing', flush=True); signal.pause()\"\n")
+    read_until(ws, b"waiting")
+    ws.send(json.dumps({"type": "resize", "cols": 100, "rows": 31}))
+    read_until(ws, b"winch 100 31")
+    ws.close()
+
+
+def test_exit_closes_the_socket(terminal):
+    ws = terminal()
+    ws.send(b"exit 3\n")
+    controls = closed_by_server(ws)
+    assert controls[-1]["type"] == "closed" and "exit status 3" in controls[-1]["message"]
+    assert controls[-1]["reason"] == "remote_exit"
+
+
+def shell_alive(pid):
+    return os.path.exists(f"/proc/{pid}")
+
+
+def test_client_close_ends_the_remote_shell(terminal):
+    ws = terminal()
+    ws.send(b"echo pid=$$=\n")
+    pid = int(re.search(rb"pid=(\d+)=", read_until(ws, b"=\r\n")).group(1))
+    assert shell_alive(pid)
+    ws.close()
+    deadline = time.monotonic() + 3
+    while shell_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not shell_alive(pid), "the remote shell outlived the browser tab"
+
+
+def failing(live_server, sshd, **fields):
+    """Open a terminal that cannot connect; return the control messages until the server closes it."""
+    http = live_server.login()
+    device_id = live_server.add_device(http, sshd, name(), **fields)
+    ws = connect_terminal(f"{live_server.ws_url}/terminals/{device_id}/ws", http, live_server.url)
+    return closed_by_server(ws, timeout=15)
+
+
+def test_wrong_password(live_server, sshd):
+    controls = failing(live_server, sshd, password="not-the-password")
+    assert controls[-1]["type"] == "error" and controls[-1]["reason"] == "auth_rejected"
+    assert "Authentication as gatehouse-test" in controls[-1]["message"]
+    assert "not-the-password" not in json.dumps(controls)
+
+
+def test_closed_port(live_server, sshd):
+    controls = failing(live_server, sshd, port=free_port())
+    assert controls[-1]["reason"] == "refused" and "refused" in controls[-1]["message"]
+
+
+def test_host_that_never_answers(live_server, sshd):
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts (the kernel does) and never says a word
+    try:
+        started = time.monotonic()
+        controls = failing(live_server, sshd, port=silent.getsockname()[1])
+        elapsed = time.monotonic() - started
+    finally:
+        silent.close()
+    assert controls[-1]["reason"] == "unreachable" and "within 3 s" in controls[-1]["message"]
+    assert elapsed < 10
+
+
+def test_changed_host_key_is_refused_until_forgotten(live_server, sshd, tmp_path):
+    first = SSHServer(tmp_path / "a", host_key_type="ed25519", key_path=sshd.key_path, password=sshd.password).start()
+    http = live_server.login()
+    device_id = live_server.add_device(http, first, name())
+    url = f"{live_server.ws_url}/terminals/{device_id}/ws"
+    open_terminal(url, http, live_server.url).close()
+    first.stop()
+    second = SSHServer(tmp_path / "b", port=first.port, host_key_type="rsa", key_path=sshd.key_path,
+                       password=sshd.password).start()
+    try:
+        controls = closed_by_server(connect_terminal(url, http, live_server.url))
+        error = controls[-1]
+        assert error["reason"] == "host_key_mismatch" and "has changed" in error["message"]
+        assert first.fingerprint() in error["message"] and second.fingerprint() in error["message"]
+        page = http.get(live_server.url + "/terminals/hostkeys").text
+        key_id = re.search(r'id="hostkey-(\d+)">\s*<td>127\.0\.0\.1:' + str(first.port), page).group(1)
+        token = live_server.csrf(http)
+        http.post(f"{live_server.url}/terminals/hostkeys/{key_id}/forget", data={"csrf_token": token})
+        ws = open_terminal(url, http, live_server.url)  # trusts the new key now
+        ws.close()
+        assert second.fingerprint() in http.get(live_server.url + "/terminals/hostkeys").text
+    finally:
+        second.stop()
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "null", ""])
+def test_cross_origin_upgrade_refused(live_server, sshd, origin):
+    http = live_server.login()
+    device_id = live_server.add_device(http, sshd, name())
+    with pytest.raises(simple_websocket.ConnectionError, match="403"):
+        connect_terminal(f"{live_server.ws_url}/terminals/{device_id}/ws", http, origin)
+
+
+def test_anonymous_and_foreign_devices_refused(live_server, sshd):
+    http = live_server.login()
+    device_id = live_server.add_device(http, sshd, name())
+    url = f"{live_server.ws_url}/terminals/{device_id}/ws"
+    import requests
+
+    with pytest.raises(simple_websocket.ConnectionError, match="302"):
+        connect_terminal(url, requests.Session(), live_server.url)
+    bob = "bob-" + uuid.uuid4().hex[:6]
+    subprocess.run([sys.executable, "-m", "flask", "--app", "app", "users", "create", bob, "--password",
+                    "bob-password-long"], cwd=ROOT, env=live_server.environment(), check=True, capture_output=True)
+    with pytest.raises(simple_websocket.ConnectionError, match="404"):
+        connect_terminal(url, live_server.login(bob, "bob-password-long"), live_server.url)
+
+
+def test_malformed_and_oversized_frames_do_not_hurt(terminal, live_server):
+    ws = terminal()
+    for bad in ["not json", "[1, 2]", '{"type": "resize", "cols": "wide", "rows": 3}',
+                '{"type": "resize", "cols": 100000, "rows": 3}', '{"type": "launch-missiles"}', "{" * 5000]:
+        ws.send(bad)
+    _, controls = frames(ws, lambda d, c: len(c) >= 6)
+    assert [c["type"] for c in controls] == ["error"] * 6
+    ws.send(b"echo still-$((1+1))\n")
+    read_until(ws, b"still-2")  # the session lives on
+    ws.send(b"x" * (1024 * 1024 + 1))  # over WS_MAX_MESSAGE_BYTES: that connection is dropped...
+    closed_by_server(ws)
+    again = terminal()  # ...and the worker serves the next one
+    again.send(b"echo alive\n")
+    read_until(again, b"alive")
+    again.close()
+
+
+def test_many_terminals_at_once(terminal):
+    """Twenty terminals opened in parallel on one worker all answer (500 are in bench/terminals.py)."""
+    sockets, errors = [], []
+
+    def one():
+        try:
+            sockets.append(terminal())
+        except Exception as exc:  # reported below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=one) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors and len(sockets) == 20
+    for i, ws in enumerate(sockets):
+        ws.send(f"echo n{i}-ok\n".encode())
+    for i, ws in enumerate(sockets):
+        read_until(ws, f"n{i}-ok".encode())
+        ws.close()
