@@ -9,8 +9,9 @@
   const encoder = new TextEncoder();
   const PASTE_CHUNK = 32 * 1024; // large pastes travel as several frames, well under the server's limit
 
-  function wsUrl(path) {
-    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + path;
+  // Same origin as the page, whatever scheme and host the server thought it had.
+  function wsUrl(url) {
+    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + new URL(url, location.href).pathname;
   }
 
   function element(tag, className, text) {
@@ -157,7 +158,8 @@
       t.tab.setAttribute("aria-selected", on ? "true" : "false");
       t.panel.hidden = !on;
     });
-    requestAnimationFrame(() => { active.fit.fit(); active.term.focus(); });
+    active.term.focus();
+    requestAnimationFrame(() => active.fit.fit());
   }
 
   document.addEventListener("click", (event) => {
