@@ -29,4 +29,29 @@
   });
   document.addEventListener("htmx:afterSettle", function () { syncCredentialFields(document); });
   document.addEventListener("DOMContentLoaded", function () { syncCredentialFields(document); });
+
+  // Audit panel: a dialog over the page (terminals keep running). Its content polls by itself;
+  // emptying it on close removes the polled element, which ends the polling.
+  function auditDialog() { return document.getElementById("audit-dialog"); }
+
+  document.addEventListener("htmx:afterSwap", function (event) {
+    const dialog = auditDialog();
+    if (dialog && event.detail.target.id === "audit-dialog-body" && !dialog.open) dialog.showModal();
+  });
+  document.addEventListener("click", function (event) {
+    if (event.target.closest("[data-close-dialog]")) auditDialog().close();
+  });
+  document.addEventListener("close", function (event) {
+    if (event.target === auditDialog()) document.getElementById("audit-dialog-body").replaceChildren();
+  }, true);
+
+  // No polls from a hidden tab; catch up at once when it is shown again.
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    if (document.hidden && event.detail.elt.hasAttribute("data-poll")) event.preventDefault();
+  });
+  document.addEventListener("visibilitychange", function () {
+    if (!document.hidden) {
+      document.querySelectorAll("[data-poll]").forEach(function (element) { htmx.trigger(element, "refresh"); });
+    }
+  });
 })();

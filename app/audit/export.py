@@ -1,0 +1,71 @@
+"""Export the filtered trail as CSV or JSON Lines, streamed in batches."""
+import csv
+import io
+import json
+
+
+from app.dbtypes import iso_utc
+from app.extensions import db
+
+from .models import AuditEvent
+from .query import apply_filters, visible_events
+
+COLUMNS = ("id", "occurred_at", "actor", "action", "outcome", "severity", "message", "source_ip", "user_agent",
+           "target", "session_id", "request_id", "details", "hash")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+BATCH = 1000
+
+
+def neutralise(value):
+    """Keep a spreadsheet from reading a cell as a formula: prefix such cells with a quote."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _record(event):
+    return {
+        "id": event.id, "occurred_at": iso_utc(event.occurred_at), "actor": event.actor, "action": event.action,
+        "outcome": event.outcome, "severity": event.severity, "message": event.message,
+        "source_ip": event.source_ip, "user_agent": event.user_agent, "target": event.target,
+        "session_id": event.session_id, "request_id": event.request_id, "details": event.details,
+        "hash": event.hash,
+    }
+
+
+def rows(filters, user, counter):
+    """Yield the matching events newest first, a batch at a time (keyset, never all in memory)."""
+    base = apply_filters(visible_events(user), filters)
+    last_id = None
+    while True:
+        query = base.order_by(AuditEvent.id.desc()).limit(BATCH)
+        if last_id is not None:
+            query = query.where(AuditEvent.id < last_id)
+        batch = db.session.scalars(query).all()
+        if not batch:
+            return
+        for event in batch:
+            counter[0] += 1
+            yield _record(event)
+        last_id = batch[-1].id
+        db.session.expunge_all()
+
+
+def as_csv(records):
+    """Yield CSV text: a header, then one neutralised line per record."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(COLUMNS)
+    for record in records:
+        record["details"] = json.dumps(record["details"], sort_keys=True)
+        writer.writerow([neutralise(record[column]) for column in COLUMNS])
+        if buffer.tell() > 64 * 1024:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def as_jsonl(records):
+    """Yield one JSON object per line."""
+    for record in records:
+        yield json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"

@@ -1,0 +1,167 @@
+"""Reading the audit trail: filter parsing, the visibility rule, pages, open sessions."""
+import ipaddress
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from sqlalchemy import func, or_, select
+
+from app.extensions import db
+from app.terminals.models import TerminalSession
+
+from .events import CATALOGUE, GROUPS
+from .models import AuditEvent
+
+PAGE_SIZES = (25, 50, 100, 200)
+MAX_TEXT = 200
+
+
+def visible_events(user):
+    """The one visibility rule: an admin sees every event, anyone else only their own."""
+    query = select(AuditEvent)
+    return query if user.is_admin else query.where(AuditEvent.user_id == user.id)
+
+
+def visible_sessions(user):
+    """The same rule for open terminal sessions."""
+    query = select(TerminalSession).where(TerminalSession.ended_at.is_(None))
+    return query if user.is_admin else query.where(TerminalSession.user_id == user.id)
+
+
+@dataclass
+class Filters:
+    """Validated viewer filters; `args` are the cleaned query parameters that reproduce them."""
+
+    user: str = ""
+    action: str = ""
+    outcome: str = ""
+    ip: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+    q: str = ""
+    page: int = 1
+    size: int = 50
+    errors: list = field(default_factory=list)
+
+    @property
+    def args(self):
+        """Return the non-default filters as query parameters (for URLs, polling, export)."""
+        values = {"user": self.user, "action": self.action, "outcome": self.outcome, "ip": self.ip, "q": self.q,
+                  "since": _format_time(self.since), "until": _format_time(self.until)}
+        args = {key: value for key, value in values.items() if value}
+        if self.size != 50:
+            args["size"] = self.size
+        return args
+
+    def with_page(self, page):
+        """Return the query parameters for another page of the same filters."""
+        return {**self.args, "page": page} if page > 1 else self.args
+
+
+def _format_time(value):
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else ""
+
+
+def _parse_time(raw, name, errors):
+    """Parse an ISO-8601 time; without a zone it is UTC."""
+    try:
+        value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00").replace(" ", "T"))
+    except ValueError:
+        errors.append(f"{name}: {raw[:40]!r} is not a time (use UTC ISO-8601, e.g. 2026-11-24T08:00:00Z)")
+        return None
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def parse_filters(args):
+    """Validate query parameters into Filters; nonsense becomes an error message, never an exception."""
+    f = Filters()
+    errors = f.errors
+    f.user = args.get("user", "").strip()[:64]
+    action = args.get("action", "").strip()
+    if action and action not in CATALOGUE and action not in GROUPS:
+        errors.append(f"action: {action[:40]!r} is neither an action code nor a group")
+    else:
+        f.action = action
+    outcome = args.get("outcome", "").strip()
+    if outcome and outcome not in ("success", "failure"):
+        errors.append(f"outcome: {outcome[:40]!r} must be success or failure")
+    else:
+        f.outcome = outcome
+    ip = args.get("ip", "").strip()
+    if ip:
+        try:
+            f.ip = str(ipaddress.ip_address(ip))  # normalised, as stored
+        except ValueError:
+            errors.append(f"ip: {ip[:45]!r} is not an IP address")
+    for name in ("since", "until"):
+        if args.get(name, "").strip():
+            setattr(f, name, _parse_time(args[name], name, errors))
+    if f.since and f.until and f.since > f.until:
+        errors.append("since must be before until")
+    f.q = args.get("q", "").strip()
+    if len(f.q) > MAX_TEXT:
+        errors.append(f"q: the search text is longer than {MAX_TEXT} characters")
+        f.q = ""
+    for name, allowed in (("page", None), ("size", PAGE_SIZES)):
+        raw = args.get(name, "").strip()
+        if not raw:
+            continue
+        if not raw.isdigit() or int(raw) < 1 or (allowed and int(raw) not in allowed) or int(raw) > 10**6:
+            errors.append(f"{name}: {raw[:20]!r} must be " + (f"one of {', '.join(map(str, allowed))}"
+                                                           if allowed else "a whole number from 1"))
+        else:
+            setattr(f, name, int(raw))
+    return f
+
+
+def _escape_like(text):
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def apply_filters(query, f):
+    """Add the filters' conditions to a select of AuditEvent."""
+    if f.user:
+        query = query.where(AuditEvent.actor == f.user)
+    if f.action in GROUPS:
+        query = query.where(AuditEvent.action.in_([code for code, spec in CATALOGUE.items() if spec[1] == f.action]))
+    elif f.action:
+        query = query.where(AuditEvent.action == f.action)
+    if f.outcome:
+        query = query.where(AuditEvent.outcome == f.outcome)
+    if f.ip:
+        query = query.where(AuditEvent.source_ip == f.ip)
+    if f.since:
+        query = query.where(AuditEvent.occurred_at >= f.since)
+    if f.until:
+        query = query.where(AuditEvent.occurred_at <= f.until)
+    if f.q:
+        pattern = f"%{_escape_like(f.q)}%"
+        query = query.where(or_(AuditEvent.message.ilike(pattern, escape="\\"),
+                                AuditEvent.target.ilike(pattern, escape="\\")))
+    return query
+
+
+@dataclass
+class Page:
+    """One page of events with the total that matches."""
+
+    rows: list
+    total: int
+    page: int
+    size: int
+
+    @property
+    def pages(self):
+        return max(1, -(-self.total // self.size))
+
+
+def search(f, user):
+    """Return the page of events the filters select, newest first, that user may see."""
+    base = apply_filters(visible_events(user), f)
+    total = db.session.scalar(select(func.count()).select_from(base.order_by(None).subquery()))
+    rows = db.session.scalars(base.order_by(AuditEvent.id.desc()).limit(f.size).offset((f.page - 1) * f.size)).all()
+    return Page(rows, total, f.page, f.size)
+
+
+def open_sessions(user):
+    """Return the open terminal sessions user may see, oldest first."""
+    return db.session.scalars(visible_sessions(user).order_by(TerminalSession.started_at)).all()
