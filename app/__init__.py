@@ -162,11 +162,12 @@ def _init_requests(app):
 
 def _register_blueprints(app):
     """Attach the auth, devices, terminals and audit blueprints."""
-    from .audit import bp as audit_bp
-    from .auth import bp as auth_bp
-    from .auth import users_bp
-    from .devices import bp as devices_bp
-    from .terminals import bp as terminals_bp
+    # Views are imported here, not by their packages, so models and helpers import without cycles.
+    from .audit.views import bp as audit_bp
+    from .auth.users import bp as users_bp
+    from .auth.views import bp as auth_bp
+    from .devices.views import bp as devices_bp
+    from .terminals.views import bp as terminals_bp
 
     for blueprint in (auth_bp, users_bp, devices_bp, terminals_bp, audit_bp):
         app.register_blueprint(blueprint)
