@@ -38,6 +38,8 @@ def user_devices():
 
 def _panel(form=None, device=None, notice=None, public_key=None, status=200):
     """Render the device panel: the list, and the editor when a form is open."""
+    if form is not None:
+        form.private_key.data = ""  # write-only: a pasted key never comes back, not even after an error
     return render_template(
         "devices/_panel.html", devices=user_devices(), form=form, device=device, notice=notice, public_key=public_key
     ), status
