@@ -97,9 +97,10 @@ class Config:
         self.WS_PING_SECONDS = _int("WS_PING_SECONDS", 10, 1, 3600)
         # Largest websocket message accepted from a browser (a paste is one message).
         self.WS_MAX_MESSAGE_BYTES = _int("WS_MAX_MESSAGE_BYTES", 1024 * 1024, 1024, 64 * 1024 * 1024)
-        self.LOG_LEVEL = _str("LOG_LEVEL", "INFO").upper()
-        if self.LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise ConfigError(f"LOG_LEVEL={self.LOG_LEVEL!r} must be DEBUG, INFO, WARNING or ERROR")
+        level = _str("LOG_LEVEL", "INFO")
+        if level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(f"LOG_LEVEL={level!r} must be DEBUG, INFO, WARNING or ERROR")
+        self.LOG_LEVEL = level.upper()
 
         self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
         self.SESSION_COOKIE_HTTPONLY = True
