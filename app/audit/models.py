@@ -19,6 +19,7 @@ class AuditEvent(db.Model):
         Index("ix_audit_events_action_id", "action", "id"),
         Index("ix_audit_events_source_ip_id", "source_ip", "id"),
         Index("ix_audit_events_user_id_id", "user_id", "id"),
+        Index("ix_audit_events_outcome_id", "outcome", "id"),
     )
 
     # Assigned under the chain lock, so ids are gap-free and follow the chain order.
