@@ -103,6 +103,20 @@ def auth(client):
     return AuthActions(client)
 
 
+def logged_in_user(app, username, password="user-password-long", admin=False):
+    """Create a user and return a test client logged in as them."""
+    from app.auth.models import User
+
+    with app.app_context():
+        user = User(username=username, is_admin=admin)
+        user.set_password(password)
+        db.session.add(user)
+        db.session.commit()
+    client = app.test_client()
+    assert AuthActions(client).login(username, password).status_code == 302
+    return client
+
+
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory):
     """A real OpenSSH sshd on 127.0.0.1 with password and key auth for a throw-away user."""

@@ -12,11 +12,10 @@ from sqlalchemy import func, select
 
 from app.audit.events import record
 from app.audit.models import AuditEvent
-from app.auth.models import User
 from app.dbtypes import now_utc
 from app.extensions import db
 from app.terminals.models import TerminalSession
-from tests.conftest import AuthActions, browser_login
+from tests.conftest import browser_login, logged_in_user
 from tests.support import ADMIN_PASSWORD
 
 
@@ -182,13 +181,7 @@ def test_export_format_must_be_known(admin):
 
 
 def test_a_user_sees_only_their_own_events_an_admin_all(app, admin):
-    with app.app_context():
-        bob = User(username="bob")
-        bob.set_password("bob-password-long")
-        db.session.add(bob)
-        db.session.commit()
-    other = app.test_client()
-    AuthActions(other).login("bob", "bob-password-long")
+    other = logged_in_user(app, "bob")
     seed(app, 6)
     mine = body(other.get("/audit/rows"))
     assert "user logged in" in mine and "created device" not in mine and "failed log in as user0" not in mine

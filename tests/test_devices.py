@@ -8,11 +8,10 @@ import paramiko
 import pytest
 from sqlalchemy import func, select
 
-from app.auth.models import User
 from app.devices import keys, secrets
 from app.devices.models import Device
 from app.extensions import db
-from tests.conftest import AuthActions, make_app
+from tests.conftest import AuthActions, logged_in_user, make_app
 
 SECRET_PASSWORD = "device-secret-Pa55word!"
 PASSPHRASE = "key-passphrase-42"
@@ -197,13 +196,7 @@ def test_host_is_normalised(app, admin, host, stored):
 def test_other_users_devices_are_not_found(app, admin):
     post(admin, "/devices/", form())
     device_id = device(app).id
-    with app.app_context():
-        bob = User(username="bob")
-        bob.set_password("bob-password-long")
-        db.session.add(bob)
-        db.session.commit()
-    other = app.test_client()
-    AuthActions(other).login("bob", "bob-password-long")
+    other = logged_in_user(app, "bob")
     assert other.get(f"/devices/{device_id}/edit").status_code == 404
     assert post(other, f"/devices/{device_id}", form(host="10.6.6.6")).status_code == 404
     assert post(other, f"/devices/{device_id}/delete", {}).status_code == 404
