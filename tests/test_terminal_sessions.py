@@ -251,3 +251,46 @@ def test_many_terminals_at_once(live_server, sshd):
     for i, ws in enumerate(sockets):
         read_until(ws, f"n{i}-42".encode())
         ws.close()
+
+
+def test_network_loss_is_detected_by_missed_pings(live_server, sshd):
+    """A browser that vanishes without a close frame (and answers no ping) ends as `disconnected`."""
+    import base64
+
+    http = live_server.login()
+    device = name()
+    device_id = live_server.add_device(http, sshd, device)
+    cookie = "; ".join(f"{c.name}={c.value}" for c in http.cookies)
+    raw = socket.create_connection(("127.0.0.1", live_server.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    raw.sendall((f"GET /terminals/{device_id}/ws HTTP/1.1\r\nHost: 127.0.0.1:{live_server.port}\r\n"
+                 f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                 f"Sec-WebSocket-Version: 13\r\nOrigin: {live_server.url}\r\nCookie: {cookie}\r\n\r\n").encode())
+    assert raw.recv(4096).startswith(b"HTTP/1.1 101")
+    started = time.monotonic()
+    # From here on the "browser" reads nothing and answers no ping, like a laptop whose Wi-Fi died.
+    ended = None
+    while time.monotonic() - started < 15 and ended is None:
+        time.sleep(0.5)
+        ended = next((e for e in session_rows(live_server) if e.action == "session.ended"
+                      and e.target.startswith(f"{device} ")), None)
+    raw.close()
+    assert ended is not None and ended.details["reason"] == "disconnected"
+    assert time.monotonic() - started < 3 * 2 + 5  # WS_PING_SECONDS=2 on the test server
+
+
+def session_rows(server):
+    from sqlalchemy import select
+
+    from app import create_app
+    from app.audit.models import AuditEvent
+    from app.extensions import db
+    from tests.support import SECRET_KEY
+
+    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
+                      "INSTANCE_DIR": str(server.workdir)})
+    with app.app_context():
+        rows = db.session.scalars(select(AuditEvent).where(AuditEvent.action.like("session.%"))).all()
+        db.session.expunge_all()
+        db.engine.dispose()
+    return rows
