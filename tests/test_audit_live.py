@@ -258,3 +258,29 @@ def test_server_shutdown_ends_sessions_and_a_crash_is_closed_on_restart(tmp_path
         server.stop()
     closed = [e for e in events_now if e.action == "session.ended"]
     assert [(e.session_id, e.details["reason"]) for e in closed] == [(crashed.session_id, "server_restart")]
+
+
+def test_heartbeat_ends_sessions_an_admin_flagged_elsewhere(app):
+    """A termination asked on another worker reaches the holder at its next heartbeat."""
+
+    class Bridge:
+        bytes_in, bytes_out, reason = 5, 50, None
+
+        def close(self, reason):
+            self.reason = self.reason or reason
+
+    session_id = open_session(app, registry.worker_id(), timedelta(0))
+    bridge = Bridge()
+    live = registry.Live(session_id, None, "admin", "web1 (127.0.0.1:22)", "127.0.0.1", now_utc(), bridge)
+    with app.app_context():
+        registry._live[session_id] = live
+        try:
+            registry.heartbeat()
+            assert bridge.reason is None
+            with db.engine.begin() as conn:
+                conn.execute(TerminalSession.__table__.update().values(terminate_requested=True))
+            registry.heartbeat()
+            assert bridge.reason == "terminated"
+            assert db.session.get(TerminalSession, session_id).bytes_out == 50
+        finally:
+            registry._live.pop(session_id, None)

@@ -1,10 +1,14 @@
 """The audit viewer: a page and a panel, the polled table partial, exports."""
 from datetime import datetime, timezone
 
-from flask import Blueprint, Response, render_template, request, stream_with_context, url_for
+from flask import Blueprint, Response, abort, render_template, request, stream_with_context, url_for
 from flask_login import current_user, login_required
 
+from app.auth.users import admin_required
 from app.dbtypes import iso_utc, now_utc
+from app.extensions import db
+from app.terminals import registry
+from app.terminals.models import TerminalSession
 
 from . import export
 from .events import CATALOGUE, GROUPS, record
@@ -99,3 +103,16 @@ def export_events(fmt):
     mimetype = "text/csv" if fmt == "csv" else "application/x-ndjson"
     return Response(stream_with_context(generate()), mimetype=mimetype, headers={
         "Content-Disposition": f'attachment; filename="gatehouse-audit-{stamp}.{fmt}"'})
+
+
+@bp.post("/sessions/<session_id>/terminate")
+@admin_required
+def terminate(session_id):
+    """End someone's open terminal session (the process holding it closes it within a heartbeat)."""
+    row = db.session.get(TerminalSession, session_id)
+    if row is None or row.ended_at is not None:
+        abort(404)
+    registry.request_termination(session_id)
+    record("session.terminated", f"terminated the session of {row.actor} with {row.target}", target=row.target,
+           session_id=session_id, details={"user": row.actor, "source_ip": row.source_ip})
+    return "", 204, {"HX-Trigger": "refresh"}

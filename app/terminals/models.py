@@ -1,7 +1,7 @@
 """Known host keys and terminal sessions."""
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, String, Text, UniqueConstraint, false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.dbtypes import UTCDateTime, now_utc
@@ -40,5 +40,7 @@ class TerminalSession(db.Model):
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc, index=True)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     end_reason: Mapped[str | None] = mapped_column(String(32))
+    # Set by an admin; the process holding the session ends it at its next heartbeat.
+    terminate_requested: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
     bytes_in: Mapped[int] = mapped_column(BigInteger, default=0)  # browser -> device
     bytes_out: Mapped[int] = mapped_column(BigInteger, default=0)  # device -> browser

@@ -123,7 +123,27 @@ def heartbeat():
                 .where(TerminalSession.id == live.id, TerminalSession.ended_at.is_(None))
                 .values(heartbeat_at=now, bytes_in=live.bridge.bytes_in, bytes_out=live.bridge.bytes_out)
             )
+        doomed = set(conn.scalars(select(TerminalSession.id).where(
+            TerminalSession.id.in_([live.id for live in sessions]), TerminalSession.terminate_requested)))
+    for live in sessions:
+        if live.id in doomed:  # an admin asked, possibly on another worker or node
+            live.bridge.close("terminated")
     return len(sessions)
+
+
+def request_termination(session_id):
+    """Ask the holder of an open session to end it; end it at once if this process holds it."""
+    with db.engine.begin() as conn:
+        flagged = conn.execute(
+            update(TerminalSession)
+            .where(TerminalSession.id == session_id, TerminalSession.ended_at.is_(None))
+            .values(terminate_requested=True)
+        ).rowcount
+    with _live_lock:
+        live = _live.get(session_id)
+    if live is not None:
+        live.bridge.close("terminated")
+    return bool(flagged)
 
 
 def _pid_alive(pid):
