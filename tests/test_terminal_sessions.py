@@ -214,10 +214,11 @@ def test_anonymous_and_foreign_devices_refused(live_server, sshd):
 def test_malformed_and_oversized_frames_do_not_hurt(terminal, live_server):
     ws = terminal()
     for bad in ["not json", "[1, 2]", '{"type": "resize", "cols": "wide", "rows": 3}',
-                '{"type": "resize", "cols": 100000, "rows": 3}', '{"type": "launch-missiles"}', "{" * 5000]:
+                '{"type": "resize", "cols": 100000, "rows": 3}', '{"type": "resize", "cols": true, "rows": 3}',
+                '{"type": "launch-missiles"}', "{" * 5000]:
         ws.send(bad)
-    _, controls = frames(ws, lambda d, c: len(c) >= 6)
-    assert [c["type"] for c in controls] == ["error"] * 6
+    _, controls = frames(ws, lambda d, c: len(c) >= 7)
+    assert [c["type"] for c in controls] == ["error"] * 7
     ws.send(b"echo still-$((1+1))\n")
     read_until(ws, b"still-2")  # the session lives on
     ws.send(b"x" * (1024 * 1024 + 1))  # over WS_MAX_MESSAGE_BYTES: that connection is dropped...
@@ -313,3 +314,16 @@ def test_admin_terminates_a_session(live_server, sshd):
     assert rows[-1].details["reason"] == "terminated"
     again = http.post(f"{live_server.url}/audit/sessions/{session_id}/terminate", headers={"X-CSRFToken": token})
     assert again.status_code == 404
+
+
+def test_unreadable_stored_credentials_are_a_clear_connect_error(app):
+    from app.devices.models import Device
+    from app.terminals.bridge import ConnectError
+    from app.terminals.views import _credentials
+
+    with app.app_context():
+        device = Device(name="x", host="127.0.0.1", port=22, username="u", auth_type="password",
+                        password_enc=b"\x01" + b"\x00" * 40)  # not encrypted with this key
+        with pytest.raises(ConnectError) as error:
+            _credentials(device)
+    assert error.value.reason == "credentials_unreadable" and "SECRET_KEY" in error.value.message

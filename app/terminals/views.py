@@ -44,12 +44,14 @@ def index():
 
 def _credentials(device):
     """Return password and private key of a device, decrypted (key parsing off the event loop)."""
-    if device.auth_type != AUTH_KEY:
-        return secrets.decrypt(device.password_enc, "password"), None
-    text = secrets.decrypt(device.private_key_enc, "private_key")
-    passphrase = secrets.decrypt(device.passphrase_enc, "passphrase")
     try:
+        if device.auth_type != AUTH_KEY:
+            return secrets.decrypt(device.password_enc, "password"), None
+        text = secrets.decrypt(device.private_key_enc, "private_key")
+        passphrase = secrets.decrypt(device.passphrase_enc, "passphrase")
         return None, run_blocking(keys.load_private_key, text, passphrase)
+    except secrets.SecretError as exc:
+        raise ConnectError("credentials_unreadable", f"The stored credentials cannot be read: {exc}") from None
     except keys.KeyProblem as exc:
         raise ConnectError("bad_passphrase" if "passphrase" in str(exc) else "credentials_unreadable",
                            f"The stored key cannot be used: {exc}") from None
@@ -67,7 +69,7 @@ def _control(bridge, text, send):
         if not isinstance(message, dict) or message.get("type") != "resize":
             raise ValueError("unknown control message")
         cols, rows = message.get("cols"), message.get("rows")
-        if not (isinstance(cols, int) and isinstance(rows, int) and 1 <= cols <= 1000 and 1 <= rows <= 1000):
+        if not (type(cols) is int and type(rows) is int and 1 <= cols <= 1000 and 1 <= rows <= 1000):
             raise ValueError("resize needs whole numbers cols and rows between 1 and 1000")
     except ValueError as exc:  # json.JSONDecodeError is a ValueError
         _status(send, "error", f"ignored control message: {str(exc)[:120]}")
