@@ -249,3 +249,27 @@ def test_audit_page_is_bookmarkable(page, live_server):
     assert page.locator("select[name=size]").input_value() == "25"
     page.locator("tr[data-action='auth.login']").first.wait_for()
     assert ADMIN_PASSWORD not in page.content()
+
+
+def test_polling_stops_when_closed_or_hidden(page, live_server):
+    browser_login(page, live_server)
+    polls = []
+    page.on("request", lambda request: polls.append(time.monotonic()) if "/audit/rows" in request.url else None)
+    page.click("#audit-icon")
+    page.locator("#audit-results").wait_for()
+    page.wait_for_timeout(5600)
+    assert len(polls) >= 1  # it polls while open and visible
+    # Hidden tab: no polls; shown again: one at once.
+    page.evaluate("""() => { Object.defineProperty(document, 'hidden', {configurable: true, get: () => true});
+                             document.dispatchEvent(new Event('visibilitychange')); }""")
+    seen = len(polls)
+    page.wait_for_timeout(5600)
+    assert len(polls) == seen
+    page.evaluate("""() => { Object.defineProperty(document, 'hidden', {configurable: true, get: () => false});
+                             document.dispatchEvent(new Event('visibilitychange')); }""")
+    page.wait_for_timeout(500)
+    assert len(polls) == seen + 1
+    page.click("[data-close-dialog]")
+    seen = len(polls)
+    page.wait_for_timeout(5600)
+    assert len(polls) == seen and page.locator("#audit-results").count() == 0

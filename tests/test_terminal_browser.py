@@ -35,6 +35,7 @@ def test_terminal_in_two_tabs(page, live_server, sshd):
     opener.click()
     first = page.locator(".terminal-panel").nth(0)
     first.locator(".xterm-rows").get_by_text(re.compile(r"gatehouse-test@.*\$")).first.wait_for()
+    assert sshd.fingerprint() in first.locator(".xterm-rows").inner_text()  # the host key, shown to the user
     page.keyboard.type("echo hello-$((6*7))")
     page.keyboard.press("Enter")
     first.locator(".xterm-rows").get_by_text("hello-42").wait_for()
