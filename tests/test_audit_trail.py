@@ -13,7 +13,7 @@ from app.audit.events import record
 from app.audit.integrity import verify
 from app.audit.models import AuditChainHead, AuditEvent
 from app.extensions import db
-from tests.conftest import PG_URL, AuthActions, make_app, reset_postgres
+from tests.conftest import PG_URL, make_app, reset_postgres
 from tests.support import ADMIN_PASSWORD, csrf_from
 
 

@@ -23,7 +23,8 @@ class AuditEvent(db.Model):
     )
 
     # Assigned under the chain lock, so ids are gap-free and follow the chain order.
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True, autoincrement=False)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True,
+                                    autoincrement=False)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     actor: Mapped[str] = mapped_column(String(64))
     # No foreign key on purpose: deleting a user must not rewrite (and so break) hashed history.

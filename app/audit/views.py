@@ -43,9 +43,10 @@ def _context(standalone):
     def rows_url(number):
         return url_for("audit.rows", **filters.with_page(number), **keep)
 
-    return {"rows_url": rows_url,
+    return {
         "filters": filters, "page": page, "sessions": open_sessions(current_user), "standalone": standalone,
-        "catalogue": CATALOGUE, "groups": GROUPS, "page_sizes": PAGE_SIZES, "updated": iso_utc(now_utc()),
+        "rows_url": rows_url, "catalogue": CATALOGUE, "groups": GROUPS, "page_sizes": PAGE_SIZES,
+        "updated": iso_utc(now_utc()),
     }
 
 

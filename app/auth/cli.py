@@ -15,14 +15,20 @@ def users_cli():
     """Group the user commands."""
 
 
+def _check_length(password):
+    """Refuse a password shorter than PASSWORD_MIN_LENGTH."""
+    minimum = current_app.config["PASSWORD_MIN_LENGTH"]
+    if len(password) < minimum:
+        raise click.ClickException(f"password must have at least {minimum} characters")
+
+
 @users_cli.command("create")
 @click.argument("username")
 @click.option("--admin", is_flag=True, help="Give the user the admin role.")
 @click.password_option()
 def create_user(username, admin, password):
     """Create a user."""
-    if len(password) < current_app.config["PASSWORD_MIN_LENGTH"]:
-        raise click.ClickException(f"password must have at least {current_app.config['PASSWORD_MIN_LENGTH']} characters")
+    _check_length(password)
     if db.session.scalar(select(User).filter_by(username=username)):
         raise click.ClickException(f"user {username!r} exists already")
     user = User(username=username, is_admin=admin)
@@ -41,8 +47,7 @@ def reset_password(username, password):
     user = db.session.scalar(select(User).filter_by(username=username))
     if user is None:
         raise click.ClickException(f"no user {username!r}")
-    if len(password) < current_app.config["PASSWORD_MIN_LENGTH"]:
-        raise click.ClickException(f"password must have at least {current_app.config['PASSWORD_MIN_LENGTH']} characters")
+    _check_length(password)
     user.set_password(password)
     user.session_epoch += 1
     user.failed_logins = 0

@@ -16,7 +16,8 @@ class PasswordForm(FlaskForm):
 
     current = PasswordField("Current password", validators=[DataRequired()])
     new = PasswordField("New password", validators=[DataRequired(), Length(max=1024)])
-    confirm = PasswordField("Repeat new password", validators=[DataRequired(), EqualTo("new", "The new passwords differ.")])
+    confirm = PasswordField("Repeat new password",
+                            validators=[DataRequired(), EqualTo("new", "The new passwords differ.")])
 
 
 class NewUserForm(FlaskForm):

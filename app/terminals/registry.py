@@ -177,8 +177,8 @@ def sweep_orphans(stale_after):
             reason = "lost"
         else:
             continue
-        closed += _close_row(row.id, reason, row.bytes_in, row.bytes_out, row.actor, row.user_id, row.target, row.source_ip,
-                             row.started_at)
+        closed += _close_row(row.id, reason, row.bytes_in, row.bytes_out, row.actor, row.user_id, row.target,
+                             row.source_ip, row.started_at)
     db.session.remove()
     return closed
 

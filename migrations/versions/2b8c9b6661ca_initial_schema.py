@@ -1,7 +1,7 @@
 """initial schema
 
 Revision ID: 2b8c9b6661ca
-Revises: 
+Revises:
 Create Date: 2026-11-24 22:22:12.173590
 
 """
