@@ -74,3 +74,17 @@ def test_admin_cannot_change_own_account(app, client, auth):
     me = user_id(app, "admin")
     for action in ("disable", "role", "delete"):
         assert client.post(f"/users/{me}/{action}", data={"csrf_token": token}).status_code == 400
+
+
+def test_users_cli(app, runner, client, auth):
+    short = runner.invoke(args=["users", "create", "carol", "--password", "short"])
+    assert short.exit_code != 0 and "at least 12 characters" in short.output
+    created = runner.invoke(args=["users", "create", "carol", "--admin", "--password", "carol-password-1"])
+    assert created.exit_code == 0 and "created carol" in created.output
+    assert runner.invoke(args=["users", "create", "carol", "--password", "carol-password-1"]).exit_code != 0
+    reset = runner.invoke(args=["users", "reset-password", "admin", "--password", "reset-password-12"])
+    assert reset.exit_code == 0
+    assert auth.login().status_code == 401
+    assert auth.login("admin", "reset-password-12").status_code == 302
+    assert runner.invoke(args=["users", "reset-password", "nobody", "--password", "x" * 20]).exit_code != 0
+    assert {"user.created", "auth.password_changed"} <= set(actions(app))
