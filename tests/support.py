@@ -217,6 +217,10 @@ class LiveServer:
         self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
                                      cwd=ROOT, env=env, stdout=self.log, stderr=self.log, start_new_session=True)
         wait_for_port(self.port, timeout=30, proc=self.proc)
+        deadline = time.monotonic() + 30
+        while requests.get(self.url + "/login", timeout=10).status_code != 200:  # the worker is up, admin made
+            assert time.monotonic() < deadline, self.log_text()[-2000:]
+            time.sleep(0.1)
         return self
 
     def stop(self, sig=signal.SIGTERM):

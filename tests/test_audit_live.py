@@ -1,4 +1,5 @@
 """The audit trail with real parts: orphan sessions, pruning at start-up, two nginx hops."""
+import json
 import os
 import shutil
 import signal
@@ -10,6 +11,7 @@ from datetime import timedelta
 import flask_migrate
 import pytest
 import requests
+import sqlalchemy as sa
 from requests.adapters import HTTPAdapter
 from sqlalchemy import select
 
@@ -284,3 +286,57 @@ def test_heartbeat_ends_sessions_an_admin_flagged_elsewhere(app):
             assert db.session.get(TerminalSession, session_id).bytes_out == 50
         finally:
             registry._live.pop(session_id, None)
+
+
+def test_terminal_refused_when_the_audit_trail_cannot_be_written(tmp_path, sshd):
+    """Trusting a new host key and starting a session fail closed when the trail cannot be written."""
+    import simple_websocket
+
+    from app.terminals.models import HostKey
+    from tests.support import connect_terminal
+
+    server = LiveServer(tmp_path).start()
+    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
+                      "INSTANCE_DIR": str(tmp_path)})
+
+    def audit(working):
+        with app.app_context(), db.engine.begin() as conn:
+            if working:
+                conn.execute(sa.text("INSERT INTO audit_chain_head (id, last_id, last_hash) "
+                                     "SELECT 1, id, hash FROM audit_events ORDER BY id DESC LIMIT 1"))
+            else:
+                conn.execute(sa.text("DELETE FROM audit_chain_head"))  # every audit write fails
+
+    def attempt(url):
+        ws, messages = connect_terminal(url, http, server.url), []
+        try:
+            while (frame := ws.receive(timeout=10)) is not None:
+                messages.append(frame)
+        except simple_websocket.ConnectionClosed:
+            pass
+        assert not any(isinstance(m, bytes) for m in messages)  # not one byte of a shell
+        return json.loads(messages[-1])
+
+    def count(model):
+        with app.app_context():
+            return len(db.session.scalars(select(model)).all())
+
+    try:
+        http = server.login()
+        url = f"{server.ws_url}/terminals/{server.add_device(http, sshd, 'no-audit')}/ws"
+        audit(False)
+        refused = attempt(url)
+        assert refused["reason"] == "audit" and "cannot be written" in refused["message"]
+        assert count(HostKey) == 0  # a key nobody could audit is not trusted
+        audit(True)
+        open_terminal(url, http, server.url).close()
+        assert count(HostKey) == 1 and count(TerminalSession) == 1
+        audit(False)
+        assert attempt(url)["reason"] == "audit"
+        assert count(TerminalSession) == 1  # no session row left behind
+        log = server.log_text()
+        assert "audit write failed: action=hostkey.trusted" in log and "action=session.started" in log
+    finally:
+        server.stop()
+        with app.app_context():
+            db.engine.dispose()

@@ -72,7 +72,7 @@ def connect(host, port, username, *, password=None, pkey=None, timeout=10, keepa
             channel.invoke_shell()
         except (paramiko.SSHException, OSError) as exc:
             raise ConnectError("error", f"{where} refused a shell: {exc}.") from None
-    except ConnectError:
+    except BaseException:  # a refused key, a failed check, a kill: never leave the transport open
         transport.close()
         raise
     return Bridge(transport, channel, fingerprint(key), key.get_name())

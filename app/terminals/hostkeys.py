@@ -16,6 +16,9 @@ def checker(device, username):
         offered = fingerprint(key)
         row = db.session.scalar(select(HostKey).filter_by(host=device.host, port=device.port))
         if row is None:
+            # Audited first: if the trail cannot be written, the key is not trusted (AuditWriteError).
+            record("hostkey.trusted", f"trusted host key of {device.address} on first use ({offered})",
+                   target=device.label, details={"key_type": key.get_name(), "fingerprint": offered})
             db.session.add(HostKey(host=device.host, port=device.port, key_type=key.get_name(),
                                    key_base64=key.get_base64(), fingerprint=offered, trusted_by=username))
             try:
@@ -23,8 +26,6 @@ def checker(device, username):
             except IntegrityError:  # another session trusted it a moment ago: check against that one
                 db.session.rollback()
                 return check(key)
-            record("hostkey.trusted", f"trusted host key of {device.address} on first use ({offered})",
-                   target=device.label, details={"key_type": key.get_name(), "fingerprint": offered})
             return
         stored_type, stored_key, stored_fingerprint = row.key_type, row.key_base64, row.fingerprint
         db.session.rollback()  # end the read: no connection held through the rest of the handshake

@@ -21,6 +21,7 @@ from .models import HostKey
 
 bp = Blueprint("terminals", __name__)
 
+AUDIT_DOWN = "The audit trail cannot be written; the session is refused."
 # A close frame from the browser carries a code; a dropped network or unanswered pings leave none.
 _NO_CLOSE_FRAME = (1005, 1006, None)  # RFC 6455: no status received, abnormal closure
 
@@ -101,11 +102,14 @@ def ws(websocket, device_id):
         registry.fail(user, device, exc.reason, exc.message)
         _status(send, "error", exc.message, reason=exc.reason)
         return
+    except AuditWriteError:  # trusting a new host key could not be recorded
+        _status(send, "error", AUDIT_DOWN, reason="audit")
+        return
     try:
         live = registry.begin(user, device, source_ip, bridge)
     except AuditWriteError:  # fail closed: no unaudited session
         bridge.close("error")
-        _status(send, "error", "The audit trail cannot be written; the session is refused.", reason="audit")
+        _status(send, "error", AUDIT_DOWN, reason="audit")
         return
     db.session.remove()  # hold no database connection for the session's lifetime
     try:
