@@ -88,3 +88,23 @@ def test_users_cli(app, runner, client, auth):
     assert auth.login("admin", "reset-password-12").status_code == 302
     assert runner.invoke(args=["users", "reset-password", "nobody", "--password", "x" * 20]).exit_code != 0
     assert {"user.created", "auth.password_changed"} <= set(actions(app))
+
+
+def test_disabling_a_user_ends_their_open_terminals(app, client, auth):
+    import uuid
+
+    from app.terminals.models import TerminalSession
+
+    auth.login()
+    create(client, auth)
+    uid = user_id(app, "alice")
+    with app.app_context():
+        session_id = str(uuid.uuid4())
+        db.session.add(TerminalSession(id=session_id, user_id=uid, actor="alice", target="web1 (10.0.0.5:22)",
+                                       source_ip="10.1.1.1", worker="elsewhere:1"))
+        db.session.commit()
+    client.post(f"/users/{uid}/disable", data={"csrf_token": auth.csrf("/users/")})
+    with app.app_context():
+        assert db.session.get(TerminalSession, session_id).terminate_requested  # its holder ends it next beat
+        event = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "session.terminated")).one()
+    assert event.session_id == session_id and event.details["why"] == "user disabled" and event.actor == "admin"
