@@ -113,7 +113,5 @@ def terminate(session_id):
     row = db.session.get(TerminalSession, session_id)
     if row is None or row.ended_at is not None:
         abort(404)
-    registry.request_termination(session_id)
-    record("session.terminated", f"terminated the session of {row.actor} with {row.target}", target=row.target,
-           session_id=session_id, details={"user": row.actor, "source_ip": row.source_ip})
+    registry.terminate(row, "terminated by an admin")
     return "", 204, {"HX-Trigger": "refresh"}

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from app.audit.events import record
 from app.extensions import db
+from app.terminals import registry
 
 from .forms import NewUserForm
 from .models import User
@@ -85,6 +86,7 @@ def toggle_disabled(user_id):
     db.session.commit()
     if user.disabled:
         record("user.disabled", f"disabled user {user.username}", details={"username": user.username})
+        registry.terminate_user(user.id, "user disabled")
     else:
         record("user.updated", f"enabled user {user.username}", details={"username": user.username,
                                                                          "fields": ["disabled"]})
@@ -110,6 +112,7 @@ def delete(user_id):
     """Delete a user and their devices; their audit events stay, under their name."""
     user = get_user_or_404(user_id)
     username = user.username
+    registry.terminate_user(user.id, "user deleted")
     db.session.delete(user)
     db.session.commit()
     record("user.deleted", f"deleted user {username}", details={"username": username})

@@ -131,6 +131,22 @@ def heartbeat():
     return len(sessions)
 
 
+def terminate(row, why):
+    """End an open session on an admin's word: flag it for its holder and record session.terminated."""
+    request_termination(row.id)
+    record("session.terminated", f"terminated the session of {row.actor} with {row.target}", target=row.target,
+           session_id=row.id, details={"user": row.actor, "source_ip": row.source_ip, "why": why})
+
+
+def terminate_user(user_id, why):
+    """End every open session of one user (disabled or deleted)."""
+    rows = db.session.scalars(select(TerminalSession).where(TerminalSession.user_id == user_id,
+                                                            TerminalSession.ended_at.is_(None))).all()
+    for row in rows:
+        terminate(row, why)
+    return len(rows)
+
+
 def request_termination(session_id):
     """Ask the holder of an open session to end it; end it at once if this process holds it."""
     with db.engine.begin() as conn:
