@@ -106,5 +106,7 @@ class Config:
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"
         self.SESSION_COOKIE_NAME = "gatehouse_session"
+        # The log-in's row holds its lifetime; re-signing the cookie on each request would only add bytes.
+        self.SESSION_REFRESH_EACH_REQUEST = False
         self.WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the log-in session
         self.MAX_CONTENT_LENGTH = 1024 * 1024  # forms and key uploads; keys are small

@@ -1,11 +1,12 @@
-"""Background work of one serving process: heartbeats, orphan sweep, audit pruning."""
+"""Background work of one serving process: heartbeats, end requests, orphan sweep, audit pruning."""
 import logging
 import threading
 import time
 
-from app.audit.retention import prune, take_lease
+from app.audit.retention import prune
 from app.extensions import db
-from app.terminals import registry
+from app.leases import take_lease
+from app.terminals import live, records
 
 log = logging.getLogger("gatehouse.maintenance")
 _stop = threading.Event()
@@ -23,7 +24,7 @@ def stop(app):
     """Close what this process still holds, on a clean shutdown."""
     _stop.set()
     with app.app_context():
-        registry.close_all("server_restart")
+        live.close_all("server_restart")
 
 
 def _loop(app, is_alive):
@@ -35,12 +36,14 @@ def _loop(app, is_alive):
         now = time.monotonic()
         with app.app_context():
             if not is_alive():  # shutting down: end sessions now, not after the grace period
-                _guarded("shutdown", registry.close_all, "server_restart")
+                _guarded("shutdown", live.close_all, "server_restart")
+            _guarded("watch", live.watch)  # every second: ends asked for anywhere reach us quickly
+            _guarded("unwritten ends", live.retry_unwritten)
             if now >= next_beat:
-                _guarded("heartbeat", registry.heartbeat)
+                _guarded("heartbeat", live.heartbeat)
                 next_beat = now + beat
             if now >= next_sweep:
-                _guarded("orphan sweep", registry.sweep_orphans, registry.stale_after(app))
+                _guarded("orphan sweep", records.sweep_orphans, records.stale_after(app.config))
                 next_sweep = now + 3 * beat
             if now >= next_prune:
                 if _guarded("prune lease", take_lease, "prune", max(prune_every - 5, 5)):

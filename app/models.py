@@ -1,7 +1,8 @@
 """Every model, imported in one place so the metadata (and Alembic) sees all tables."""
-from app.audit.models import AuditChainHead, AuditEvent, AuditMaintenance
-from app.auth.models import User
+from app.audit.models import AuditChainHead, AuditEvent
+from app.auth.models import LoginSession, User
 from app.devices.models import Device
+from app.leases import Lease
 from app.terminals.models import HostKey, TerminalSession
 
-__all__ = ["AuditChainHead", "AuditEvent", "AuditMaintenance", "User", "Device", "HostKey", "TerminalSession"]
+__all__ = ["AuditChainHead", "AuditEvent", "Lease", "LoginSession", "User", "Device", "HostKey", "TerminalSession"]

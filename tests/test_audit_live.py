@@ -19,9 +19,10 @@ from app import create_app
 from app.audit import events
 from app.audit.events import record
 from app.audit.models import AuditEvent
-from app.dbtypes import now_utc
+from app.dbtypes import iso_utc, now_utc
 from app.extensions import db
-from app.terminals import registry
+from app.leases import worker_id
+from app.terminals import live, records
 from app.terminals.models import TerminalSession
 from tests.support import (ADMIN_PASSWORD, SECRET_KEY, LiveServer, csrf_from, free_port, missing, open_terminal,
                            wait_for_port)
@@ -54,8 +55,8 @@ def test_orphans_closed_after_a_crash_but_not_while_their_worker_lives(app):
     other_node_alive = open_session(app, "node-b:4242", fresh)
     other_node_gone = open_session(app, "node-c:4242", stale)
     with app.app_context():
-        assert registry.sweep_orphans(timedelta(seconds=30)) == 2
-        assert registry.sweep_orphans(timedelta(seconds=30)) == 0  # closing happens once
+        assert records.sweep_orphans(timedelta(seconds=30)) == 2
+        assert records.sweep_orphans(timedelta(seconds=30)) == 0  # closing happens once
         state = {row.id: (row.ended_at is not None, row.end_reason) for row in db.session.scalars(select(TerminalSession))}
         ended = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "session.ended")).all()
     assert state[crashed] == (True, "server_restart")
@@ -262,30 +263,67 @@ def test_server_shutdown_ends_sessions_and_a_crash_is_closed_on_restart(tmp_path
     assert [(e.session_id, e.details["reason"]) for e in closed] == [(crashed.session_id, "server_restart")]
 
 
-def test_heartbeat_ends_sessions_an_admin_flagged_elsewhere(app):
-    """A termination asked on another worker reaches the holder at its next heartbeat."""
+class FakeBridge:
+    """The parts of a bridge the live registry reads."""
 
-    class Bridge:
-        bytes_in, bytes_out, reason = 5, 50, None
+    bytes_in, bytes_out, reason = 5, 50, None
 
-        def close(self, reason):
-            self.reason = self.reason or reason
+    def close(self, reason):
+        self.reason = self.reason or reason
 
-    session_id = open_session(app, registry.worker_id(), timedelta(0))
-    bridge = Bridge()
-    live = registry.Live(session_id, None, "admin", "web1 (127.0.0.1:22)", "127.0.0.1", now_utc(), bridge)
+
+def held_terminal(app, login_expires=None):
+    """Return a LiveTerminal this process holds, on an open session row, with a fake bridge."""
+    session_id = open_session(app, worker_id(), timedelta(0))
+    terminal = live.LiveTerminal(None, None, None, "127.0.0.1", None, {})
+    terminal.facts = records.Facts(session_id, None, "admin", "web1 (127.0.0.1:22)", "127.0.0.1", now_utc())
+    terminal.bridge, terminal.login_expires = FakeBridge(), login_expires
+    live._live[session_id] = terminal
+    return terminal
+
+
+def test_watch_ends_sessions_flagged_elsewhere(app):
+    """An end asked on another worker or node (a flag on the row) reaches the holder within a tick."""
+    terminal = held_terminal(app)
     with app.app_context():
-        registry._live[session_id] = live
         try:
-            registry.heartbeat()
-            assert bridge.reason is None
+            assert live.watch() == 0 and live.heartbeat() == 1 and terminal.bridge.reason is None
             with db.engine.begin() as conn:
-                conn.execute(TerminalSession.__table__.update().values(terminate_requested=True))
-            registry.heartbeat()
-            assert bridge.reason == "terminated"
-            assert db.session.get(TerminalSession, session_id).bytes_out == 50
+                conn.execute(TerminalSession.__table__.update().values(terminate_requested=True,
+                                                                      terminate_reason="logged_out"))
+            live.watch()
+            assert terminal.bridge.reason == "logged_out"
+            assert db.session.get(TerminalSession, terminal.facts.id).bytes_out == 50
         finally:
-            registry._live.pop(session_id, None)
+            live._live.clear()
+
+
+def test_watch_ends_sessions_whose_log_in_expired(app):
+    terminal = held_terminal(app, login_expires=now_utc() + timedelta(seconds=1))
+    with app.app_context():
+        try:
+            live.watch()
+            assert terminal.bridge.reason is None
+            terminal.login_expires = now_utc() - timedelta(seconds=1)
+            live.watch()
+            assert terminal.bridge.reason == "login_expired"
+        finally:
+            live._live.clear()
+
+
+def test_an_end_that_cannot_be_written_is_retried_with_its_real_time(app, monkeypatch):
+    terminal = held_terminal(app)
+    with app.app_context():
+        real = events.record
+        monkeypatch.setattr(records, "record", lambda *a, **k: (_ for _ in ()).throw(events.AuditWriteError("disk full")))
+        terminal.close("client_closed")
+        assert live.retry_unwritten() == 0  # still failing: kept
+        monkeypatch.setattr(records, "record", real)
+        assert live.retry_unwritten() == 1 and live.retry_unwritten() == 0
+        row = db.session.get(TerminalSession, terminal.facts.id)
+        ended = db.session.scalars(select(AuditEvent).where(AuditEvent.session_id == row.id)).one()
+    assert row.end_reason == "client_closed" and ended.details["ended_at"] == iso_utc(row.ended_at)
+    assert ended.occurred_at > row.ended_at  # written later, stamped with when it really ended
 
 
 def test_terminal_refused_when_the_audit_trail_cannot_be_written(tmp_path, sshd):

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import func, select, update
 
+from app import leases
 from app.audit import events, retention
 from app.audit.events import record
 from app.audit.integrity import verify
@@ -267,13 +268,11 @@ def test_prune_nothing_to_do_writes_nothing(app):
 
 def test_prune_lease_has_one_holder(app):
     with app.app_context():
-        assert retention.take_lease("prune", 60)
-        assert retention.take_lease("prune", 60)  # the holder may renew
+        assert leases.take_lease("prune", 60)
+        assert leases.take_lease("prune", 60)  # the holder may renew
         with db.engine.begin() as conn:
-            from app.audit.models import AuditMaintenance
-
-            conn.execute(update(AuditMaintenance).values(holder="elsewhere:1"))
-        assert not retention.take_lease("prune", 60)
+            conn.execute(update(leases.Lease).values(holder="elsewhere:1"))
+        assert not leases.take_lease("prune", 60)
 
 
 @pytest.mark.parametrize("value", ["abc", "0", "-3", "1.5"])

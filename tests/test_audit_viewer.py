@@ -195,7 +195,7 @@ def test_connected_now_lists_open_sessions(app, admin):
         db.session.add(TerminalSession(id=str(uuid.uuid4()), user_id=1, actor="admin", target="old (10.0.0.8:22)",
                                        worker="h:1", ended_at=now_utc()))
         db.session.commit()
-    html = body(admin.get("/audit/rows"))
+    html = body(admin.get("/terminals/connected"))
     assert "Connected now (1)" in html and "web7 (10.0.0.7:22)" in html and "12 / 3456" in html
     assert "old (10.0.0.8:22)" not in html
 

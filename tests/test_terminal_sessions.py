@@ -302,17 +302,17 @@ def test_admin_terminates_a_session(live_server, sshd):
     device = name()
     device_id = live_server.add_device(http, sshd, device)
     ws = open_terminal(f"{live_server.ws_url}/terminals/{device_id}/ws", http, live_server.url)
-    page = http.get(live_server.url + "/audit/rows").text
-    session_id = re.search(r'/audit/sessions/([0-9a-f-]{36})/terminate', page).group(1)
+    page = http.get(live_server.url + "/terminals/connected").text
+    session_id = re.search(r'/terminals/sessions/([0-9a-f-]{36})/terminate', page).group(1)
     token = live_server.csrf(http)
-    response = http.post(f"{live_server.url}/audit/sessions/{session_id}/terminate", headers={"X-CSRFToken": token})
+    response = http.post(f"{live_server.url}/terminals/sessions/{session_id}/terminate", headers={"X-CSRFToken": token})
     assert response.status_code == 204 and response.headers["HX-Trigger"] == "refresh"
     controls = closed_by_server(ws, timeout=5)
     assert controls[-1]["type"] == "closed" and controls[-1]["reason"] == "terminated"
     rows = [e for e in session_rows(live_server) if e.session_id == session_id]
     assert [e.action for e in rows] == ["session.started", "session.terminated", "session.ended"]
     assert rows[-1].details["reason"] == "terminated"
-    again = http.post(f"{live_server.url}/audit/sessions/{session_id}/terminate", headers={"X-CSRFToken": token})
+    again = http.post(f"{live_server.url}/terminals/sessions/{session_id}/terminate", headers={"X-CSRFToken": token})
     assert again.status_code == 404
 
 

@@ -90,21 +90,28 @@ def test_users_cli(app, runner, client, auth):
     assert {"user.created", "auth.password_changed"} <= set(actions(app))
 
 
-def test_disabling_a_user_ends_their_open_terminals(app, client, auth):
+@pytest.mark.parametrize("action, reason", [("disable", "user_disabled"), ("delete", "user_deleted")])
+def test_disabling_or_deleting_a_user_ends_their_log_ins_and_terminals(app, client, auth, action, reason):
     import uuid
 
+    from app.auth.models import LoginSession
     from app.terminals.models import TerminalSession
 
     auth.login()
     create(client, auth)
+    alice = app.test_client()
+    assert AuthActions(alice).login("alice", "alice-password-1").status_code == 302
     uid = user_id(app, "alice")
     with app.app_context():
+        login_id = db.session.scalars(select(LoginSession.id).where(LoginSession.user_id == uid)).one()
         session_id = str(uuid.uuid4())
         db.session.add(TerminalSession(id=session_id, user_id=uid, actor="alice", target="web1 (10.0.0.5:22)",
-                                       source_ip="10.1.1.1", worker="elsewhere:1"))
+                                       source_ip="10.1.1.1", worker="elsewhere:1", login_session_id=login_id))
         db.session.commit()
-    client.post(f"/users/{uid}/disable", data={"csrf_token": auth.csrf("/users/")})
+    client.post(f"/users/{uid}/{action}", data={"csrf_token": auth.csrf("/users/")})
+    assert alice.get("/").status_code == 302  # her browser is logged out at once
     with app.app_context():
-        assert db.session.get(TerminalSession, session_id).terminate_requested  # its holder ends it next beat
-        event = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "session.terminated")).one()
-    assert event.session_id == session_id and event.details["why"] == "user disabled" and event.actor == "admin"
+        row = db.session.get(TerminalSession, session_id)
+        assert (row.terminate_requested, row.terminate_reason) == (True, reason)  # its holder ends it within 1 s
+        event = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "auth.session_revoked")).one()
+    assert event.details["reason"] == reason and event.details["user"] == "alice" and event.actor == "admin"

@@ -25,6 +25,7 @@ CATALOGUE = {
     "auth.password_changed": ("Password changed", "authentication", "notice", "warning"),
     "auth.password_change_failed": ("Password change failed", "authentication", "warning", "warning"),
     "auth.locked": ("Account locked", "authentication", "critical", "critical"),
+    "auth.session_revoked": ("Log-in ended", "authentication", "notice", "warning"),
     "session.started": ("Session started", "sessions", "info", "warning"),
     "session.ended": ("Session ended", "sessions", "info", "info"),
     "session.failed": ("Session failed", "sessions", "warning", "warning"),

@@ -52,13 +52,3 @@ class AuditChainHead(db.Model):
     last_id: Mapped[int] = mapped_column(BigInteger, default=0)
     last_hash: Mapped[str] = mapped_column(String(64), default=GENESIS_HASH)
 
-
-class AuditMaintenance(db.Model):
-    """Lease rows so that only one process prunes (or sweeps orphans) at a time."""
-
-    __tablename__ = "audit_maintenance"
-
-    name: Mapped[str] = mapped_column(String(32), primary_key=True)
-    holder: Mapped[str | None] = mapped_column(String(128))
-    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -8,14 +8,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, func, select
 
 from app.dbtypes import iso_utc, now_utc
 from app.extensions import db
 
 from .events import record
-from .models import AuditEvent, AuditMaintenance
+from .models import AuditEvent
 
 log = logging.getLogger("gatehouse.audit")
 _COLUMNS = [c for c in AuditEvent.__table__.columns]
@@ -86,27 +85,3 @@ def _archive(folder, after_id, upto_id):
         written.append(str(path))
     return written
 
-
-def take_lease(name, seconds):
-    """Return True if this process may run the named job now (one holder at a time, across nodes)."""
-    from app.terminals.registry import worker_id
-
-    me, now = worker_id(), now_utc()
-    until = now + timedelta(seconds=seconds)
-    with db.engine.begin() as conn:
-        taken = conn.execute(
-            update(AuditMaintenance)
-            .where(AuditMaintenance.name == name)
-            .where((AuditMaintenance.lease_until.is_(None)) | (AuditMaintenance.lease_until < now)
-                   | (AuditMaintenance.holder == me))
-            .values(holder=me, lease_until=until, last_run_at=now)
-        ).rowcount
-    if taken:
-        return True
-    try:
-        with db.engine.begin() as conn:
-            conn.execute(AuditMaintenance.__table__.insert().values(name=name, holder=me, lease_until=until,
-                                                                     last_run_at=now))
-        return True
-    except IntegrityError:
-        return False

@@ -1,18 +1,14 @@
 """The audit viewer: a page and a panel, the polled table partial, exports."""
 from datetime import datetime, timezone
 
-from flask import Blueprint, Response, abort, render_template, request, stream_with_context, url_for
+from flask import Blueprint, Response, render_template, request, stream_with_context, url_for
 from flask_login import current_user, login_required
 
-from app.auth.users import admin_required
 from app.dbtypes import iso_utc, now_utc
-from app.extensions import db
-from app.terminals import registry
-from app.terminals.models import TerminalSession
 
 from . import export
 from .events import CATALOGUE, GROUPS, record
-from .query import PAGE_SIZES, open_sessions, parse_filters, search
+from .query import PAGE_SIZES, parse_filters, search
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 
@@ -44,7 +40,7 @@ def _context(standalone):
         return url_for("audit.rows", **filters.with_page(number), **keep)
 
     return {
-        "filters": filters, "page": page, "sessions": open_sessions(current_user), "standalone": standalone,
+        "filters": filters, "page": page, "standalone": standalone,
         "rows_url": rows_url, "catalogue": CATALOGUE, "groups": GROUPS, "page_sizes": PAGE_SIZES,
         "updated": iso_utc(now_utc()),
     }
@@ -105,13 +101,3 @@ def export_events(fmt):
     return Response(stream_with_context(generate()), mimetype=mimetype, headers={
         "Content-Disposition": f'attachment; filename="gatehouse-audit-{stamp}.{fmt}"'})
 
-
-@bp.post("/sessions/<session_id>/terminate")
-@admin_required
-def terminate(session_id):
-    """End someone's open terminal session (the process holding it closes it within a heartbeat)."""
-    row = db.session.get(TerminalSession, session_id)
-    if row is None or row.ended_at is not None:
-        abort(404)
-    registry.terminate(row, "terminated by an admin")
-    return "", 204, {"HX-Trigger": "refresh"}

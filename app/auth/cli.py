@@ -7,6 +7,7 @@ from sqlalchemy import select
 from app.audit.events import record
 from app.extensions import db
 
+from . import sessions
 from .models import User
 
 
@@ -49,10 +50,10 @@ def reset_password(username, password):
         raise click.ClickException(f"no user {username!r}")
     _check_length(password)
     user.set_password(password)
-    user.session_epoch += 1
     user.failed_logins = 0
     user.locked_until = None
     db.session.commit()
     record("auth.password_changed", f"password of {username} reset from the console", actor="console",
            user_id=user.id, details={"by": "console"})
+    sessions.revoke_user(user.id, "password_changed", by="console")
     click.echo(f"password of {username} reset")

@@ -2,7 +2,7 @@
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import String
+from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -18,6 +18,8 @@ class User(UserMixin, db.Model):
     """A person who logs in to Gatehouse."""
 
     __tablename__ = "users"
+    # Ids are never reused (SQLite would hand a deleted user's id to the next one).
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
@@ -46,10 +48,41 @@ class User(UserMixin, db.Model):
         """Spend the time of one password check, for a username that does not exist."""
         run_blocking(check_password_hash, _DUMMY_HASH, password)
 
+    # Identity, not Flask-Login's get_id() equality: two users are the same only if they are one row.
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
+
     def get_id(self):
-        """Return the login-session id: user id and epoch, so a password change ends old sessions."""
-        return f"{self.id}:{self.session_epoch}"
+        """Return the token of this request's log-in session: the only thing the cookie carries."""
+        return getattr(self, "login_token", None)
 
     @property
     def is_active(self):
         return not self.disabled
+
+
+class LoginSession(db.Model):
+    """One log-in: a browser that logged in, until it logs out, is revoked or expires.
+
+    The cookie carries a random token; the row is keyed by its SHA-256, so neither a database
+    reader nor the audit trail ever holds a value that opens a session.
+    """
+
+    __tablename__ = "login_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the cookie token
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    method: Mapped[str] = mapped_column(String(16), default="password")
+    source_ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoke_reason: Mapped[str | None] = mapped_column(String(32))
+    revoked_by: Mapped[str | None] = mapped_column(String(64))
+
+    @property
+    def handle(self):
+        """Return the short public name of this log-in, as shown in lists and the trail."""
+        return self.id[:12]

@@ -1,32 +1,19 @@
 """User administration (admins only): create, disable, change role, delete."""
 import re
-from functools import wraps
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
-from flask_login import current_user, login_required
+from flask_login import current_user
 from sqlalchemy import select
 
+from app.access import admin_required
 from app.audit.events import record
 from app.extensions import db
-from app.terminals import registry
 
+from . import sessions
 from .forms import NewUserForm
 from .models import User
 
 bp = Blueprint("users", __name__, url_prefix="/users")
-
-
-def admin_required(view):
-    """Let only administrators through."""
-
-    @wraps(view)
-    @login_required
-    def wrapper(*args, **kwargs):
-        if not current_user.is_admin:
-            abort(403)
-        return view(*args, **kwargs)
-
-    return wrapper
 
 
 def get_user_or_404(user_id):
@@ -82,11 +69,10 @@ def toggle_disabled(user_id):
     """Disable a user (their sessions end at once) or enable them again."""
     user = get_user_or_404(user_id)
     user.disabled = not user.disabled
-    user.session_epoch += 1
     db.session.commit()
     if user.disabled:
         record("user.disabled", f"disabled user {user.username}", details={"username": user.username})
-        registry.terminate_user(user.id, "user disabled")
+        sessions.revoke_user(user.id, "user_disabled", by=current_user.username)
     else:
         record("user.updated", f"enabled user {user.username}", details={"username": user.username,
                                                                          "fields": ["disabled"]})
@@ -112,7 +98,7 @@ def delete(user_id):
     """Delete a user and their devices; their audit events stay, under their name."""
     user = get_user_or_404(user_id)
     username = user.username
-    registry.terminate_user(user.id, "user deleted")
+    sessions.revoke_user(user.id, "user_deleted", by=current_user.username)
     db.session.delete(user)
     db.session.commit()
     record("user.deleted", f"deleted user {username}", details={"username": username})

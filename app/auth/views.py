@@ -6,28 +6,38 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import select
 
+from app.access import current_login
 from app.audit.events import FAILURE, AuditWriteError, record
 from app.dbtypes import now_utc
 from app.extensions import db, login_manager
 
+from . import sessions
 from .forms import LoginForm, PasswordForm
-from .models import User
+from .models import LoginSession, User
 
 bp = Blueprint("auth", __name__)
 
 BAD_LOGIN = "Invalid username or password."
+# Order matters: Edge and Opera also say Chrome, Chrome also says Safari.
+_BROWSERS = (("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"), ("Chrome/", "Chrome"),
+             ("Safari/", "Safari"), ("curl/", "curl"), ("python-requests", "Python requests"))
+_SYSTEMS = (("Android", "Android"), ("iPhone", "iPhone"), ("iPad", "iPad"), ("Windows", "Windows"),
+            ("Mac OS X", "macOS"), ("Linux", "Linux"))
 
 
 @login_manager.user_loader
-def load_user(session_id):
-    """Return the user of a login session, or None once its epoch is stale."""
-    user_id, _, epoch = session_id.partition(":")
-    if not user_id.isdigit() or not epoch.isdigit():
-        return None
-    user = db.session.get(User, int(user_id))
-    if user is None or user.session_epoch != int(epoch) or user.disabled:
-        return None
-    return user
+def load_user(token):
+    """Return the user of a live log-in session (the database decides, on every request)."""
+    return sessions.load(token)
+
+
+@bp.app_template_filter("browser")
+def browser_name(user_agent):
+    """Name the browser and system of a User-Agent in a few words ("Chrome on Linux")."""
+    text = user_agent or ""
+    name = next((label for token, label in _BROWSERS if token in text), "Unknown browser")
+    system = next((label for token, label in _SYSTEMS if token in text), "")
+    return f"{name} on {system}" if system else name
 
 
 def _safe_next(target):
@@ -75,9 +85,8 @@ def login():
         elif user.disabled:
             _fail_login(username, user, "disabled")
         else:
-            # Fail closed: a log-in that cannot be audited does not happen.
             try:
-                record("auth.login", "user logged in", actor=user.username, user_id=user.id)
+                sessions.start(user)  # fail closed: a log-in that cannot be audited does not happen
             except AuditWriteError:
                 abort(503, "The audit trail cannot be written; log-in is refused until it can.")
             user.failed_logins = 0
@@ -86,7 +95,7 @@ def login():
             db.session.commit()
             session.clear()
             login_user(user)
-            session.permanent = True
+            session.permanent = True  # the cookie may outlive a browser restart; the row decides
             return redirect(_safe_next(request.args.get("next")))
         flash(BAD_LOGIN, "error")
         return render_template("auth/login.html", form=form), 401
@@ -96,8 +105,8 @@ def login():
 @bp.post("/logout")
 @login_required
 def logout():
-    """Log the user out."""
-    record("auth.logout", "user logged out", strict=False)
+    """Log the user out: the log-in session ends on the server, so no copy of the cookie works."""
+    sessions.revoke(current_login(), "logged_out", by=current_user.username)
     logout_user()
     session.clear()
     flash("You are logged out.", "info")
@@ -128,11 +137,35 @@ def change_password():
             return render_template("auth/password.html", form=form), 422
         user = current_user._get_current_object()
         user.set_password(form.new.data)
-        user.session_epoch += 1
         db.session.commit()
-        login_user(user)  # this session carries the new epoch; all others are now stale
-        session.permanent = True
-        record("auth.password_changed", "password changed; other sessions ended", strict=False)
+        record("auth.password_changed", "password changed; other log-ins ended", strict=False)
+        sessions.revoke_user(user.id, "password_changed", by=user.username, keep=current_login().id)
         flash("Password changed. Your other sessions have been logged out.", "info")
         return redirect(url_for("terminals.index"))
     return render_template("auth/password.html", form=form)
+
+
+@bp.get("/account/sessions")
+@login_required
+def login_sessions():
+    """List the user's active log-ins (an admin: everyone's), each with a button to end it."""
+    query = sessions.active().add_columns(User.username).join(User, User.id == LoginSession.user_id)
+    if not current_user.is_admin:
+        query = query.where(LoginSession.user_id == current_user.id)
+    rows = db.session.execute(query).all()
+    return render_template("auth/sessions.html", rows=rows, current=current_login())
+
+
+@bp.post("/account/sessions/<handle>/end")
+@login_required
+def end_login_session(handle):
+    """End one log-in session: the user's own, or anyone's for an admin; its terminals close too."""
+    row = sessions.get_active_or_404(handle, current_user)
+    own = row.user_id == current_user.id
+    sessions.revoke(row, "ended_by_user" if own else "ended_by_admin", by=current_user.username)
+    if row.id == current_login().id:
+        logout_user()
+        session.clear()
+        return redirect(url_for("auth.login"))
+    flash(f"Log-in {row.handle} ended.", "info")
+    return redirect(url_for("auth.login_sessions"))

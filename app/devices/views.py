@@ -1,9 +1,9 @@
 """List, add, edit and delete SSH targets; htmx swaps the device panel in place."""
-from flask import Blueprint, abort, render_template
+from flask import Blueprint, render_template
 from flask_login import current_user, login_required
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from app.access import get_device_or_404, user_devices
 from app.audit.events import record
 from app.blocking import run_blocking
 from app.extensions import db
@@ -21,19 +21,6 @@ _PLAIN_FIELDS = ("name", "host", "port", "username")
 @login_required
 def require_login():
     """Every device route needs a logged-in user."""
-
-
-def get_device_or_404(device_id):
-    """Return the current user's device, or 404 (the one place that decides who may touch a device)."""
-    device = db.session.get(Device, device_id)
-    if device is None or device.owner_id != current_user.id:
-        abort(404)
-    return device
-
-
-def user_devices():
-    """Return the current user's devices by name."""
-    return db.session.scalars(select(Device).filter_by(owner_id=current_user.id).order_by(Device.name)).all()
 
 
 def _panel(form=None, device=None, notice=None, public_key=None, status=200):

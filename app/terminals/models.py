@@ -40,7 +40,10 @@ class TerminalSession(db.Model):
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc, index=True)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     end_reason: Mapped[str | None] = mapped_column(String(32))
-    # Set by an admin; the process holding the session ends it at its next heartbeat.
+    # The log-in that opened it: when that log-in ends, so does the terminal.
+    login_session_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    # Set to end it from anywhere (an admin, a log-in that ended); its holder closes it within a second.
     terminate_requested: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
+    terminate_reason: Mapped[str | None] = mapped_column(String(32))
     bytes_in: Mapped[int] = mapped_column(BigInteger, default=0)  # browser -> device
     bytes_out: Mapped[int] = mapped_column(BigInteger, default=0)  # device -> browser

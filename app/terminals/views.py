@@ -1,29 +1,15 @@
-"""The main page (devices and terminal tabs), the terminal websocket and the host-key list."""
-import json
-import threading
-
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
+"""The main page (devices and terminal tabs), the connected-now list and the host-key list."""
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
-from simple_websocket import ConnectionClosed
 from sqlalchemy import select
 
-from app.audit.events import AuditWriteError
-from app.auth.users import admin_required
-from app.blocking import run_blocking
-from app.devices import keys, secrets
-from app.devices.models import AUTH_KEY
-from app.devices.views import get_device_or_404, user_devices
-from app.extensions import db, sock
+from app.access import admin_required, get_device_or_404, user_devices
+from app.extensions import db
 
-from . import hostkeys, registry
-from .bridge import ConnectError, connect
-from .models import HostKey
+from . import hostkeys, records
+from .models import HostKey, TerminalSession
 
 bp = Blueprint("terminals", __name__)
-
-AUDIT_DOWN = "The audit trail cannot be written; the session is refused."
-# A close frame from the browser carries a code; a dropped network or unanswered pings leave none.
-_NO_CLOSE_FRAME = (1005, 1006, None)  # RFC 6455: no status received, abnormal closure
 
 
 @bp.before_request
@@ -34,7 +20,7 @@ def check_access():
         origin = request.headers.get("Origin", "")
         if origin.rstrip("/") != request.host_url.rstrip("/"):
             abort(403, "Cross-origin terminal connections are refused.")
-        get_device_or_404(request.view_args["device_id"])
+        g.device = get_device_or_404(request.view_args["device_id"])  # fetched once per connection
 
 
 @bp.get("/")
@@ -43,96 +29,21 @@ def index():
     return render_template("terminals/index.html", devices=user_devices())
 
 
-def _credentials(device):
-    """Return password and private key of a device, decrypted (key parsing off the event loop)."""
-    try:
-        if device.auth_type != AUTH_KEY:
-            return secrets.decrypt(device.password_enc, "password"), None
-        text = secrets.decrypt(device.private_key_enc, "private_key")
-        passphrase = secrets.decrypt(device.passphrase_enc, "passphrase")
-        return None, run_blocking(keys.load_private_key, text, passphrase)
-    except secrets.SecretError as exc:
-        raise ConnectError("credentials_unreadable", f"The stored credentials cannot be read: {exc}") from None
-    except keys.KeyProblem as exc:
-        raise ConnectError("bad_passphrase" if "passphrase" in str(exc) else "credentials_unreadable",
-                           f"The stored key cannot be used: {exc}") from None
+@bp.get("/terminals/connected")
+def connected():
+    """Render the connected-now list (the audit viewer embeds and polls it)."""
+    return render_template("terminals/_connected.html", sessions=records.visible_open(current_user))
 
 
-def _status(send, kind, message, **extra):
-    """Send a JSON control message to the browser."""
-    send(json.dumps({"type": kind, "message": message, **extra}))
-
-
-def _control(bridge, text, send):
-    """Apply one JSON control message; answer nonsense with an error message, never a crash."""
-    try:
-        message = json.loads(text)
-        if not isinstance(message, dict) or message.get("type") != "resize":
-            raise ValueError("unknown control message")
-        cols, rows = message.get("cols"), message.get("rows")
-        if not (type(cols) is int and type(rows) is int and 1 <= cols <= 1000 and 1 <= rows <= 1000):
-            raise ValueError("resize needs whole numbers cols and rows between 1 and 1000")
-    except ValueError as exc:  # json.JSONDecodeError is a ValueError
-        _status(send, "error", f"ignored control message: {str(exc)[:120]}")
-        return
-    bridge.resize(cols, rows)
-
-
-@sock.route("/terminals/<int:device_id>/ws", bp=bp)
-def ws(websocket, device_id):
-    """Run one terminal: connect to the device, pump bytes both ways, record start and end."""
-    device = get_device_or_404(device_id)
-    user = current_user._get_current_object()
-    source_ip = request.remote_addr
-    config = current_app.config
-    lock = threading.Lock()
-
-    def send(data):
-        with lock:  # the pump and this loop both write to the socket
-            websocket.send(data)
-
-    _status(send, "status", f"Connecting to {device.label}…")
-    try:
-        password, pkey = _credentials(device)
-        db.session.remove()  # hold no database connection across network waits
-        bridge = connect(device.host, device.port, device.username, password=password, pkey=pkey,
-                         timeout=config["SSH_CONNECT_TIMEOUT"], keepalive=config["SSH_KEEPALIVE_SECONDS"],
-                         check_host_key=hostkeys.checker(device, user.username))
-    except ConnectError as exc:
-        registry.fail(user, device, exc.reason, exc.message)
-        _status(send, "error", exc.message, reason=exc.reason)
-        return
-    except AuditWriteError:  # trusting a new host key could not be recorded
-        _status(send, "error", AUDIT_DOWN, reason="audit")
-        return
-    try:
-        live = registry.begin(user, device, source_ip, bridge)
-    except AuditWriteError:  # fail closed: no unaudited session
-        bridge.close("error")
-        _status(send, "error", AUDIT_DOWN, reason="audit")
-        return
-    db.session.remove()  # hold no database connection for the session's lifetime
-    try:
-        _status(send, "status", "connected", host_key=bridge.host_fingerprint, host_key_type=bridge.host_key_type,
-                session=live.id)
-        pump = threading.Thread(target=bridge.pump, args=(send,), daemon=True)
-        pump.start()
-        while not bridge.closed.is_set():
-            message = websocket.receive(timeout=1)
-            if message is None:
-                continue
-            if isinstance(message, bytes):
-                bridge.write(message)
-            else:
-                _control(bridge, message, send)
-        status = bridge.exit_code
-        _status(send, "closed", "Session closed" + (f" (exit status {status})." if status is not None else "."),
-                reason=bridge.reason)
-    except ConnectionClosed:
-        bridge.close("disconnected" if websocket.close_reason in _NO_CLOSE_FRAME else "client_closed")
-    finally:
-        bridge.close("error")  # no-op unless something above failed unexpectedly
-        registry.end(live, bridge.reason)
+@bp.post("/terminals/sessions/<session_id>/terminate")
+@admin_required
+def terminate(session_id):
+    """End someone's open terminal session (the process holding it closes it within a second)."""
+    row = db.session.get(TerminalSession, session_id)
+    if row is None or row.ended_at is not None:
+        abort(404)
+    records.terminate(row, current_user.username)
+    return "", 204, {"HX-Trigger": "refresh"}
 
 
 @bp.get("/terminals/hostkeys")

@@ -1,0 +1,177 @@
+"""Terminal sessions in the database: their rows and session.* events, end requests, orphans.
+
+Everything that writes a session.* audit event lives here; the live side (app.terminals.live)
+calls it. Ending a session from anywhere is one path: request_end() flags the row, and the
+process that holds it closes it within a second.
+"""
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+
+from app.audit.events import FAILURE, AuditWriteError, record
+from app.dbtypes import iso_utc, now_utc
+from app.extensions import db
+from app.leases import worker_id
+
+from .models import TerminalSession
+
+log = logging.getLogger("gatehouse.sessions")
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the end of a session needs to know about its start (a row or a live terminal)."""
+
+    id: str
+    user_id: int | None
+    actor: str
+    target: str
+    source_ip: str | None
+    started_at: datetime
+
+    @classmethod
+    def of(cls, row):
+        """Return the facts of a TerminalSession row."""
+        return cls(row.id, row.user_id, row.actor, row.target, row.source_ip, row.started_at)
+
+
+def open_row(user, device, source_ip, login_id):
+    """Store the open session and record session.started; raise (AuditWriteError or other) to refuse it."""
+    row = TerminalSession(id=str(uuid.uuid4()), user_id=user.id, device_id=device.id, actor=user.username,
+                          target=device.label, source_ip=source_ip, worker=worker_id(), login_session_id=login_id)
+    db.session.add(row)
+    db.session.commit()
+    facts = Facts.of(row)
+    try:
+        record("session.started", f"started session with {device.label}", actor=user.username, user_id=user.id,
+               target=device.label, session_id=facts.id, source_ip=source_ip,
+               details={"device_id": device.id, "ssh_user": device.username})
+    except AuditWriteError:
+        db.session.delete(row)
+        db.session.commit()
+        raise
+    return facts
+
+
+def close_row(facts, reason, bytes_in, bytes_out, ended_at, row_closed=False):
+    """End the row if still open and record session.ended; raise when either cannot be written.
+
+    Returns (row_closed, written): a caller that retries passes row_closed back, so the event of
+    a row it already closed is written with the original end time.
+    """
+    if not row_closed:
+        with db.engine.begin() as conn:
+            closed = conn.execute(
+                update(TerminalSession)
+                .where(TerminalSession.id == facts.id, TerminalSession.ended_at.is_(None))
+                .values(ended_at=ended_at, end_reason=reason, bytes_in=bytes_in, bytes_out=bytes_out)
+            ).rowcount
+        if not closed:
+            return True, False  # somebody else (a sweeper, another path) ended it first
+    details = {"reason": reason, "duration_s": round((ended_at - facts.started_at).total_seconds(), 3),
+               "bytes_in": bytes_in, "bytes_out": bytes_out, "ended_at": iso_utc(ended_at)}
+    record("session.ended", f"stopped session with {facts.target}", actor=facts.actor, user_id=facts.user_id,
+           target=facts.target, session_id=facts.id, source_ip=facts.source_ip, details=details)
+    return True, True
+
+
+def fail(user, device, reason, message):
+    """Record that a session could not be opened (never raises)."""
+    record("session.failed", f"could not start session with {device.label}: {message}", outcome=FAILURE,
+           actor=user.username, user_id=user.id, target=device.label, details={"reason": reason}, strict=False)
+
+
+def heartbeat(counters):
+    """Refresh heartbeat and byte counters of open sessions: counters is [(id, bytes_in, bytes_out)]."""
+    now = now_utc()
+    with db.engine.begin() as conn:
+        for session_id, bytes_in, bytes_out in counters:
+            conn.execute(update(TerminalSession)
+                         .where(TerminalSession.id == session_id, TerminalSession.ended_at.is_(None))
+                         .values(heartbeat_at=now, bytes_in=bytes_in, bytes_out=bytes_out))
+
+
+def end_requests(session_ids):
+    """Return {session id: reason} of the given sessions that someone asked to end."""
+    if not session_ids:
+        return {}
+    with db.engine.connect() as conn:
+        rows = conn.execute(select(TerminalSession.id, TerminalSession.terminate_reason).where(
+            TerminalSession.id.in_(session_ids), TerminalSession.terminate_requested)).all()
+    return {row.id: row.terminate_reason or "terminated" for row in rows}
+
+
+def request_end(reason, *conditions):
+    """Flag the open sessions matching conditions to end with reason; return their ids."""
+    with db.engine.begin() as conn:
+        ids = list(conn.scalars(select(TerminalSession.id).where(TerminalSession.ended_at.is_(None), *conditions)))
+        if ids:
+            conn.execute(update(TerminalSession).where(TerminalSession.id.in_(ids), TerminalSession.ended_at.is_(None))
+                         .values(terminate_requested=True, terminate_reason=reason))
+    return ids
+
+
+def end_login(login_id, reason):
+    """Flag every open terminal of a log-in that ended; return their ids."""
+    return request_end(reason, TerminalSession.login_session_id == login_id)
+
+
+def terminate(row, by):
+    """End an open session on an admin's word: flag it for its holder and record session.terminated."""
+    request_end("terminated", TerminalSession.id == row.id)
+    record("session.terminated", f"terminated the session of {row.actor} with {row.target}", target=row.target,
+           session_id=row.id, details={"user": row.actor, "source_ip": row.source_ip, "by": by})
+
+
+def visible_open(user):
+    """Return the open sessions user may see, oldest first: an admin all, anyone else their own."""
+    query = select(TerminalSession).where(TerminalSession.ended_at.is_(None)).order_by(TerminalSession.started_at)
+    return db.session.scalars(query if user.is_admin else query.where(TerminalSession.user_id == user.id)).all()
+
+
+def _pid_alive(pid):
+    """Say whether a process with this pid exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _orphan_reason(row, host, me, cutoff):
+    """Return why an open row is an orphan (server_restart, lost), or None while its holder lives."""
+    if row.worker == me:
+        return None
+    row_host, _, pid = row.worker.rpartition(":")
+    if row_host == host and pid.isdigit():
+        # On this host the process table is the truth: a live holder keeps its sessions even if
+        # its heartbeat lags (a busy worker), a dead one means the server restarted.
+        return None if _pid_alive(int(pid)) else "server_restart"
+    return "lost" if row.heartbeat_at < cutoff else None
+
+
+def sweep_orphans(stale_after):
+    """End open sessions nobody holds: a dead process on this host, or a heartbeat older than stale_after."""
+    host, me, cutoff = socket.gethostname(), worker_id(), now_utc() - stale_after
+    rows = db.session.scalars(select(TerminalSession).where(TerminalSession.ended_at.is_(None))).all()
+    closed = 0
+    for row in rows:
+        reason = _orphan_reason(row, host, me, cutoff)
+        if reason:
+            # The end time is the last sign of life, not the moment somebody noticed.
+            _, written = close_row(Facts.of(row), reason, row.bytes_in, row.bytes_out, row.heartbeat_at)
+            closed += written
+    db.session.remove()
+    return closed
+
+
+def stale_after(config):
+    """Return how old a heartbeat may get before its session counts as lost."""
+    return timedelta(seconds=3 * config["SESSION_HEARTBEAT_SECONDS"])
