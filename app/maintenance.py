@@ -4,6 +4,7 @@ import threading
 import time
 
 from app.audit.retention import prune
+from app.auth import sessions as log_ins
 from app.extensions import db
 from app.leases import take_lease
 from app.terminals import live, records
@@ -44,6 +45,7 @@ def _loop(app, is_alive):
                 next_beat = now + beat
             if now >= next_sweep:
                 _guarded("orphan sweep", records.sweep_orphans, records.stale_after(app.config))
+                _guarded("expired log-ins", log_ins.expire_due)
                 next_sweep = now + 3 * beat
             if now >= next_prune:
                 if _guarded("prune lease", take_lease, "prune", max(prune_every - 5, 5)):

@@ -90,6 +90,12 @@ def test_an_expired_log_in_is_refused(app, client, auth):
         db.session.execute(update(LoginSession).values(expires_at=now_utc() - timedelta(seconds=1)))
         db.session.commit()
     assert client.get("/").status_code == 302
+    with app.app_context():
+        from app.auth import sessions
+
+        assert sessions.expire_due() == 1 and sessions.expire_due() == 0  # the sweep ends it once, audited
+        event = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "auth.session_revoked")).one()
+    assert event.details["reason"] == "expired" and event.actor == "system"
 
 
 def test_lifetime_is_absolute_not_idle(app, client, auth):

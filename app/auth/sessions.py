@@ -118,3 +118,10 @@ def get_active_or_404(login_handle, user):
         query = query.where(LoginSession.user_id == user.id)
     row = db.session.scalars(query).first()
     return row or abort(404)
+
+
+def expire_due():
+    """End the log-ins past their lifetime (reason expired): audited, and their terminals told."""
+    rows = db.session.scalars(select(LoginSession).where(LoginSession.revoked_at.is_(None),
+                                                         LoginSession.expires_at <= now_utc())).all()
+    return sum(revoke(row, "expired", by="system") for row in rows)
