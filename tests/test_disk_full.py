@@ -1,0 +1,111 @@
+"""A database that cannot be written (a full disk) leaves no ghost session and no open SSH connection."""
+import json
+import os
+import re
+import subprocess
+import time
+
+import pytest
+import simple_websocket
+
+from tests.support import LiveServer, SSHServer, connect_terminal, missing, open_terminal, read_until
+from tests.test_login_sessions import events
+
+
+def established(port):
+    """Count established TCP connections to 127.0.0.1:port (from /proc, no tools needed)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as handle:
+            for line in handle.readlines()[1:]:
+                fields = line.split()
+                if fields[3] == "01" and int(fields[2].rsplit(":", 1)[1], 16) == port:
+                    count += 1
+    return count
+
+
+def fill(folder):
+    """Fill the file system of folder to the last byte; return the filler's path."""
+    path = folder / "filler"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for size in (65536, 1):
+            try:
+                while os.write(fd, b"\0" * size):
+                    pass
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+    return path
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 16 MiB tmpfs for the database, unmounted afterwards."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(folder)],
+                                           capture_output=True).returncode != 0:
+        missing("a tmpfs mount (root)")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_full_disk_at_end_and_at_start(tmp_path, small_disk, sshd):
+    own_sshd = SSHServer(tmp_path / "sshd", key_path=sshd.key_path, password=sshd.password).start()
+    server = LiveServer(tmp_path / "live", env={"DATABASE_URL": f"sqlite:///{small_disk / 'gatehouse.db'}",
+                                                "GATEHOUSE_INSTANCE": str(small_disk)}).start()
+    try:
+        http = server.login()
+        first = server.add_device(http, own_sshd, "full-a")
+        second = server.add_device(http, own_sshd, "full-b")
+        ws = open_terminal(f"{server.ws_url}/terminals/{first}/ws", http, server.url)
+        ws.send(b"echo pid:$$:end | tr : =\n")
+        pid = int(re.search(rb"pid=(\d+)=end", read_until(ws, b"=end")).group(1))
+        filler = fill(small_disk)
+
+        # The end of a session cannot be written: the SSH side closes anyway, the end waits.
+        closed_at = time.time()
+        ws.close()
+        deadline = time.monotonic() + 5
+        while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not os.path.exists(f"/proc/{pid}"), "the remote shell outlived the session"
+        time.sleep(2)
+        assert not [e for e in events(server, "session.ended") if e.target.startswith("full-a ")]
+
+        # A session cannot start: the browser is told in a protocol message, no SSH connection stays.
+        before = established(own_sshd.port)
+        refused = connect_terminal(f"{server.ws_url}/terminals/{second}/ws", http, server.url)
+        controls = []
+        try:
+            while True:
+                frame = refused.receive(timeout=10)
+                assert frame is None or isinstance(frame, str), "no terminal output may arrive"
+                if frame is None:
+                    break
+                controls.append(json.loads(frame))
+        except simple_websocket.ConnectionClosed:
+            pass
+        assert controls[-1]["type"] == "error" and controls[-1]["reason"] == "audit", controls
+        time.sleep(0.5)
+        assert established(own_sshd.port) == before
+
+        # Space again: the waiting end is written, with the time the session really ended.
+        filler.unlink()
+        deadline = time.monotonic() + 10
+        ended = []
+        while not ended and time.monotonic() < deadline:
+            time.sleep(0.3)
+            ended = [e for e in events(server, "session.ended") if e.target.startswith("full-a ")]
+        assert len(ended) == 1 and ended[0].details["reason"] == "client_closed"
+        from datetime import datetime
+
+        real_end = datetime.fromisoformat(ended[0].details["ended_at"].replace("Z", "+00:00")).timestamp()
+        assert abs(real_end - closed_at) < 2 and ended[0].occurred_at.timestamp() > closed_at + 2
+        page = http.get(server.url + "/terminals/connected").text
+        assert "full-a" not in page and "full-b" not in page  # no ghost in "Connected now"
+    finally:
+        server.stop()
+        own_sshd.stop()
