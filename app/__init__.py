@@ -1,7 +1,6 @@
 """Gatehouse: a self-hosted web SSH gateway with a tamper-evident audit trail."""
 import ipaddress
 import logging
-import secrets
 import sys
 import uuid
 from datetime import timedelta
@@ -135,7 +134,6 @@ def _init_requests(app):
     @app.before_request
     def assign_request_id():
         g.request_id = uuid.uuid4().hex
-        g.csp_nonce = secrets.token_urlsafe(16)
 
     @app.after_request
     def security_headers(response):
@@ -153,7 +151,10 @@ def _init_requests(app):
         return response
 
     def render_error(error):
+        """Render an error page; after a failure the database session is rolled back first."""
         code = getattr(error, "code", 500) or 500
+        if code >= 500:
+            db.session.rollback()  # a failed transaction would make the page's own queries fail too
         return render_template("error.html", error=error, code=code), code
 
     for code in (400, 403, 404, 405, 413, 422, 429, 500, 503):

@@ -15,7 +15,6 @@ from app.extensions import db
 log = logging.getLogger("gatehouse.audit")
 
 SUCCESS, FAILURE = "success", "failure"
-SEVERITIES = ("info", "notice", "warning", "critical")
 
 # code: (readable label, group, severity on success, severity on failure). Codes are stable.
 CATALOGUE = {
@@ -61,25 +60,24 @@ class AuditWriteError(RuntimeError):
     """An audit event could not be written."""
 
 
+# The columns a row's hash covers, in the order exports show them; docs/audit.md has the form.
+HASHED_FIELDS = ("id", "occurred_at", "actor", "user_id", "action", "outcome", "severity", "message", "source_ip",
+                 "user_agent", "request_id", "target", "session_id", "details")
+
+
+def plain(row, fields=HASHED_FIELDS):
+    """Return the given fields of a row (mapping or event) as plain JSON values: time as UTC ISO, details a dict."""
+    get = row.__getitem__ if hasattr(row, "__getitem__") else lambda name: getattr(row, name)
+    values = {name: get(name) for name in fields}
+    values["occurred_at"] = iso_utc(values["occurred_at"])
+    if "details" in values:
+        values["details"] = values["details"] or {}
+    return values
+
+
 def canonical(row):
     """Return the bytes that the hash of a row covers (documented in docs/audit.md)."""
-    fields = {
-        "id": row["id"],
-        "occurred_at": iso_utc(row["occurred_at"]),
-        "actor": row["actor"],
-        "user_id": row["user_id"],
-        "action": row["action"],
-        "outcome": row["outcome"],
-        "severity": row["severity"],
-        "message": row["message"],
-        "source_ip": row["source_ip"],
-        "user_agent": row["user_agent"],
-        "request_id": row["request_id"],
-        "target": row["target"],
-        "session_id": row["session_id"],
-        "details": row["details"] or {},
-    }
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return json.dumps(plain(row), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def chain_hash(prev_hash, row):

@@ -3,15 +3,13 @@ import csv
 import io
 import json
 
-
-from app.dbtypes import iso_utc
 from app.extensions import db
 
+from .events import HASHED_FIELDS, plain
 from .models import AuditEvent
 from .query import apply_filters, visible_events
 
-COLUMNS = ("id", "occurred_at", "actor", "action", "outcome", "severity", "message", "source_ip", "user_agent",
-           "target", "session_id", "request_id", "details", "hash")
+COLUMNS = HASHED_FIELDS + ("hash",)
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 BATCH = 1000
 
@@ -20,16 +18,6 @@ def neutralise(value):
     """Keep a spreadsheet from reading a cell as a formula: prefix such cells with a quote."""
     text = "" if value is None else str(value)
     return "'" + text if text.startswith(_FORMULA_START) else text
-
-
-def _record(event):
-    return {
-        "id": event.id, "occurred_at": iso_utc(event.occurred_at), "actor": event.actor, "action": event.action,
-        "outcome": event.outcome, "severity": event.severity, "message": event.message,
-        "source_ip": event.source_ip, "user_agent": event.user_agent, "target": event.target,
-        "session_id": event.session_id, "request_id": event.request_id, "details": event.details,
-        "hash": event.hash,
-    }
 
 
 def rows(filters, user, counter):
@@ -45,7 +33,7 @@ def rows(filters, user, counter):
             return
         for event in batch:
             counter[0] += 1
-            yield _record(event)
+            yield plain(event, COLUMNS)
         last_id = batch[-1].id
         db.session.expunge_all()
 
