@@ -102,7 +102,7 @@
       } else if (message.type === "closed") {
         this.term.write("\r\n\x1b[33m" + message.message + "\x1b[0m\r\n");
         this.closedByServer = true;
-      } else if (message.type === "status" && message.message === "connected") {
+      } else if (message.type === "connected") {
         this.term.write("\x1b[2mHost key " + message.host_key_type + " " + message.host_key + "\x1b[0m\r\n");
       } else if (message.type === "status") {
         this.term.write("\x1b[2m" + message.message + "\x1b[0m\r\n");
