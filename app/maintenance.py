@@ -40,12 +40,12 @@ def _loop(app, is_alive):
                 _guarded("shutdown", live.close_all, "server_restart")
             _guarded("watch", live.watch)  # every second: ends asked for anywhere reach us quickly
             _guarded("unwritten ends", live.retry_unwritten)
+            _guarded("expired log-ins", log_ins.expire_due)  # one indexed query; ends reach terminals at once
             if now >= next_beat:
                 _guarded("heartbeat", live.heartbeat)
                 next_beat = now + beat
             if now >= next_sweep:
                 _guarded("orphan sweep", records.sweep_orphans, records.stale_after(app.config))
-                _guarded("expired log-ins", log_ins.expire_due)
                 next_sweep = now + 3 * beat
             if now >= next_prune:
                 if _guarded("prune lease", take_lease, "prune", max(prune_every - 5, 5)):
