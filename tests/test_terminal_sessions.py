@@ -317,13 +317,37 @@ def test_admin_terminates_a_session(live_server, sshd):
 
 
 def test_unreadable_stored_credentials_are_a_clear_connect_error(app):
+    from app.devices.credentials import CredentialError, open_credentials
     from app.devices.models import Device
-    from app.terminals.bridge import ConnectError
-    from app.terminals.views import _credentials
 
     with app.app_context():
         device = Device(name="x", host="127.0.0.1", port=22, username="u", auth_type="password",
                         password_enc=b"\x01" + b"\x00" * 40)  # not encrypted with this key
-        with pytest.raises(ConnectError) as error:
-            _credentials(device)
+        with pytest.raises(CredentialError) as error:
+            open_credentials(device)
     assert error.value.reason == "credentials_unreadable" and "SECRET_KEY" in error.value.message
+
+
+@pytest.mark.parametrize("stored", ["not-the-passphrase", None])
+def test_wrong_or_missing_stored_passphrase_is_its_own_connect_error(app, stored):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from app.devices import secrets
+    from app.devices.credentials import CredentialError, open_credentials
+    from app.devices.models import Device
+
+    locked = ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+        serialization.BestAvailableEncryption(b"the-passphrase")).decode()
+    with app.app_context():
+        device = Device(name="x", host="127.0.0.1", port=22, username="u", auth_type="key",
+                        private_key_enc=secrets.encrypt(locked, "private_key"),
+                        passphrase_enc=secrets.encrypt(stored, "passphrase"))
+        with pytest.raises(CredentialError) as error:
+            open_credentials(device)
+        assert error.value.reason == "bad_passphrase" and "passphrase" in error.value.message
+        device.passphrase_enc = secrets.encrypt("the-passphrase", "passphrase")
+        credentials = open_credentials(device)  # the right one opens it
+    assert credentials.pkey.get_name() == "ssh-ed25519" and credentials.password is None
+    assert "BEGIN" not in repr(credentials)  # a key never reaches a log line

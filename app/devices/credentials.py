@@ -6,6 +6,9 @@ from app.blocking import run_blocking
 from . import keys, secrets
 from .models import AUTH_KEY
 
+# A stored key without its passphrase, or with a wrong one: the user fixes it by editing the device.
+_PASSPHRASE_PROBLEMS = ("bad_passphrase", "passphrase_needed")
+
 
 class CredentialError(Exception):
     """Stored credentials cannot be used: reason goes to the audit trail, message to the terminal."""
@@ -38,5 +41,5 @@ def open_credentials(device):
     except secrets.SecretError as exc:
         raise CredentialError("credentials_unreadable", f"The stored credentials cannot be read: {exc}") from None
     except keys.KeyProblem as exc:
-        reason = "bad_passphrase" if "passphrase" in str(exc) else "credentials_unreadable"
+        reason = "bad_passphrase" if exc.reason in _PASSPHRASE_PROBLEMS else "credentials_unreadable"
         raise CredentialError(reason, f"The stored key cannot be used: {exc}") from None

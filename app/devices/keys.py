@@ -9,7 +9,11 @@ KEY_TYPES = {"ed25519": "Ed25519", "rsa4096": "RSA 4096"}
 
 
 class KeyProblem(ValueError):
-    """A private key that cannot be used, with a message fit for the user."""
+    """A private key that cannot be used, with a message fit for the user and a stable reason code."""
+
+    def __init__(self, message, reason="key_unreadable"):
+        super().__init__(message)
+        self.reason = reason  # "key_unreadable", "passphrase_needed" or "bad_passphrase"
 
 
 def load_private_key(text, passphrase=None):
@@ -24,13 +28,13 @@ def load_private_key(text, passphrase=None):
         try:
             return cls.from_private_key(io.StringIO(text + "\n"), password=passphrase or None)
         except paramiko.PasswordRequiredException:
-            raise KeyProblem("This key is encrypted: enter its passphrase.") from None
+            raise KeyProblem("This key is encrypted: enter its passphrase.", "passphrase_needed") from None
         except (paramiko.SSHException, ValueError, TypeError, IndexError) as exc:
             last = exc
             if "passphrase" in str(exc).lower() or "bad decrypt" in str(exc).lower() or "checkints" in str(exc).lower():
-                raise KeyProblem("Wrong passphrase for this key.") from None
+                raise KeyProblem("Wrong passphrase for this key.", "bad_passphrase") from None
     if passphrase and last is not None and "encrypt" in text.lower():
-        raise KeyProblem("Wrong passphrase for this key.")
+        raise KeyProblem("Wrong passphrase for this key.", "bad_passphrase")
     raise KeyProblem("The private key could not be read (unsupported or damaged key).")
 
 
