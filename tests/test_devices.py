@@ -147,6 +147,31 @@ def test_edit_keeps_blank_secrets_and_replaces_filled_ones(app, admin, key_files
     assert response.status_code == 422 and b"Enter the SSH password." in response.data
 
 
+def test_each_save_names_what_changed_never_the_values(app, admin, key_files):
+    from app.audit.models import AuditEvent
+
+    post(admin, "/devices/", form())
+    device_id = device(app).id
+    post(admin, f"/devices/{device_id}", form(password=""))  # nothing changed
+    post(admin, f"/devices/{device_id}", form(auth_type="generate", password=""))
+    post(admin, f"/devices/{device_id}", form(auth_type="key", password=""))  # the stored key kept
+    post(admin, f"/devices/{device_id}", form(auth_type="key", password="", private_key=key_files["plain"]))
+    post(admin, f"/devices/{device_id}", form(name="web2"))
+    with app.app_context():
+        events = db.session.scalars(select(AuditEvent).where(AuditEvent.action.like("device.%"))
+                                    .order_by(AuditEvent.id)).all()
+    assert [(e.action, e.details) for e in events] == [
+        ("device.created", {"auth_type": "password",
+                            "fields": ["name", "host", "port", "username", "auth_type", "credential"]}),
+        ("device.updated", {"auth_type": "password", "fields": []}),
+        ("device.updated", {"auth_type": "key", "fields": ["auth_type", "credential"], "key": "ssh-ed25519"}),
+        ("device.updated", {"auth_type": "key", "fields": []}),
+        ("device.updated", {"auth_type": "key", "fields": ["credential"], "key": "ssh-ed25519"}),
+        ("device.updated", {"auth_type": "password", "fields": ["name", "auth_type", "credential"]}),
+    ]
+    assert events[-1].target == "web2 (10.0.0.5:22)"
+
+
 def test_delete(app, admin):
     post(admin, "/devices/", form())
     response = post(admin, f"/devices/{device(app).id}/delete", {})

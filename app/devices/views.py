@@ -32,60 +32,94 @@ def _panel(form=None, device=None, notice=None, public_key=None, status=200):
     ), status
 
 
-def _apply_credentials(form, device):
-    """Validate and store the chosen credential; return the new public key line, if any."""
-    choice = form.auth_type.data
-    if choice == "password":
-        if form.password.data:
-            device.password_enc = secrets.encrypt(form.password.data, "password")
-        elif device.auth_type != AUTH_PASSWORD or device.password_enc is None:
-            form.password.errors.append("Enter the SSH password.")
+class _Refused(Exception):
+    """A credential choice that cannot be saved: the message belongs to one form field."""
+
+    def __init__(self, field, message):
+        super().__init__(message)
+        self.field, self.message = field, message
+
+
+def _use_password(form, device):
+    """Store the typed password (blank keeps the stored one); return no key to show."""
+    if form.password.data:
+        device.password_enc = secrets.encrypt(form.password.data, "password")
+    elif device.auth_type != AUTH_PASSWORD or device.password_enc is None:
+        raise _Refused(form.password, "Enter the SSH password.")
+    device.auth_type = AUTH_PASSWORD
+    device.private_key_enc = device.passphrase_enc = device.public_key = device.key_type = None
+    return None
+
+
+def _use_private_key(form, device):
+    """Store a pasted or uploaded key once it parses (blank keeps the stored key); return no key to show."""
+    text = form.private_key.data or ""
+    upload = form.key_file.data
+    if upload and getattr(upload, "filename", ""):
+        text = upload.read(65536).decode("utf-8", "replace")
+    if not text.strip():
+        if device.auth_type == AUTH_KEY and device.private_key_enc is not None:
             return None
-        device.auth_type = AUTH_PASSWORD
-        device.private_key_enc = device.passphrase_enc = device.public_key = device.key_type = None
-        return None
-    if choice == "generate":
-        private, public = run_blocking(keys.generate, form.key_type.data)
-        passphrase = None
-    else:
-        upload = form.key_file.data
-        text = form.private_key.data or ""
-        if upload and getattr(upload, "filename", ""):
-            text = upload.read(65536).decode("utf-8", "replace")
-        if not text.strip():
-            if device.auth_type == AUTH_KEY and device.private_key_enc is not None:
-                return None  # keep the stored key
-            form.private_key.errors.append("Paste or upload a private key.")
-            return None
-        passphrase = form.passphrase.data or None
-        try:
-            parsed = run_blocking(keys.load_private_key, text, passphrase)
-        except keys.KeyProblem as exc:
-            form.private_key.errors.append(str(exc))
-            return None
-        private, public = text.strip() + "\n", keys.public_line(parsed)
+        raise _Refused(form.private_key, "Paste or upload a private key.")
+    passphrase = form.passphrase.data or None
+    try:
+        parsed = run_blocking(keys.load_private_key, text, passphrase)
+    except keys.KeyProblem as exc:
+        raise _Refused(form.private_key, str(exc)) from None
+    _store_key(device, text.strip() + "\n", keys.public_line(parsed), passphrase)
+    return None
+
+
+def _use_generated_key(form, device):
+    """Generate and store a new key pair; return its public line, shown once to copy."""
+    private, public = run_blocking(keys.generate, form.key_type.data)
+    _store_key(device, private, public, None)
+    return public
+
+
+def _store_key(device, private, public, passphrase):
+    """Make a private key the device's credential, encrypted, with its public half beside it."""
     device.auth_type = AUTH_KEY
     device.private_key_enc = secrets.encrypt(private, "private_key")
     device.passphrase_enc = secrets.encrypt(passphrase, "passphrase")
     device.password_enc = None
     device.public_key = public
     device.key_type = public.split()[0]
-    return public
+
+
+_CREDENTIAL_CHOICES = {"password": _use_password, "key": _use_private_key, "generate": _use_generated_key}
+
+
+def _snapshot(device):
+    """Return what the audit trail compares before and after a save (ciphertexts only, never read)."""
+    return {**{field: getattr(device, field) for field in _PLAIN_FIELDS}, "auth_type": device.auth_type,
+            "credential": (device.password_enc, device.private_key_enc, device.passphrase_enc),
+            "public_key": device.public_key}
+
+
+def _changes(before, after):
+    """Return the audit details of a save: which fields changed (names, never values) and a new key's type."""
+    changed = [name for name in before if name != "public_key" and before[name] != after[name]]
+    details = {"auth_type": after["auth_type"], "fields": changed}
+    if after["public_key"] and after["public_key"] != before["public_key"]:
+        details["key"] = after["public_key"].split()[0]
+    return details
 
 
 def _save(form, device, creating):
     """Validate the form into device and commit it; return the rendered panel."""
+    shown = None if creating else device
     if not form.validate_on_submit():
-        return _panel(form, None if creating else device, status=422)
-    before = {field: getattr(device, field) for field in _PLAIN_FIELDS}
-    old_auth, old_public = device.auth_type, device.public_key
-    old_secrets = (device.password_enc, device.private_key_enc, device.passphrase_enc)
+        return _panel(form, shown, status=422)
+    before = _snapshot(device)
     for field in _PLAIN_FIELDS:
         setattr(device, field, getattr(form, field).data)
-    public = _apply_credentials(form, device)
-    if form.errors:
+    try:
+        public = _CREDENTIAL_CHOICES[form.auth_type.data](form, device)
+    except _Refused as refused:
         db.session.rollback()
-        return _panel(form, None if creating else device, status=422)
+        refused.field.errors.append(refused.message)
+        return _panel(form, shown, status=422)
     if creating:
         device.owner_id = current_user.id
         db.session.add(device)
@@ -94,21 +128,12 @@ def _save(form, device, creating):
     except IntegrityError:
         db.session.rollback()
         form.name.errors.append("You already have a device with this name.")
-        return _panel(form, None if creating else device, status=422)
-    changed = [field for field in _PLAIN_FIELDS if before[field] != getattr(device, field)]
-    if device.auth_type != old_auth:
-        changed.append("auth_type")
-    if (device.password_enc, device.private_key_enc, device.passphrase_enc) != old_secrets:
-        changed.append("credential")  # which secret changed, never its value
-    details = {"auth_type": device.auth_type, "fields": changed}
-    if device.public_key and device.public_key != old_public:
-        details["key"] = device.key_type
-    if creating:
-        record("device.created", f"created device {device.label}", target=device.label, details=details)
-    else:
-        record("device.updated", f"updated device {device.label}", target=device.label, details=details)
+        return _panel(form, shown, status=422)
+    details = _changes(before, _snapshot(device))
+    verb = "created" if creating else "updated"
+    record(f"device.{verb}", f"{verb} device {device.label}", target=device.label, details=details)
     notice = f"Device {device.name} {'added' if creating else 'saved'}."
-    return _panel(notice=notice, public_key=public if form.auth_type.data == "generate" else None, device=device)
+    return _panel(notice=notice, public_key=public, device=device)
 
 
 @bp.get("/")
