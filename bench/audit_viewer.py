@@ -18,8 +18,7 @@ from app.audit.models import AuditChainHead, AuditEvent
 from app.dbtypes import now_utc
 from app.extensions import db
 from bench.audit import PG_URL, make_app
-from tests.conftest import AuthActions
-from tests.support import ADMIN_PASSWORD
+from tests.support import ADMIN_PASSWORD, AuthActions
 
 QUERIES = [
     ("newest page, no filter", ""),

@@ -1,4 +1,4 @@
-"""Real parts for the tests: a private OpenSSH sshd, the app under gunicorn, log-in helpers."""
+"""Test helpers: the app on a fresh database, log-in actions, a private OpenSSH sshd, the app under gunicorn."""
 import os
 import pwd
 import re
@@ -11,10 +11,17 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import flask_migrate
 import pytest
 import requests
+import sqlalchemy as sa
+
+from app import create_app
+from app.auth.accounts import create_user
+from app.auth.admin import ensure_first_admin
 
 ROOT = Path(__file__).resolve().parent.parent
+PG_URL = os.environ.get("GATEHOUSE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 SSHD = "/usr/sbin/sshd"
 CHROMIUM = "/usr/bin/chromium"
@@ -58,6 +65,72 @@ def csrf_from(html):
     )
     assert match, "no CSRF token in the page"
     return match.group(1)
+
+
+def make_app(tmp_path, database_url=None, **overrides):
+    """Create the app on a fresh database, migrated to head, with the first admin."""
+    config = {
+        "TESTING": True, "SECRET_KEY": SECRET_KEY, "INSTANCE_DIR": str(tmp_path),
+        "SQLALCHEMY_DATABASE_URI": database_url or f"sqlite:///{tmp_path / 'test.db'}",
+        "ADMIN_USER": "admin", "ADMIN_PASSWORD": ADMIN_PASSWORD,
+    }
+    config.update(overrides)
+    app = create_app(config)
+    with app.app_context():
+        flask_migrate.upgrade()
+        ensure_first_admin(app)
+    return app
+
+
+def reset_postgres(url=PG_URL):
+    """Empty the test database on PostgreSQL, or skip/fail when no server answers."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+            conn.execute(sa.text("CREATE SCHEMA public"))
+    except sa.exc.OperationalError:
+        missing("PostgreSQL on 127.0.0.1:5432")
+    finally:
+        engine.dispose()
+    return url
+
+
+class AuthActions:
+    """Log in and out through the real forms, CSRF token included."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def csrf(self, path="/login"):
+        return csrf_from(self._client.get(path).get_data(as_text=True))
+
+    def login(self, username="admin", password=ADMIN_PASSWORD, **kwargs):
+        token = self.csrf("/login")
+        return self._client.post("/login", data={"username": username, "password": password, "csrf_token": token},
+                                 **kwargs)
+
+    def logout(self):
+        token = self.csrf("/")
+        return self._client.post("/logout", data={"csrf_token": token})
+
+
+def logged_in_user(app, username, password="user-password-long", admin=False):
+    """Create a user by the account rule and return a test client logged in as them."""
+    with app.app_context():
+        create_user(username, password, admin=admin, via="console")
+    client = app.test_client()
+    assert AuthActions(client).login(username, password).status_code == 302
+    return client
+
+
+def browser_login(page, server, username="admin", password=ADMIN_PASSWORD):
+    """Log in through the real page."""
+    page.goto(server.url + "/login")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(re.escape(server.url) + "/$"))
 
 
 @dataclass

@@ -14,8 +14,7 @@ from app.audit.events import record
 from app.audit.integrity import verify
 from app.audit.models import AuditChainHead, AuditEvent
 from app.extensions import db
-from tests.conftest import PG_URL, make_app, reset_postgres
-from tests.support import ADMIN_PASSWORD, csrf_from
+from tests.support import ADMIN_PASSWORD, PG_URL, csrf_from, make_app, reset_postgres
 
 
 def rows(app, **where):

@@ -15,8 +15,7 @@ from app.audit.models import AuditEvent
 from app.dbtypes import now_utc
 from app.extensions import db
 from app.terminals.models import TerminalSession
-from tests.conftest import browser_login, logged_in_user
-from tests.support import ADMIN_PASSWORD
+from tests.support import ADMIN_PASSWORD, browser_login, logged_in_user
 
 
 def count(app, action):

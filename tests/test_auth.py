@@ -5,8 +5,7 @@ from sqlalchemy import select
 from app.audit.models import AuditEvent
 from app.auth.models import User
 from app.extensions import db
-from tests.conftest import AuthActions
-from tests.support import ADMIN_PASSWORD
+from tests.support import ADMIN_PASSWORD, AuthActions
 
 
 def test_login_page_renders(client):
@@ -124,7 +123,7 @@ def test_change_password_ends_other_sessions(app, client, auth):
 
 
 def test_first_admin_generated_password_printed_once(tmp_path, capsys):
-    from tests.conftest import make_app
+    from tests.support import make_app
 
     app = make_app(tmp_path, ADMIN_PASSWORD=None, ADMIN_USER="root-admin")
     printed = capsys.readouterr().err

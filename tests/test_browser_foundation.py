@@ -1,7 +1,7 @@
 """The foundation in a real headless Chromium: log in, add a device (htmx, no reload), log out."""
 import re
 
-from tests.conftest import browser_login
+from tests.support import browser_login
 
 
 def test_log_in_add_device_log_out(page, live_server, sshd):

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from app.devices import keys, secrets
 from app.devices.models import Device
 from app.extensions import db
-from tests.conftest import AuthActions, logged_in_user, make_app
+from tests.support import AuthActions, logged_in_user, make_app
 
 SECRET_PASSWORD = "device-secret-Pa55word!"
 PASSPHRASE = "key-passphrase-42"

@@ -15,8 +15,8 @@ from app.audit.models import AuditEvent
 from app.auth.models import LoginSession, User
 from app.dbtypes import now_utc
 from app.extensions import db
-from tests.conftest import AuthActions, browser_login, reset_postgres
-from tests.support import ROOT, SECRET_KEY, LiveServer, connect_terminal, open_terminal
+from tests.support import (ROOT, SECRET_KEY, AuthActions, LiveServer, browser_login, connect_terminal, open_terminal,
+                           reset_postgres)
 
 
 def events(server, action):
@@ -125,7 +125,7 @@ def test_password_change_ends_the_other_log_ins_only(app, client, auth):
 
 
 def test_active_log_ins_list_and_end(app, client, auth):
-    from tests.conftest import logged_in_user
+    from tests.support import logged_in_user
 
     auth.login()
     bob = logged_in_user(app, "bob")
@@ -150,7 +150,7 @@ def test_active_log_ins_list_and_end(app, client, auth):
 
 def test_user_ids_are_never_reused(app, client, auth):
     """A new user must not inherit a deleted user's id, nor see their trail."""
-    from tests.conftest import logged_in_user
+    from tests.support import logged_in_user
 
     auth.login()
     first = logged_in_user(app, "carol")

@@ -8,8 +8,7 @@ from alembic.migration import MigrationContext
 
 import app.models  # noqa: F401  (every table in the metadata)
 from app.extensions import db
-from tests.conftest import reset_postgres
-from tests.support import ROOT, SECRET_KEY
+from tests.support import ROOT, SECRET_KEY, reset_postgres
 
 
 def upgrade(url, tmp_path):

@@ -7,8 +7,7 @@ from sqlalchemy import select
 from app import create_app
 from app.audit.models import AuditEvent
 from app.extensions import db
-from tests.conftest import browser_login
-from tests.support import SECRET_KEY
+from tests.support import SECRET_KEY, browser_login
 
 
 def session_events(server):

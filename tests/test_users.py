@@ -6,7 +6,7 @@ from app.audit.integrity import verify
 from app.audit.models import AuditEvent
 from app.auth.models import User
 from app.extensions import db
-from tests.conftest import AuthActions
+from tests.support import AuthActions
 
 
 def create(client, auth, username="alice", password="alice-password-1", admin=False):
@@ -31,6 +31,11 @@ def actions(app):
     ("bad name", "long-enough-password", b"Use letters, digits"),
     ("<script>", "long-enough-password", b"Use letters, digits"),
     ("admin", "long-enough-password", b"This username is taken."),
+    ("ADMIN", "long-enough-password", b"This username is taken."),  # names are unique regardless of case
+    (" bob", "long-enough-password", b"may not begin or end with a space"),
+    ("bo\tb", "long-enough-password", b"may not contain control characters"),
+    ("bo\x00b", "long-enough-password", b"may not contain control characters"),
+    ("b" * 65, "long-enough-password", b"at most 64 characters"),
     ("bob", "short", b"Use at least 12 characters."),
 ])
 def test_create_user_rejects_bad_input(app, client, auth, username, password, message):
@@ -115,3 +120,67 @@ def test_disabling_or_deleting_a_user_ends_their_log_ins_and_terminals(app, clie
         assert (row.terminate_requested, row.terminate_reason) == (True, reason)  # its holder ends it within 1 s
         event = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "auth.session_revoked")).one()
     assert event.details["reason"] == reason and event.details["user"] == "alice" and event.actor == "admin"
+
+
+@pytest.mark.parametrize("username,password,message", [
+    (" bob ", "long-enough-password", "may not begin or end with a space"),
+    ("bo\x01b", "long-enough-password", "may not contain control characters"),
+    ("bob smith", "long-enough-password", "Use letters, digits"),
+    ("Admin", "long-enough-password", "This username is taken."),
+    ("bob", "short", "at least 12 characters"),
+])
+def test_users_cli_follows_the_same_rule(app, runner, username, password, message):
+    result = runner.invoke(args=["users", "create", username, "--password", password])
+    assert result.exit_code != 0 and message in result.output
+    assert set(actions(app)) == {"user.created"}  # only the first admin
+
+
+def test_every_way_of_creating_a_user_records_it(app, runner, client, auth):
+    from tests.support import logged_in_user
+
+    auth.login()
+    assert create(client, auth, "web.user").status_code == 302
+    assert runner.invoke(args=["users", "create", "cli.user", "--password", "cli-password-12"]).exit_code == 0
+    logged_in_user(app, "fixture.user")
+    with app.app_context():
+        created = db.session.scalars(select(AuditEvent).filter_by(action="user.created").order_by(AuditEvent.id)).all()
+    assert [(e.actor, e.message, e.details["username"]) for e in created] == [
+        ("system", "created first admin admin", "admin"),
+        ("admin", "created user web.user", "web.user"),
+        ("console", "created user cli.user from the console", "cli.user"),
+        ("console", "created user fixture.user from the console", "fixture.user"),
+    ]
+
+
+def test_find_user_ignores_case_and_prefers_an_exact_match(app):
+    from app.auth.accounts import find_user
+
+    with app.app_context():
+        assert find_user("ADMIN").username == "admin"
+        db.session.add(User(username="Carol", password_hash="x"))  # an older pair, from before the rule
+        db.session.add(User(username="carol", password_hash="x"))
+        db.session.commit()
+        assert find_user("carol").username == "carol" and find_user("Carol").username == "Carol"
+        assert find_user("CAROL").username in ("Carol", "carol") and find_user("nobody") is None
+
+
+@pytest.mark.parametrize("setting,value,message", [
+    ("ADMIN_USER", "root admin", "ADMIN_USER: Use letters, digits"),
+    ("ADMIN_USER", " admin", "ADMIN_USER: A username may not begin or end with a space."),
+    ("ADMIN_PASSWORD", "short", "ADMIN_PASSWORD: Use at least 12 characters."),
+])
+def test_first_admin_follows_the_rule_or_the_start_stops(tmp_path, setting, value, message):
+    from config import ConfigError
+    from tests.support import make_app
+
+    with pytest.raises(ConfigError, match=message):
+        make_app(tmp_path, **{setting: value})
+
+
+def test_generated_first_admin_password_meets_a_long_minimum(tmp_path, capfd):
+    from tests.support import make_app
+
+    app = make_app(tmp_path, ADMIN_PASSWORD=None, PASSWORD_MIN_LENGTH=40)
+    password = capfd.readouterr().err.split("with password: ")[1].split()[0]
+    assert len(password) >= 40
+    assert AuthActions(app.test_client()).login("admin", password).status_code == 302

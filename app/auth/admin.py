@@ -4,11 +4,11 @@ import secrets
 import sys
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
-from app.audit.events import record
 from app.extensions import db
+from config import ConfigError
 
+from .accounts import AccountError, create_user
 from .models import User
 
 log = logging.getLogger("gatehouse.auth")
@@ -22,17 +22,14 @@ def ensure_first_admin(app):
     password = app.config["ADMIN_PASSWORD"]
     generated = password is None
     if generated:
-        password = secrets.token_urlsafe(18)
-    user = User(username=username, is_admin=True)
-    user.set_password(password)
-    db.session.add(user)
+        password = secrets.token_urlsafe(max(18, app.config["PASSWORD_MIN_LENGTH"]))
     try:
-        db.session.commit()
-    except IntegrityError:  # another worker created it first
-        db.session.rollback()
-        return None
-    record("user.created", f"created first admin {username}", actor="system", user_id=user.id,
-           details={"username": username, "admin": True, "generated": generated}, strict=False)
+        user = create_user(username, password, admin=True, via="first_start", details={"generated": generated})
+    except AccountError as refused:
+        if db.session.scalar(select(func.count()).select_from(User)):
+            return None  # another worker created it first
+        variable = "ADMIN_USER" if refused.field == "username" else "ADMIN_PASSWORD"
+        raise ConfigError(f"{variable}: {refused.message}") from None
     if generated:
         # Straight to the console, never to the log: this is the only place it ever appears.
         print(

@@ -1,7 +1,5 @@
 """User administration (admins only): create, disable, change role, delete."""
-import re
-
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -10,6 +8,7 @@ from app.audit.events import record
 from app.extensions import db
 
 from . import sessions
+from .accounts import AccountError, create_user
 from .forms import NewUserForm
 from .models import User
 
@@ -44,22 +43,13 @@ def create():
     """Create a user."""
     form = NewUserForm()
     if form.validate_on_submit():
-        username = form.username.data.strip()
-        minimum = current_app.config["PASSWORD_MIN_LENGTH"]
-        if not re.match(r"^[A-Za-z0-9._@-]{1,64}$", username):
-            form.username.errors.append("Use letters, digits and . _ @ - only.")
-        elif db.session.scalar(select(User).filter_by(username=username)):
-            form.username.errors.append("This username is taken.")
-        elif len(form.password.data) < minimum:
-            form.password.errors.append(f"Use at least {minimum} characters.")
-        else:
-            user = User(username=username, is_admin=form.is_admin.data)
-            user.set_password(form.password.data)
-            db.session.add(user)
-            db.session.commit()
-            record("user.created", f"created user {username}", details={"username": username, "admin": user.is_admin})
-            flash(f"User {username} created.", "info")
-            return redirect(url_for("users.index"))
+        try:
+            user = create_user(form.username.data, form.password.data, admin=form.is_admin.data)
+        except AccountError as refused:  # taken by someone else between the check and the insert
+            form[refused.field].errors.append(refused.message)
+            return _page(form, 422)
+        flash(f"User {user.username} created.", "info")
+        return redirect(url_for("users.index"))
     return _page(form, 422)
 
 
