@@ -4,7 +4,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
-from sqlalchemy import select
+from sqlalchemy import case, select, update
 
 from app.access import current_login
 from app.audit.events import FAILURE, AuditWriteError, record
@@ -53,16 +53,20 @@ def _fail_login(username, user, reason):
            user_id=user.id if user else None, details={"reason": reason}, strict=False)
     if user is None or reason == "locked":
         return
-    user.failed_logins += 1
-    if user.failed_logins >= current_app.config["LOGIN_MAX_FAILURES"]:
-        minutes = current_app.config["LOGIN_LOCK_MINUTES"]
-        user.locked_until = now_utc() + timedelta(minutes=minutes)
-        user.failed_logins = 0
-        db.session.commit()
+    minutes = current_app.config["LOGIN_LOCK_MINUTES"]
+    # One atomic statement counts the failure and, at the limit, locks and restarts the count: parallel
+    # guesses each see their own count, and exactly one of them sees the lock it set.
+    reached = User.failed_logins + 1 >= current_app.config["LOGIN_MAX_FAILURES"]
+    count = db.session.execute(
+        update(User).where(User.id == user.id)
+        .values(failed_logins=case((reached, 0), else_=User.failed_logins + 1),
+                locked_until=case((reached, now_utc() + timedelta(minutes=minutes)), else_=User.locked_until))
+        .returning(User.failed_logins).execution_options(synchronize_session=False)
+    ).scalar_one()
+    db.session.commit()
+    if count == 0:
         record("auth.locked", f"account {username} locked for {minutes} minutes after repeated failed log-ins",
                outcome=FAILURE, actor=username, user_id=user.id, details={"minutes": minutes}, strict=False)
-    else:
-        db.session.commit()
 
 
 @bp.route("/login", methods=["GET", "POST"])
