@@ -15,10 +15,12 @@ import flask_migrate
 import pytest
 import requests
 import sqlalchemy as sa
+from sqlalchemy import select
 
 from app import create_app
 from app.auth.accounts import create_user
 from app.auth.admin import ensure_first_admin
+from app.extensions import db
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("GATEHOUSE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -331,10 +333,20 @@ class LiveServer:
             data["private_key"] = sshd.key_text
         data.update(fields)
         response = http.post(self.url + "/devices/", data=data, timeout=30)
-        assert response.status_code == 200, response.text[:1000]
-        match = re.search(r'id="device-(\d+)"[^>]*>\s*<button[^>]*data-device-name="' + re.escape(name) + '"', response.text)
-        assert match, response.text[:2000]
-        return int(match.group(1))
+        assert response.status_code == 200 and f"Device {name} added." in response.text, response.text[:1000]
+        return self.device_id(name)
+
+    def device_id(self, name):
+        """Return the id the app gave the newest device of this name, from the server's database."""
+        from app.devices.models import Device
+
+        app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": self.database_url,
+                          "INSTANCE_DIR": str(self.workdir)})
+        with app.app_context():
+            found = db.session.scalar(select(Device.id).filter_by(name=name).order_by(Device.id.desc()).limit(1))
+            db.engine.dispose()
+        assert found is not None, f"no device {name!r} in {self.database_url}"
+        return found
 
 
 class _BoundSockets:

@@ -21,14 +21,15 @@ def name():
 
 
 def frames(ws, until, timeout=10):
-    """Collect (bytes, [control messages]) until until(bytes, controls) is true or the socket closes."""
+    """Collect (bytes, [control messages]) until until(bytes, controls) is true; fail on timeout or close."""
     data, controls = b"", []
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not until(data, controls):
+    while not until(data, controls):
+        assert time.monotonic() < deadline, f"nothing awaited came within {timeout} s: {data[-300:]!r} {controls}"
         try:
             frame = ws.receive(timeout=0.2)
         except simple_websocket.ConnectionClosed:
-            break
+            raise AssertionError(f"the terminal closed first: {data[-300:]!r} {controls}") from None
         if isinstance(frame, bytes):
             data += frame
         elif frame is not None:
@@ -82,10 +83,14 @@ def test_five_megabytes_arrive_byte_exact(terminal, sshd):
     path.write_bytes(payload)
     ws = terminal()
     # Raw mode: the PTY passes bytes untouched (no CR/LF translation), so the stream must be exact.
-    # The markers are spelt differently in the command, so its echo cannot be mistaken for them.
-    ws.send(b"stty raw -echo; printf 'BEG%sIN' ''; cat ~/payload.bin; printf 'E%sND' ''; stty sane\n")
-    data, _ = frames(ws, lambda d, c: b"END" in d[-64:] and b"BEGIN" in d, timeout=60)
-    body = data[data.index(b"BEGIN") + 5:data.rindex(b"END")]
+    # The markers are spelt differently in the command, so its echo cannot be mistaken for them; they are
+    # long and unique, so neither the random payload nor the prompt that may share END's frame holds them.
+    tag = uuid.uuid4().hex
+    begin, end = f"BEGIN-{tag}".encode(), f"END-{tag}".encode()
+    ws.send(f"stty raw -echo; printf 'BEG%sIN-{tag}' ''; cat ~/payload.bin; printf 'E%sND-{tag}' ''; stty sane\n"
+            .encode())
+    data, _ = frames(ws, lambda d, c: end in d[-65536:], timeout=60)
+    body = data[data.index(begin) + len(begin):data.rindex(end)]
     assert len(body) == len(payload)
     assert hashlib.sha256(body).hexdigest() == hashlib.sha256(payload).hexdigest()
     ws.close()
