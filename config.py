@@ -88,6 +88,8 @@ class Config:
         self.TRUSTED_PROXY_HOPS = _int("TRUSTED_PROXY_HOPS", 0, 0, 10)
         self.AUDIT_RETENTION_DAYS = _int("AUDIT_RETENTION_DAYS", 7, 1, 36500)
         self.AUDIT_PRUNE_INTERVAL_SECONDS = _int("AUDIT_PRUNE_INTERVAL_SECONDS", 3600, 10, 7 * 86400)
+        # An open audit viewer asks for new rows this often; tests shorten it.
+        self.AUDIT_POLL_SECONDS = _int("AUDIT_POLL_SECONDS", 5, 1, 3600)
         # Expired audit rows are appended here (gzip JSON Lines, one file a day) before deletion.
         self.AUDIT_ARCHIVE_DIR = _str("AUDIT_ARCHIVE_DIR")
         self.SSH_CONNECT_TIMEOUT = _int("SSH_CONNECT_TIMEOUT", 10, 1, 300)

@@ -275,7 +275,7 @@ class LiveServer:
             "ADMIN_PASSWORD": ADMIN_PASSWORD, "GATEHOUSE_INSTANCE": str(self.workdir),
             "GATEHOUSE_BIND": f"127.0.0.1:{self.port}", "GATEHOUSE_ACCESS_LOG": "",
             "SESSION_HEARTBEAT_SECONDS": "1", "WS_PING_SECONDS": "2", "SSH_CONNECT_TIMEOUT": "3",
-            "GATEHOUSE_GRACEFUL_TIMEOUT": "3",
+            "GATEHOUSE_GRACEFUL_TIMEOUT": "3", "AUDIT_POLL_SECONDS": "2",
         })
         env.update({k: str(v) for k, v in self.env.items()})
         return env

@@ -10,7 +10,7 @@ from config import Config, ConfigError
 DEFAULTS = {
     "ADMIN_USER": "admin", "ADMIN_PASSWORD": None, "ENCRYPTION_KEY": None, "PASSWORD_MIN_LENGTH": 12,
     "LOGIN_MAX_FAILURES": 5, "LOGIN_LOCK_MINUTES": 15, "SESSION_TTL_HOURS": 8, "TRUSTED_PROXY_HOPS": 0,
-    "AUDIT_RETENTION_DAYS": 7, "AUDIT_PRUNE_INTERVAL_SECONDS": 3600, "AUDIT_ARCHIVE_DIR": None,
+    "AUDIT_RETENTION_DAYS": 7, "AUDIT_PRUNE_INTERVAL_SECONDS": 3600, "AUDIT_ARCHIVE_DIR": None, "AUDIT_POLL_SECONDS": 5,
     "SSH_CONNECT_TIMEOUT": 10, "SSH_KEEPALIVE_SECONDS": 15, "SESSION_HEARTBEAT_SECONDS": 10,
     "WS_PING_SECONDS": 10, "WS_MAX_MESSAGE_BYTES": 1048576, "LOG_LEVEL": "INFO",
 }
@@ -47,6 +47,7 @@ def test_postgres_urls_use_psycopg3(clean_env, monkeypatch, url, expected):
     ("AUDIT_RETENTION_DAYS", "abc"), ("AUDIT_RETENTION_DAYS", "0"), ("TRUSTED_PROXY_HOPS", "-1"),
     ("TRUSTED_PROXY_HOPS", "two"), ("SESSION_TTL_HOURS", "0"), ("PASSWORD_MIN_LENGTH", "4"),
     ("WS_MAX_MESSAGE_BYTES", "10"), ("LOG_LEVEL", "loud"), ("SSH_CONNECT_TIMEOUT", "1e3"),
+    ("AUDIT_POLL_SECONDS", "0"),
 ])
 def test_nonsense_fails_fast_naming_the_variable(clean_env, monkeypatch, name, value):
     monkeypatch.setenv(name, value)
@@ -88,3 +89,11 @@ def test_factory_applies_overrides(tmp_path):
     assert app.config["PERMANENT_SESSION_LIFETIME"].total_seconds() == 7200
     assert app.config["SOCK_SERVER_OPTIONS"] == {"ping_interval": 10, "max_message_size": 1048576}
     assert {"auth", "users", "devices", "terminals", "audit"} <= set(app.blueprints)
+
+
+def test_audit_poll_interval_reaches_the_viewer(tmp_path):
+    from tests.support import AuthActions, make_app
+
+    client = make_app(tmp_path, AUDIT_POLL_SECONDS=1).test_client()
+    AuthActions(client).login()
+    assert 'hx-trigger="every 1s, refresh"' in client.get("/audit/rows").get_data(as_text=True)
