@@ -1,8 +1,9 @@
 """The account rule: what a username and a password must be, and the one way a user is created.
 
 Usernames are unique without regard to case, so `Admin` cannot sit beside `admin` and be mistaken
-for it in the audit trail; log-in looks a name up the same way (find_user), preferring an exact
-match for any older pair that differs only in case.
+for it in the audit trail. A name is looked up the same way (find_user: `ADMIN` finds `admin`),
+preferring an exact match for any older pair that differs only in case; the users CLI does so, and
+log-in is meant to (its lookup is one line in auth/views.py:login).
 """
 import re
 import unicodedata
