@@ -12,6 +12,7 @@ from app.dbtypes import now_utc
 from app.extensions import db, login_manager
 
 from . import sessions
+from .accounts import find_user
 from .forms import LoginForm, PasswordForm
 from .models import LoginSession, User
 
@@ -77,7 +78,7 @@ def login():
     form = LoginForm()
     if form.validate_on_submit():
         username = form.username.data.strip()
-        user = db.session.scalar(select(User).filter_by(username=username))
+        user = find_user(username)
         if user is None:
             User.burn_password_check(form.password.data)
             _fail_login(username, None, "unknown_user")
@@ -103,7 +104,7 @@ def login():
             return redirect(_safe_next(request.args.get("next")))
         flash(BAD_LOGIN, "error")
         return render_template("auth/login.html", form=form), 401
-    return render_template("auth/login.html", form=form)
+    return render_template("auth/login.html", form=form), 422 if request.method == "POST" else 200
 
 
 @bp.post("/logout")
