@@ -256,13 +256,13 @@ def test_polling_stops_when_closed_or_hidden(page, live_server):
     page.on("request", lambda request: polls.append(time.monotonic()) if "/audit/rows" in request.url else None)
     page.click("#audit-icon")
     page.locator("#audit-results").wait_for()
-    page.wait_for_timeout(5600)
+    page.wait_for_timeout(2300)  # a little over AUDIT_POLL_SECONDS=2 on the test server
     assert len(polls) >= 1  # it polls while open and visible
     # Hidden tab: no polls; shown again: one at once.
     page.evaluate("""() => { Object.defineProperty(document, 'hidden', {configurable: true, get: () => true});
                              document.dispatchEvent(new Event('visibilitychange')); }""")
     seen = len(polls)
-    page.wait_for_timeout(5600)
+    page.wait_for_timeout(2300)  # a little over AUDIT_POLL_SECONDS=2 on the test server
     assert len(polls) == seen
     page.evaluate("""() => { Object.defineProperty(document, 'hidden', {configurable: true, get: () => false});
                              document.dispatchEvent(new Event('visibilitychange')); }""")
@@ -270,5 +270,5 @@ def test_polling_stops_when_closed_or_hidden(page, live_server):
     assert len(polls) == seen + 1
     page.click("[data-close-dialog]")
     seen = len(polls)
-    page.wait_for_timeout(5600)
+    page.wait_for_timeout(2300)  # a little over AUDIT_POLL_SECONDS=2 on the test server
     assert len(polls) == seen and page.locator("#audit-results").count() == 0
