@@ -104,7 +104,10 @@ class Config:
             raise ConfigError(f"LOG_LEVEL={level!r} must be DEBUG, INFO, WARNING or ERROR")
         self.LOG_LEVEL = level.upper()
 
-        self.SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+        # A request holds at most one connection, briefly (app.blocking releases idle ones), so this pool serves a
+        # gevent worker's hundreds of requests (30 per worker fits PostgreSQL's 100 for a few workers); a short
+        # timeout answers quickly instead of stalling the worker.
+        self.SQLALCHEMY_ENGINE_OPTIONS = dict(pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=10)
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"
         self.SESSION_COOKIE_NAME = "gatehouse_session"

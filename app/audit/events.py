@@ -9,6 +9,7 @@ from flask_login import current_user
 from sqlalchemy import insert, update
 
 from app.audit.models import AuditChainHead, AuditEvent
+from app.blocking import release_idle_connection
 from app.dbtypes import iso_utc, now_utc
 from app.extensions import db
 
@@ -136,6 +137,8 @@ def record(action, message, *, outcome=SUCCESS, actor=None, user_id=None, target
         "session_id": session_id,
         "details": _scrub(details),
     }
+    # The write takes its own connection: the request's idle one goes back first, so no request holds two.
+    release_idle_connection()
     try:
         # Connection first, then the lock: a writer never waits for the pool while holding the lock.
         with db.engine.connect() as conn, _process_lock, conn.begin():

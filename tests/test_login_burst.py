@@ -1,0 +1,78 @@
+"""A burst of anonymous log-ins never stalls the worker nor loses a failed-log-in event (issue 10, item 1)."""
+import threading
+import time
+import uuid
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from app import create_app
+from app.audit.models import AuditEvent
+from app.extensions import db
+from tests.support import PG_URL, SECRET_KEY, LiveServer, csrf_from, reset_postgres
+
+
+def _failed_logins(server, names):
+    """Count the auth.login_failed events the server wrote for these names."""
+    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
+                      "INSTANCE_DIR": str(server.workdir)})
+    with app.app_context():
+        count = db.session.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.action == "auth.login_failed", AuditEvent.actor.in_(names)))
+        db.session.remove()
+        db.engine.dispose()
+    return count
+
+
+def _burst(server, count):
+    """Send count parallel log-ins with unknown names; meanwhile time an admin's page; return both results."""
+    admin = server.login()
+    names = [f"nobody-{uuid.uuid4().hex[:12]}" for _ in range(count)]
+    forms = []
+    for name in names:  # every guesser has its own cookie and CSRF token, as separate clients would
+        http = requests.Session()
+        forms.append((http, {"username": name, "password": "not-the-password",
+                             "csrf_token": csrf_from(http.get(server.url + "/login", timeout=10).text)}))
+    statuses, start = [], threading.Barrier(count + 1)
+
+    def guess(http, data):
+        start.wait(10)
+        statuses.append(http.post(server.url + "/login", data=data, timeout=60).status_code)
+
+    threads = [threading.Thread(target=guess, args=form) for form in forms]
+    for thread in threads:
+        thread.start()
+    start.wait(10)
+    time.sleep(0.05)  # the log-ins are in flight
+    began = time.monotonic()
+    page = admin.get(server.url + "/devices/", timeout=60)
+    latency = time.monotonic() - began
+    for thread in threads:
+        thread.join(90)
+    return names, statuses, page.status_code, latency
+
+
+def check_burst(server, count):
+    names, statuses, admin_status, latency = _burst(server, count)
+    print(f"admin page during {count} parallel log-ins: {latency * 1000:.0f} ms")
+    assert admin_status == 200 and latency < 1.0, (admin_status, latency)
+    assert statuses == [401] * count
+    assert _failed_logins(server, names) == count
+    assert "QueuePool" not in server.log_text() and "audit write failed" not in server.log_text()
+
+
+def test_login_burst_sqlite(live_server):
+    check_burst(live_server, 20)
+
+
+@pytest.fixture
+def pg_live_server(tmp_path):
+    """The app under gunicorn with two gevent workers on PostgreSQL."""
+    server = LiveServer(tmp_path, env={"DATABASE_URL": reset_postgres(PG_URL), "WEB_CONCURRENCY": "2"}).start()
+    yield server
+    server.stop()
+
+
+def test_login_burst_postgresql(pg_live_server):
+    check_burst(pg_live_server, 40)
