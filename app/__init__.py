@@ -11,6 +11,7 @@ from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 from config import Config, ConfigError, load_secret_key
 
@@ -48,6 +49,7 @@ def create_app(config=None):
     _init_extensions(app)
     _init_proxy(app)
     _init_requests(app)
+    _init_converters(app)
     _register_blueprints(app)
     _register_cli(app)
     _startup(app)
@@ -159,6 +161,18 @@ def _init_requests(app):
 
     for code in (400, 403, 404, 405, 413, 422, 429, 500, 503):
         app.register_error_handler(code, render_error)
+
+
+class _BoundedIntConverter(IntegerConverter):
+    """An <int:> URL part no larger than a 64-bit id: a longer number is a 404, not a database error."""
+
+    def __init__(self, url_map, fixed_digits=0, min=None, max=2**63 - 1, signed=False):
+        super().__init__(url_map, fixed_digits, min, max, signed)
+
+
+def _init_converters(app):
+    """Bound every <int:> URL part before the blueprints' routes are built with it."""
+    app.url_map.converters["int"] = _BoundedIntConverter
 
 
 def _register_blueprints(app):

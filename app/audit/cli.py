@@ -30,6 +30,9 @@ def verify_command():
 def prune_command(days):
     """Delete events older than the retention period now (archived first if AUDIT_ARCHIVE_DIR is set)."""
     result = prune(retention_days=days)
+    if result.refused:
+        click.echo(f"REFUSED: expired events were kept because they do not verify: {result.refused}")
+        sys.exit(1)
     click.echo(f"pruned {result.count} events older than {result.cutoff.isoformat()}")
     for path in result.archives:
         click.echo(f"archived to {path}")

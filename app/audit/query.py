@@ -62,10 +62,11 @@ def _parse_time(raw, name, errors):
     """Parse an ISO-8601 time; without a zone it is UTC."""
     try:
         value = datetime.fromisoformat(raw.strip().replace("Z", "+00:00").replace(" ", "T"))
-    except ValueError:
+        # Converting to UTC can step outside the years 1..9999 (0001-01-01T00:00+01:00).
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
         errors.append(f"{name}: {raw[:40]!r} is not a time (use UTC ISO-8601, e.g. 2026-11-24T08:00:00Z)")
         return None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 def parse_filters(args):
@@ -98,15 +99,22 @@ def parse_filters(args):
     if len(f.q) > MAX_TEXT:
         errors.append(f"q: the search text is longer than {MAX_TEXT} characters")
         f.q = ""
+    for name in ("user", "q"):
+        # PostgreSQL refuses a NUL in a query outright; no one types the other control characters into a search.
+        if any(ord(char) < 32 or ord(char) == 127 for char in getattr(f, name)):
+            errors.append(f"{name}: control characters may not be used")
+            setattr(f, name, "")
     for name, allowed in (("page", None), ("size", PAGE_SIZES)):
         raw = args.get(name, "").strip()
         if not raw:
             continue
-        if not raw.isdigit() or int(raw) < 1 or (allowed and int(raw) not in allowed) or int(raw) > 10**6:
+        # isdigit() alone accepts "²" and other digits that int() refuses.
+        number = int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 7 else 0
+        if number < 1 or (allowed and number not in allowed) or number > 10**6:
             errors.append(f"{name}: {raw[:20]!r} must be " + (f"one of {', '.join(map(str, allowed))}"
                                                            if allowed else "a whole number from 1"))
         else:
-            setattr(f, name, int(raw))
+            setattr(f, name, number)
     return f
 
 

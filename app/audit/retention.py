@@ -13,7 +13,8 @@ from sqlalchemy import delete, func, select
 from app.dbtypes import iso_utc, now_utc
 from app.extensions import db
 
-from .events import record
+from .events import FAILURE, record
+from .integrity import verify
 from .models import AuditEvent
 
 log = logging.getLogger("gatehouse.audit")
@@ -28,6 +29,7 @@ class PruneResult:
     cutoff: datetime
     anchor_id: int | None = None
     archives: tuple = ()
+    refused: str | None = None  # why nothing was pruned although rows had expired
 
 
 def prune(now=None, retention_days=None, batch_size=5000, archive_dir=None):
@@ -45,6 +47,10 @@ def prune(now=None, retention_days=None, batch_size=5000, archive_dir=None):
     db.session.rollback()
     if not count:
         return PruneResult(0, cutoff)
+    # Deleting broken rows would launder them: the anchor would vouch for whatever they had become.
+    verdict = verify(batch_size=batch_size, upto=last_id)
+    if not verdict.ok:
+        return _refuse(verdict, cutoff, first_id, last_id)
     anchor_hash = db.session.scalar(select(AuditEvent.hash).where(AuditEvent.id == last_id))
     # Written before deleting, so the trail says what is about to go and where the chain resumes.
     record("audit.pruned", f"pruning {count} audit events older than {iso_utc(cutoff)}", actor="system",
@@ -62,6 +68,16 @@ def prune(now=None, retention_days=None, batch_size=5000, archive_dir=None):
         done = upper
     log.info("pruned %d audit events older than %s", count, iso_utc(cutoff))
     return PruneResult(count, cutoff, last_id, tuple(sorted(archives)))
+
+
+def _refuse(verdict, cutoff, first_id, last_id):
+    """Record (critical) and log that expired rows stay because they fail verification."""
+    reason = f"event {verdict.bad_id} {verdict.problem}"
+    log.error("audit prune refused: the rows up to %d do not verify: %s", last_id, reason)
+    record("audit.pruned", f"pruning refused: the expired audit events do not verify ({reason})", outcome=FAILURE,
+           actor="system", details={"cutoff": iso_utc(cutoff), "from_id": first_id, "upto_id": last_id,
+                                    "bad_id": verdict.bad_id, "problem": verdict.problem}, strict=False)
+    return PruneResult(0, cutoff, refused=str(verdict))
 
 
 def _archive(folder, after_id, upto_id):
