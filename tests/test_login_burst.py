@@ -8,9 +8,11 @@ import requests
 from sqlalchemy import func, select
 
 from app import create_app
-from app.audit.models import AuditEvent
+from app.audit.events import record
+from app.audit.models import AuditChainHead, AuditEvent
+from app.blocking import release_idle_connection
 from app.extensions import db
-from tests.support import PG_URL, SECRET_KEY, LiveServer, csrf_from, reset_postgres
+from tests.support import PG_URL, SECRET_KEY, LiveServer, csrf_from, make_app, reset_postgres
 
 
 def _failed_logins(server, names):
@@ -76,3 +78,32 @@ def pg_live_server(tmp_path):
 
 def test_login_burst_postgresql(pg_live_server):
     check_burst(pg_live_server, 40)
+
+
+def test_audit_write_waits_out_a_busy_pool(tmp_path, caplog):
+    """An event waits for a connection past one pool timeout instead of being dropped."""
+    app = make_app(tmp_path, SQLALCHEMY_ENGINE_OPTIONS={"pool_size": 1, "max_overflow": 0, "pool_timeout": 1})
+    with app.app_context():
+        held = db.engine.connect()
+        releaser = threading.Timer(1.5, held.close)  # the only connection comes back after the first wait
+        releaser.start()
+        written = record("audit.viewed", "waited for the pool", actor="tester", strict=False)
+        releaser.join()
+        db.engine.dispose()
+    assert written is not None and "waits for a database connection" in caplog.text
+
+
+def test_request_session_gives_back_an_idle_connection(app):
+    """Reading through the request session and then writing an event needs one pooled connection, not two."""
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {}
+    with app.test_request_context():
+        pool = db.engine.pool
+        db.session.scalar(select(func.count()).select_from(AuditEvent))  # the session now holds a connection
+        assert pool.checkedout() == 1
+        release_idle_connection()
+        assert pool.checkedout() == 0
+        db.session.add(AuditChainHead(id=99))  # pending changes keep their connection and transaction
+        db.session.flush()
+        release_idle_connection()
+        assert pool.checkedout() == 1
+        db.session.rollback()

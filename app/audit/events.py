@@ -6,6 +6,7 @@ import threading
 
 from flask import g, has_request_context, request
 from flask_login import current_user
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import insert, update
 
 from app.audit.models import AuditChainHead, AuditEvent
@@ -55,6 +56,10 @@ _SECRET_WORDS = ("password", "passphrase", "private_key", "secret", "token")
 # Writers in one process queue here before the database lock: under gevent, SQLite's
 # busy-wait sleeps in C and would block the greenlet that holds the lock.
 _process_lock = threading.Lock()
+
+
+# A busy pool is waited out this many pool timeouts before an event is given up (and logged at ERROR).
+_POOL_ATTEMPTS = 3
 
 
 class AuditWriteError(RuntimeError):
@@ -114,6 +119,36 @@ def _request_facts():
     return facts
 
 
+def _connect():
+    """Return a connection for a write; a full pool is waited out a few times before giving up."""
+    for attempt in range(1, _POOL_ATTEMPTS):
+        try:
+            return db.engine.connect()
+        except sa_exc.TimeoutError:
+            log.warning("audit write waits for a database connection (attempt %d of %d)", attempt, _POOL_ATTEMPTS)
+    return db.engine.connect()  # the last timeout reaches record(), which logs the lost event at ERROR
+
+
+def _append(row):
+    """Give row the next id, the time and its hashes, and write it at the end of the chain."""
+    # Connection first, then the lock: a writer never waits for the pool while holding the lock.
+    with _connect() as conn, _process_lock, conn.begin():
+        # The first statement writes the head row: it takes the row lock on PostgreSQL and
+        # the database write lock on SQLite, so no two writers ever read the same head.
+        head = conn.execute(
+            update(AuditChainHead)
+            .where(AuditChainHead.id == 1)
+            .values(last_id=AuditChainHead.last_id + 1)
+            .returning(AuditChainHead.last_id, AuditChainHead.last_hash)
+        ).one()
+        row["id"] = head.last_id
+        row["occurred_at"] = now_utc()
+        row["prev_hash"] = head.last_hash
+        row["hash"] = chain_hash(head.last_hash, row)
+        conn.execute(insert(AuditEvent).values(**row))
+        conn.execute(update(AuditChainHead).where(AuditChainHead.id == 1).values(last_hash=row["hash"]))
+
+
 def record(action, message, *, outcome=SUCCESS, actor=None, user_id=None, target=None,
            session_id=None, details=None, source_ip=None, strict=True):
     """Append one event to the audit trail; raise AuditWriteError (strict) or log it at ERROR."""
@@ -140,22 +175,7 @@ def record(action, message, *, outcome=SUCCESS, actor=None, user_id=None, target
     # The write takes its own connection: the request's idle one goes back first, so no request holds two.
     release_idle_connection()
     try:
-        # Connection first, then the lock: a writer never waits for the pool while holding the lock.
-        with db.engine.connect() as conn, _process_lock, conn.begin():
-            # The first statement writes the head row: it takes the row lock on PostgreSQL and
-            # the database write lock on SQLite, so no two writers ever read the same head.
-            head = conn.execute(
-                update(AuditChainHead)
-                .where(AuditChainHead.id == 1)
-                .values(last_id=AuditChainHead.last_id + 1)
-                .returning(AuditChainHead.last_id, AuditChainHead.last_hash)
-            ).one()
-            row["id"] = head.last_id
-            row["occurred_at"] = now_utc()
-            row["prev_hash"] = head.last_hash
-            row["hash"] = chain_hash(head.last_hash, row)
-            conn.execute(insert(AuditEvent).values(**row))
-            conn.execute(update(AuditChainHead).where(AuditChainHead.id == 1).values(last_hash=row["hash"]))
+        _append(row)
     except Exception as exc:
         log.error("audit write failed: action=%s actor=%s error=%s", action, row["actor"], exc)
         if strict:
