@@ -94,6 +94,8 @@ class Config:
         self.AUDIT_ARCHIVE_DIR = _str("AUDIT_ARCHIVE_DIR")
         self.SSH_CONNECT_TIMEOUT = _int("SSH_CONNECT_TIMEOUT", 10, 1, 300)
         self.SSH_KEEPALIVE_SECONDS = _int("SSH_KEEPALIVE_SECONDS", 15, 1, 3600)
+        # A device that takes no input for this long while input waits ends the session (remote_stuck).
+        self.SSH_WRITE_TIMEOUT = _int("SSH_WRITE_TIMEOUT", 30, 1, 3600)
         # Open terminal sessions refresh a heartbeat this often; three missed beats make an orphan.
         self.SESSION_HEARTBEAT_SECONDS = _int("SESSION_HEARTBEAT_SECONDS", 10, 1, 3600)
         self.WS_PING_SECONDS = _int("WS_PING_SECONDS", 10, 1, 3600)
