@@ -1,7 +1,9 @@
 """Gatehouse settings: one class, one line per setting, read from the environment."""
 import os
+import re
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from dotenv import load_dotenv
 
@@ -31,6 +33,30 @@ def _str(name, default=None):
     """Read a text setting; an empty value counts as unset."""
     raw = os.environ.get(name)
     return raw if raw not in (None, "") else default
+
+
+def _public_url(name):
+    """Read a public address (scheme, host, optional port, nothing else) and return its origin, or None."""
+    raw = _str(name)
+    return None if raw is None else public_url_origin(name, raw)
+
+
+def public_url_origin(name, raw):
+    """Return the origin of a public address such as https://host:8443, or fail naming the variable."""
+    try:
+        parts = urlsplit(raw.strip())
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a URL such as https://gatehouse.example.org:8443") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or parts.username is not None \
+            or parts.password is not None or parts.path not in ("", "/") or parts.query or parts.fragment \
+            or raw.strip().endswith(("?", "#")) or not re.fullmatch(r"[a-z0-9.-]+|[0-9a-f:.]+", parts.hostname.lower()):
+        raise ConfigError(f"{name}={raw!r} must be http(s)://host[:port] with no path, such as "
+                          "https://gatehouse.example.org:8443")
+    scheme, host = parts.scheme.lower(), parts.hostname.lower()
+    host = f"[{host}]" if ":" in host else host
+    # Browsers leave a default port out of Origin, so the setting does too.
+    return f"{scheme}://{host}" + ("" if port in (None, {"http": 80, "https": 443}[scheme]) else f":{port}")
 
 
 def _instance_dir():
@@ -86,6 +112,8 @@ class Config:
         self.SESSION_TTL_HOURS = _int("SESSION_TTL_HOURS", 8, 1, 24 * 30)
         # Reverse proxies in front of the app; 0 ignores X-Forwarded-For entirely.
         self.TRUSTED_PROXY_HOPS = _int("TRUSTED_PROXY_HOPS", 0, 0, 10)
+        # The address people type (scheme://host[:port]); terminals accept only this Origin. Unset: from the request.
+        self.PUBLIC_URL = _public_url("PUBLIC_URL")
         self.AUDIT_RETENTION_DAYS = _int("AUDIT_RETENTION_DAYS", 7, 1, 36500)
         self.AUDIT_PRUNE_INTERVAL_SECONDS = _int("AUDIT_PRUNE_INTERVAL_SECONDS", 3600, 10, 7 * 86400)
         # An open audit viewer asks for new rows this often; tests shorten it.

@@ -13,10 +13,11 @@ from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
-from config import Config, ConfigError, load_secret_key
+from config import Config, ConfigError, load_secret_key, public_url_origin
 
 from .dbtypes import iso_utc, now_utc
 from .extensions import csrf, db, login_manager, migrate, sock
+from .origins import fill_short_forwarded, public_origin
 
 MIGRATIONS_DIR = str(Path(__file__).resolve().parent.parent / "migrations")
 
@@ -65,6 +66,8 @@ def _validate(app):
     hops = app.config["TRUSTED_PROXY_HOPS"]
     if not isinstance(hops, int) or hops < 0:
         raise ConfigError(f"TRUSTED_PROXY_HOPS={hops!r} must be a whole number >= 0")
+    if app.config.get("PUBLIC_URL"):
+        app.config["PUBLIC_URL"] = public_url_origin("PUBLIC_URL", app.config["PUBLIC_URL"])
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=app.config["SESSION_TTL_HOURS"])
     app.config["SOCK_SERVER_OPTIONS"] = {
         "ping_interval": app.config["WS_PING_SECONDS"],
@@ -111,10 +114,12 @@ def _init_extensions(app):
 
 
 def _init_proxy(app):
-    """Trust X-Forwarded-* only from the configured number of reverse proxies."""
+    """Trust X-Forwarded-For/Proto/Host/Port only from the configured number of reverse proxies."""
     hops = app.config["TRUSTED_PROXY_HOPS"]
     if hops:
-        app.wsgi_app = ProxyFix(_keep_valid_address(app.wsgi_app), x_for=hops, x_proto=hops)
+        fixed = ProxyFix(_keep_valid_address(app.wsgi_app), x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
+        app.wsgi_app = fill_short_forwarded(fixed, hops)
+    app.add_template_global(public_origin, "public_origin")  # the terminal page tells its origin to terminal.js
 
 
 def _keep_valid_address(wsgi_app):

@@ -5,6 +5,7 @@ from sqlalchemy import select
 
 from app.access import admin_required, get_device_or_404, user_devices
 from app.extensions import db
+from app.origins import check_websocket_origin
 
 from . import hostkeys, records
 from .models import HostKey, TerminalSession
@@ -17,9 +18,7 @@ bp = Blueprint("terminals", __name__)
 def check_access():
     """Refuse cross-site websocket upgrades and other users' devices before the upgrade happens."""
     if request.endpoint == "terminals.ws":
-        origin = request.headers.get("Origin", "")
-        if origin.rstrip("/") != request.host_url.rstrip("/"):
-            abort(403, "Cross-origin terminal connections are refused.")
+        check_websocket_origin()
         g.device = get_device_or_404(request.view_args["device_id"])  # fetched once per connection
 
 
