@@ -1,11 +1,14 @@
 """Gatehouse: a self-hosted web SSH gateway with a tamper-evident audit trail."""
 import ipaddress
 import logging
+import os
 import sys
+import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
 
+import click
 from flask import Flask, g, render_template, request
 from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import event, inspect
@@ -61,27 +64,48 @@ def _validate(app):
     """Fill the secret key and reject settings that make no sense."""
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = load_secret_key(Path(app.config["INSTANCE_DIR"]))
-    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
-        Path(app.config["SQLALCHEMY_DATABASE_URI"][len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    _create_private_sqlite(app.config["SQLALCHEMY_DATABASE_URI"])
     hops = app.config["TRUSTED_PROXY_HOPS"]
     if not isinstance(hops, int) or hops < 0:
         raise ConfigError(f"TRUSTED_PROXY_HOPS={hops!r} must be a whole number >= 0")
     if app.config.get("PUBLIC_URL"):
         app.config["PUBLIC_URL"] = public_url_origin("PUBLIC_URL", app.config["PUBLIC_URL"])
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=app.config["SESSION_TTL_HOURS"])
+    from .terminals.socket import InputGate
+
     app.config["SOCK_SERVER_OPTIONS"] = {
         "ping_interval": app.config["WS_PING_SECONDS"],
         "max_message_size": app.config["WS_MAX_MESSAGE_BYTES"],
+        "event_class": InputGate,  # stops reading a browser whose input the device does not take
     }
 
 
+def _create_private_sqlite(uri):
+    """Create a missing SQLite file 0600 (its folder 0700) before SQLite creates it with the umask's mode."""
+    path = uri[len("sqlite:///"):].split("?", 1)[0] if uri.startswith("sqlite:///") else ""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # an empty file is an empty database
+    except FileExistsError:
+        pass  # SQLite gives its -wal and -shm files the mode of this one
+
+
+class _UtcFormatter(logging.Formatter):
+    """Stamp log lines in UTC ISO-8601 with milliseconds and Z, like the audit trail, whatever TZ says."""
+
+    def formatTime(self, record, datefmt=None):
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+
+
 def _configure_logging(app):
-    """Log to stderr with the request id; never a secret (nothing here formats one)."""
+    """Log to stderr in UTC with the request id; never a secret (nothing here formats one)."""
     root = logging.getLogger("gatehouse")
     root.setLevel(app.config["LOG_LEVEL"])
     if not root.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"))
+        handler.setFormatter(_UtcFormatter("%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"))
         handler.addFilter(_RequestIdFilter())
         root.addHandler(handler)
 
@@ -211,6 +235,8 @@ def _startup(app):
 
     with app.app_context():
         if not inspect(db.engine).has_table("audit_chain_head"):
-            logging.getLogger("gatehouse").info("database has no schema yet: run `flask db upgrade`")
+            # The flask command line loads the app for `flask db upgrade` too: the hint would name itself there.
+            if click.get_current_context(silent=True) is None:
+                logging.getLogger("gatehouse").info("database has no schema yet: run `flask db upgrade`")
             return
         ensure_first_admin(app)

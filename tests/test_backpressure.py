@@ -212,9 +212,6 @@ def flood_websocket(ws, pid, frames=300, limit=30):
     return peak, controls, len(sent), ended_after
 
 
-@pytest.mark.xfail(strict=True, reason="the websocket route must pass SSH_WRITE_TIMEOUT to connect() and stop "
-                                      "reading the websocket while frames wait unread (simple_websocket's reader "
-                                      "thread buffers every frame)")
 def test_a_flood_at_a_device_that_stops_reading_keeps_the_worker_small(stuck_server, sshd):
     http = stuck_server.login()
     device = "stuck-" + uuid.uuid4().hex[:8]

@@ -78,7 +78,7 @@ class LiveTerminal:
             self.bridge = connect(
                 self.device.host, self.device.port, self.device.username, password=credentials.password,
                 pkey=credentials.pkey, timeout=self.config["SSH_CONNECT_TIMEOUT"],
-                keepalive=self.config["SSH_KEEPALIVE_SECONDS"],
+                keepalive=self.config["SSH_KEEPALIVE_SECONDS"], stuck_after=self.config["SSH_WRITE_TIMEOUT"],
                 check_host_key=hostkeys.checker(self.device, self.user.username))
         except (ConnectError, CredentialError) as exc:
             records.fail(self.user, self.device, exc.reason, exc.message)
