@@ -82,7 +82,7 @@ def load_secret_key(instance):
             raise ConfigError("SECRET_KEY must be at least 32 characters (it also derives the encryption key)")
         return configured
     path = instance / "secret_key"
-    instance.mkdir(parents=True, exist_ok=True)
+    instance.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

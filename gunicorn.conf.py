@@ -1,5 +1,6 @@
 """gunicorn settings: the gevent worker (see docs/serving.md for why and for the limits)."""
 import os
+import signal
 import sys
 
 bind = os.environ.get("GATEHOUSE_BIND", "127.0.0.1:8000")
@@ -31,11 +32,32 @@ def post_worker_init(worker):
     """Start the worker's background work: heartbeats, orphan sweep, audit pruning."""
     from app.maintenance import start
 
+    _quit_once(worker)
     start(worker.wsgi, is_alive=lambda: worker.alive)
+
+
+def _quit_once(worker):
+    """Let only the first SIGINT/SIGQUIT stop the worker; a second one is a no-op, not a traceback."""
+    # Ctrl-C reaches the worker twice: SIGINT from the terminal, then SIGQUIT from the master. gevent runs each
+    # handler as a greenlet that calls sys.exit(0); the second one fires during interpreter shutdown and prints
+    # "SystemExit: 0 ... failed with SystemExit", which looks like a crash.
+    first = worker.handle_quit
+    quitting = []
+
+    def handle_quit(sig, frame):
+        if not quitting:
+            quitting.append(sig)
+            first(sig, frame)
+
+    worker.handle_quit = handle_quit
+    signal.signal(signal.SIGINT, handle_quit)
+    signal.signal(signal.SIGQUIT, handle_quit)
 
 
 def worker_exit(server, worker):
     """Close the terminal sessions this worker still holds (reason server_restart)."""
     from app.maintenance import stop
 
-    stop(worker.wsgi)
+    app = getattr(worker, "wsgi", None)  # absent when the worker failed to boot: it holds nothing
+    if app is not None:
+        stop(app)
