@@ -8,6 +8,7 @@
   const panels = root.querySelector(".panels");
   const encoder = new TextEncoder();
   const PASTE_CHUNK = 32 * 1024; // large pastes travel as several frames, well under the server's limit
+  const publicOrigin = root.dataset.publicOrigin; // the only Origin the server accepts for terminals
 
   // Same origin as the page, whatever scheme and host the server thought it had.
   function wsUrl(url) {
@@ -24,6 +25,12 @@
   class Tab {
     constructor(name, path) {
       this.path = path;
+      this.buildDom(name);
+      this.setUpTerminal();
+      this.wireListeners();
+    }
+
+    buildDom(name) {
       this.tab = element("div", "tab");
       this.tab.setAttribute("role", "tab");
       this.tab.tabIndex = 0;
@@ -42,7 +49,9 @@
       this.panel.setAttribute("role", "tabpanel");
       tabbar.append(this.tab);
       panels.append(this.panel);
+    }
 
+    setUpTerminal() {
       this.term = new window.Terminal({
         cursorBlink: true, scrollback: 5000, fontSize: 14,
         fontFamily: 'ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace',
@@ -51,6 +60,9 @@
       this.term.loadAddon(this.fit);
       this.term.open(this.panel);
       this.term.attachCustomKeyEventHandler((event) => this.copyKey(event));
+    }
+
+    wireListeners() {
       this.disposables = [
         this.term.onData((data) => this.send(encoder.encode(data))),
         this.term.onBinary((data) => this.send(Uint8Array.from(data, (c) => c.charCodeAt(0)))),
@@ -64,8 +76,6 @@
         else activate(this);
       };
       this.tab.addEventListener("click", this.onTabClick);
-      activate(this);
-      this.connect();
     }
 
     copyKey(event) {
@@ -81,9 +91,10 @@
       this.setStatus("connecting");
       this.reconnectButton.hidden = true;
       this.closedByServer = false;
+      this.opened = false;
       const socket = new WebSocket(wsUrl(this.path));
       socket.binaryType = "arraybuffer";
-      socket.onopen = () => { this.setStatus(""); this.sendSize(); this.term.focus(); };
+      socket.onopen = () => { this.opened = true; this.setStatus(""); this.sendSize(); this.term.focus(); };
       socket.onmessage = (event) => this.receive(event.data);
       socket.onclose = () => this.ended(socket);
       this.socket = socket;
@@ -112,7 +123,14 @@
     ended(socket) {
       if (socket !== this.socket) return;
       this.socket = null;
-      this.setStatus(this.closedByServer ? "closed" : "disconnected");
+      // A refused upgrade (403) reaches the page with no text: say why when the origins disagree.
+      const refused = !this.opened && !this.closedByServer && publicOrigin && publicOrigin !== location.origin;
+      if (refused) {
+        this.term.write("\r\n\x1b[1;31mGatehouse refused this terminal: the page is open at " + location.origin +
+          " but the server expects " + publicOrigin + ". Set PUBLIC_URL to the address you open Gatehouse at" +
+          " (or let the reverse proxy pass the Host header on; see the README).\x1b[0m\r\n");
+      }
+      this.setStatus(refused ? "refused" : this.closedByServer ? "closed" : "disconnected");
       this.reconnectButton.hidden = false;
     }
 
@@ -154,7 +172,6 @@
   const tabs = new Set();
 
   function activate(active) {
-    tabs.add(active);
     tabs.forEach((t) => {
       const on = t === active;
       t.tab.setAttribute("aria-selected", on ? "true" : "false");
@@ -166,7 +183,11 @@
 
   document.addEventListener("click", (event) => {
     const button = event.target.closest("button.open-terminal");
-    if (button) new Tab(button.dataset.deviceName, button.dataset.wsUrl);
+    if (!button) return;
+    const tab = new Tab(button.dataset.deviceName, button.dataset.wsUrl);
+    tabs.add(tab);
+    activate(tab);
+    tab.connect();
   });
   window.addEventListener("beforeunload", () => tabs.forEach((t) => t.socket && t.socket.close(1001)));
 })();
