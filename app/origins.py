@@ -48,6 +48,7 @@ def fill_short_forwarded(wsgi_app, hops):
     """Let a forwarded scheme, host or port written by fewer hops than trusted count (the nearest value wins)."""
 
     def middleware(environ, start_response):
+        """Repeat the nearest value of a short forwarded header as often as hops are trusted."""
         # ProxyFix ignores a header with fewer than `hops` values, so one TLS proxy in front of a plain one
         # that passes X-Forwarded-Proto on would be lost. The rightmost value is the one the nearest writing hop
         # set: a client can only add values to its left. A page in a browser cannot set these headers at all
