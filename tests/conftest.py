@@ -90,3 +90,15 @@ def page(browser):
     page.set_default_timeout(10000)
     yield page
     context.close()
+
+
+def pytest_terminal_summary(terminalreporter):
+    """End a run that skipped real parts with one line naming them and how to install them."""
+    parts = set()
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if reason.endswith(" is not available on this machine"):
+            parts.add(reason.removeprefix("Skipped: ").removesuffix(" is not available on this machine"))
+    if parts:
+        terminalreporter.write_line(f"INCOMPLETE RUN: tests were skipped for lack of {'; '.join(sorted(parts))} "
+                                    "(as root, `bash .ci/run` installs everything)", yellow=True, bold=True)

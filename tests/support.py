@@ -3,6 +3,7 @@ import os
 import pwd
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -37,6 +38,12 @@ def missing(what):
     if IN_CI:
         pytest.fail(f"{what} is required in CI but is not available")
     pytest.skip(f"{what} is not available on this machine")
+
+
+def need_ssh_keygen():
+    """Skip (fail in CI) a test that needs ssh-keygen when openssh-client is not installed."""
+    if shutil.which("ssh-keygen") is None:
+        missing("ssh-keygen (apt-get install openssh-client)")
 
 
 def free_port():
@@ -92,7 +99,7 @@ def reset_postgres(url=PG_URL):
             conn.execute(sa.text("DROP SCHEMA public CASCADE"))
             conn.execute(sa.text("CREATE SCHEMA public"))
     except sa.exc.OperationalError:
-        missing("PostgreSQL on 127.0.0.1:5432")
+        missing("PostgreSQL on 127.0.0.1:5432 (apt-get install postgresql; trust auth, database test)")
     finally:
         engine.dispose()
     return url
@@ -161,7 +168,7 @@ class SSHServer:
     def start(self):
         """Create the user, keys and config if needed, and start sshd in the foreground."""
         if not os.path.exists(SSHD) or os.geteuid() != 0:
-            missing("OpenSSH sshd (run as root)")
+            missing("OpenSSH sshd (apt-get install openssh-server; run as root)")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.password = self.password or ensure_test_user(self.user)
         if self.key_path is None:
@@ -197,6 +204,7 @@ class SSHServer:
 
     def fingerprint(self):
         """Return the SHA256 fingerprint of the host key, as ssh-keygen prints it."""
+        need_ssh_keygen()
         out = subprocess.run(["ssh-keygen", "-lf", self.workdir / f"host_{self.host_key_type}.pub"],
                              capture_output=True, text=True, check=True).stdout
         return out.split()[1]
@@ -211,6 +219,7 @@ class SSHServer:
 
 def _keygen(kind, path):
     """Create a key pair without a passphrase."""
+    need_ssh_keygen()
     subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", "gatehouse-test", "-f", str(path)], check=True)
 
 

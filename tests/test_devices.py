@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from app.devices import keys, secrets
 from app.devices.models import Device
 from app.extensions import db
-from tests.support import AuthActions, logged_in_user, make_app
+from tests.support import AuthActions, logged_in_user, make_app, need_ssh_keygen
 
 SECRET_PASSWORD = "device-secret-Pa55word!"
 PASSPHRASE = "key-passphrase-42"
@@ -26,6 +26,7 @@ def admin(client, auth):
 @pytest.fixture(scope="module")
 def key_files(tmp_path_factory):
     """An OpenSSH ed25519 key, a PEM RSA key with a passphrase, and a damaged key."""
+    need_ssh_keygen()
     folder = tmp_path_factory.mktemp("keys")
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", folder / "plain"], check=True)
     subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-m", "PEM", "-N", PASSPHRASE,

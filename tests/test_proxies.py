@@ -291,3 +291,15 @@ def test_websocket_origin_check_compares_origins(tmp_path, caplog, sent, ok):
             assert warning and repr(sent) in warning[-1].getMessage()
             assert "'https://gatehouse.example.org'" in warning[-1].getMessage()
             assert "PUBLIC_URL" in warning[-1].getMessage()
+
+
+@pytest.mark.parametrize("value", ["gatehouse.example.org", "ftp://gatehouse.example.org", "https://",
+                                   "https://gatehouse.example.org/gatehouse", "https://user@gatehouse.example.org",
+                                   "https://gatehouse.example.org:99999", "https://gate house.example.org",
+                                   "https://gatehouse.example.org/?x=1"])
+def test_public_url_nonsense_fails_fast_naming_the_variable(monkeypatch, value):
+    from config import Config, ConfigError
+
+    monkeypatch.setenv("PUBLIC_URL", value)
+    with pytest.raises(ConfigError, match="PUBLIC_URL"):
+        Config()
