@@ -95,6 +95,13 @@ def parse_filters(args):
             setattr(f, name, _parse_time(args[name], name, errors))
     if f.since and f.until and f.since > f.until:
         errors.append("since must be before until")
+    _parse_text(f, args, errors)
+    _parse_numbers(f, args, errors)
+    return f
+
+
+def _parse_text(f, args, errors):
+    """Take the free text; refuse control characters in it and in the user name."""
     f.q = args.get("q", "").strip()
     if len(f.q) > MAX_TEXT:
         errors.append(f"q: the search text is longer than {MAX_TEXT} characters")
@@ -104,6 +111,10 @@ def parse_filters(args):
         if any(ord(char) < 32 or ord(char) == 127 for char in getattr(f, name)):
             errors.append(f"{name}: control characters may not be used")
             setattr(f, name, "")
+
+
+def _parse_numbers(f, args, errors):
+    """Take page and page size: ASCII digits within range only."""
     for name, allowed in (("page", None), ("size", PAGE_SIZES)):
         raw = args.get(name, "").strip()
         if not raw:
@@ -115,7 +126,6 @@ def parse_filters(args):
                                                            if allowed else "a whole number from 1"))
         else:
             setattr(f, name, number)
-    return f
 
 
 def _escape_like(text):

@@ -4,7 +4,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, login_user, logout_user
-from sqlalchemy import case, select, update
+from sqlalchemy import case, update
 
 from app.access import current_login
 from app.audit.events import FAILURE, AuditWriteError, record
