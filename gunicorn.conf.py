@@ -2,6 +2,9 @@
 import os
 import signal
 import sys
+import time
+
+from gunicorn.glogging import Logger
 
 bind = os.environ.get("GATEHOUSE_BIND", "127.0.0.1:8000")
 worker_class = "gevent"
@@ -20,6 +23,23 @@ errorlog = "-"
 # No control socket: one fixed path per user would collide between instances.
 control_socket_disable = True
 loglevel = "info"
+
+
+class _UtcLogger(Logger):
+    """Stamp gunicorn's own lines in UTC ISO-8601 with milliseconds, like Gatehouse's, whatever TZ says."""
+
+    error_fmt = r"%(asctime)s.%(msecs)03dZ [%(process)d] [%(levelname)s] %(message)s"
+    datefmt = r"%Y-%m-%dT%H:%M:%S"
+
+    def setup(self, cfg):
+        """Set the handlers up as gunicorn does, then make their clocks UTC."""
+        super().setup(cfg)
+        for handler in self.error_log.handlers:
+            if handler.formatter is not None:
+                handler.formatter.converter = time.gmtime
+
+
+logger_class = _UtcLogger
 
 
 def when_ready(server):

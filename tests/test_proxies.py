@@ -225,6 +225,9 @@ def test_log_lines_are_utc_whatever_tz_says(proxied):
     assert all(LOG_LINE.match(line) for line in lines), [line for line in lines if not LOG_LINE.match(line)][:3]
     newest = datetime.datetime.fromisoformat(LOG_LINE.match(lines[-1]).group(1).replace("Z", "+00:00"))
     assert abs((newest - before).total_seconds()) < 30
+    served = [line for line in server.log_text().splitlines() if "] [INFO] " in line]  # gunicorn's own lines
+    gunicorn_line = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \[\d+\] ")
+    assert served and all(gunicorn_line.match(line) for line in served), served[:3]
 
 
 # --- public_origin() with header chains ---------------------------------------------------------------
