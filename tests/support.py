@@ -358,6 +358,23 @@ class LiveServer:
         return found
 
 
+# A private nginx in the foreground: format with dir= (its folder) and servers= (server blocks).
+NGINX_CONF = """
+daemon off;
+master_process off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy; fastcgi_temp_path {dir}/fcgi;
+  uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
+  map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+{servers}
+}}
+"""
+
+
 class _BoundSockets:
     """Stands in for the socket module inside simple_websocket: connects from a chosen address."""
 

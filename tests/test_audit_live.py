@@ -24,8 +24,8 @@ from app.extensions import db
 from app.leases import worker_id
 from app.terminals import live, records
 from app.terminals.models import TerminalSession
-from tests.support import (ADMIN_PASSWORD, SECRET_KEY, LiveServer, csrf_from, free_port, missing, open_terminal,
-                           wait_for_port)
+from tests.support import (ADMIN_PASSWORD, NGINX_CONF, SECRET_KEY, LiveServer, csrf_from, free_port, missing,
+                           open_terminal, wait_for_port)
 
 HOST = __import__("socket").gethostname()
 
@@ -118,17 +118,7 @@ class SourceAddressAdapter(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
-NGINX_CONF = """
-daemon off;
-master_process off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy; fastcgi_temp_path {dir}/fcgi;
-  uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
-  map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
+SERVERS = """
   server {{
     listen 127.0.0.1:{outer};
     location / {{ proxy_pass http://127.0.0.1:{inner}; proxy_bind 127.0.0.2; {common} }}
@@ -136,9 +126,7 @@ http {{
   server {{
     listen 127.0.0.1:{inner};
     location / {{ proxy_pass http://127.0.0.1:{app}; proxy_bind 127.0.0.3; {common} }}
-  }}
-}}
-"""
+  }}"""
 COMMON = ("proxy_http_version 1.1; proxy_set_header Host $http_host; "
           "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto $scheme; "
           "proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $connection_upgrade;")
@@ -154,7 +142,8 @@ def behind_two_nginx(tmp_path_factory):
     server = LiveServer(workdir / "app", env={"TRUSTED_PROXY_HOPS": "2"}).start()
     outer, inner = free_port(), free_port()
     conf = workdir / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(dir=workdir, outer=outer, inner=inner, app=server.port, common=COMMON))
+    conf.write_text(NGINX_CONF.format(dir=workdir, servers=SERVERS.format(outer=outer, inner=inner, app=server.port,
+                                                                         common=COMMON)))
     proc = subprocess.Popen([nginx, "-p", str(workdir), "-c", str(conf)], stderr=subprocess.DEVNULL)
     wait_for_port(outer, proc=proc)
     yield server, f"http://127.0.0.1:{outer}"

@@ -14,22 +14,9 @@ import pytest
 import simple_websocket
 
 from app.origins import check_websocket_origin, public_origin
-from tests.support import LiveServer, browser_login, connect_terminal, free_port, make_app, missing, wait_for_port
+from tests.support import (NGINX_CONF, LiveServer, browser_login, connect_terminal, free_port, make_app, missing,
+                           wait_for_port)
 
-NGINX_CONF = """
-daemon off;
-master_process off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy; fastcgi_temp_path {dir}/fcgi;
-  uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
-  map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
-{servers}
-}}
-"""
 # Every hop: the README's lines. The front hop alone says the scheme; the inner hop passes it on untouched.
 HOP = ("proxy_http_version 1.1; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; "
        "proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $connection_upgrade; "
