@@ -143,7 +143,6 @@ def _init_proxy(app):
     if hops:
         fixed = ProxyFix(_keep_valid_address(app.wsgi_app), x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
         app.wsgi_app = fill_short_forwarded(fixed, hops)
-    app.add_template_global(public_origin, "public_origin")  # the terminal page tells its origin to terminal.js
 
 
 def _keep_valid_address(wsgi_app):
@@ -218,6 +217,7 @@ def _register_blueprints(app):
         app.register_blueprint(blueprint)
     app.add_template_filter(iso_utc, "iso_utc")
     app.add_template_global(now_utc, "now_utc")
+    app.add_template_global(public_origin, "public_origin")  # the terminal page tells its origin to terminal.js
 
 
 def _register_cli(app):
