@@ -35,6 +35,14 @@ def _str(name, default=None):
     return raw if raw not in (None, "") else default
 
 
+def _choice(name, default, choices):
+    """Read a setting that takes one of a few words."""
+    value = (_str(name, default)).strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name}={os.environ.get(name)!r} must be one of {', '.join(choices)}")
+    return value
+
+
 def _public_url(name):
     """Read a public address (scheme, host, optional port, nothing else) and return its origin, or None."""
     raw = _str(name)
@@ -120,6 +128,12 @@ class Config:
         self.AUDIT_POLL_SECONDS = _int("AUDIT_POLL_SECONDS", 5, 1, 3600)
         # Expired audit rows are appended here (gzip JSON Lines, one file a day) before deletion.
         self.AUDIT_ARCHIVE_DIR = _str("AUDIT_ARCHIVE_DIR")
+        # Every terminal is recorded (asciicast, encrypted) unless RECORDING=off; past the cap a recording stops.
+        self.RECORDING = _choice("RECORDING", "on", ("on", "off"))
+        self.RECORDINGS_DIR = _str("RECORDINGS_DIR", str(instance / "recordings"))
+        self.RECORDING_MAX_MB = _int("RECORDING_MAX_MB", 100, 1, 1024 * 1024)
+        # Recordings and their commands go with the events that seal them, never before.
+        self.RECORDING_RETENTION_DAYS = _int("RECORDING_RETENTION_DAYS", self.AUDIT_RETENTION_DAYS, 1, 36500)
         self.SSH_CONNECT_TIMEOUT = _int("SSH_CONNECT_TIMEOUT", 10, 1, 300)
         self.SSH_KEEPALIVE_SECONDS = _int("SSH_KEEPALIVE_SECONDS", 15, 1, 3600)
         # A device that takes no input for this long while input waits ends the session (remote_stuck).

@@ -39,6 +39,7 @@ def _loop(app, is_alive):
             if not is_alive():  # shutting down: end sessions now, not after the grace period
                 _guarded("shutdown", live.close_all, "server_restart")
             _guarded("watch", live.watch)  # every second: ends asked for anywhere reach us quickly
+            _guarded("recordings", live.flush_recordings)  # a killed process loses at most this second
             _guarded("unwritten ends", live.retry_unwritten)
             _guarded("expired log-ins", log_ins.expire_due)  # one indexed query; ends reach terminals at once
             if now >= next_beat:

@@ -3,6 +3,7 @@ from app.audit.models import AuditChainHead, AuditEvent
 from app.auth.models import LoginSession, User
 from app.devices.models import Device
 from app.leases import Lease
-from app.terminals.models import HostKey, TerminalSession
+from app.terminals.models import HostKey, SessionCommand, TerminalSession
 
-__all__ = ["AuditChainHead", "AuditEvent", "Lease", "LoginSession", "User", "Device", "HostKey", "TerminalSession"]
+__all__ = ["AuditChainHead", "AuditEvent", "Lease", "LoginSession", "User", "Device", "HostKey", "SessionCommand",
+           "TerminalSession"]

@@ -81,7 +81,7 @@ def make_app(tmp_path, database_url=None, **overrides):
     config = {
         "TESTING": True, "SECRET_KEY": SECRET_KEY, "INSTANCE_DIR": str(tmp_path),
         "SQLALCHEMY_DATABASE_URI": database_url or f"sqlite:///{tmp_path / 'test.db'}",
-        "ADMIN_USER": "admin", "ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "ADMIN_USER": "admin", "ADMIN_PASSWORD": ADMIN_PASSWORD, "RECORDINGS_DIR": str(tmp_path / "recordings"),
     }
     config.update(overrides)
     app = create_app(config)
@@ -278,7 +278,7 @@ class LiveServer:
 
     def environment(self):
         """Return the process environment the server runs with."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEHOUSE_", "AUDIT_", "SSH_", "WS_"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEHOUSE_", "AUDIT_", "SSH_", "WS_", "RECORDING"))}
         env.update({
             "DATABASE_URL": self.database_url, "SECRET_KEY": SECRET_KEY, "ADMIN_USER": "admin",
             "ADMIN_PASSWORD": ADMIN_PASSWORD, "GATEHOUSE_INSTANCE": str(self.workdir),

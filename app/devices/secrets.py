@@ -15,14 +15,19 @@ class SecretError(ValueError):
     """A stored secret cannot be decrypted with the configured key."""
 
 
-def _key():
-    """Derive (once per configured key) the 256-bit data key."""
+def _key(info=b"device credentials"):
+    """Derive (once per configured key and purpose) a 256-bit data key."""
     material = current_app.config.get("ENCRYPTION_KEY") or current_app.config["SECRET_KEY"]
-    if material not in _cache:
-        _cache[material] = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=b"gatehouse/secrets-at-rest/v1", info=b"device credentials"
+    if (material, info) not in _cache:
+        _cache[material, info] = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=b"gatehouse/secrets-at-rest/v1", info=info
         ).derive(material.encode())
-    return _cache[material]
+    return _cache[material, info]
+
+
+def recording_key():
+    """Return the key of session recordings: from the same material as device secrets, its own purpose."""
+    return _key(b"session recordings")
 
 
 def encrypt(plaintext, purpose):

@@ -11,17 +11,23 @@ import threading
 from simple_websocket import ConnectionClosed
 
 from app.audit.events import AuditWriteError
+from app.blocking import run_blocking
 from app.dbtypes import now_utc
 from app.devices.credentials import CredentialError, open_credentials
+from app.devices.secrets import recording_key
 from app.extensions import db
 from app.signals import login_ended
 
 from . import hostkeys, records
 from .bridge import ConnectError, connect
+from .recording import FLUSH_BYTES, Recorder, RecordingError
 
 log = logging.getLogger("gatehouse.terminals")
 
 AUDIT_DOWN = "The audit trail cannot be written; the session is refused."
+RECORDING_DOWN = "Recordings cannot be written; the session is refused."
+# Output a recorder may hold before the terminal waits for it: bounds memory under bulk output.
+MAX_UNFLUSHED = 8 * 1024 * 1024
 # What the tab says when a session ends for a reason the user did not see coming.
 END_MESSAGES = {
     "terminated": "An admin ended this session.",
@@ -56,8 +62,10 @@ class LiveTerminal:
         self.login_id = login.id if login else None
         self.login_expires = login.expires_at if login else None
         self.config = config
-        self.bridge = self.facts = None
+        self.bridge = self.facts = self.recorder = self.seal = None
         self._send_lock = threading.Lock()
+        self._flush_lock = threading.Lock()  # one flush of the recorder at a time
+        self._recording_reported = False
         self._closed = False
 
     def send(self, data):
@@ -72,6 +80,14 @@ class LiveTerminal:
     def open(self):
         """Connect to the device and record the start; on failure tell the browser and return False."""
         self.tell("status", f"Connecting to {self.device.label}…")
+        if self.config["RECORDING"] == "on":
+            try:  # fail closed, like the trail: no session that cannot be recorded
+                records.recording_store().check()
+            except RecordingError as exc:
+                log.error("session refused: %s", exc)
+                records.fail(self.user, self.device, "recording_unavailable", str(exc))
+                self.tell("error", RECORDING_DOWN, reason="recording")
+                return False
         try:
             credentials = open_credentials(self.device)
             db.session.remove()  # hold no database connection across network waits
@@ -102,7 +118,59 @@ class LiveTerminal:
             db.session.remove()  # hold no database connection for the session's lifetime
         with _live_lock:
             _live[self.facts.id] = self
+        return self._start_recording()
+
+    def _start_recording(self):
+        """Open the session's recording; a recording that cannot start ends the session (fail closed)."""
+        if self.config["RECORDING"] != "on":
+            return True
+        try:
+            self.recorder = Recorder(records.recording_store(), self.facts.id, recording_key(),
+                                     title=f"{self.user.username} on {self.device.label}",
+                                     max_bytes=self.config["RECORDING_MAX_MB"] * 1024 * 1024)
+        except RecordingError as exc:
+            log.error("session %s refused: %s", self.facts.id, exc)
+            self.seal = {"state": "failed", "error": str(exc)}
+            self.tell("error", RECORDING_DOWN, reason="recording")
+            self.close("recording_failed")
+            return False
         return True
+
+    def output(self, data):
+        """Send remote output to the browser and the recorder (the pump's sender)."""
+        recorder = self.recorder
+        if recorder is not None:
+            recorder.output(data)
+            if recorder.buffered > FLUSH_BYTES and not self._flush_lock.locked():
+                if recorder.buffered > MAX_UNFLUSHED:
+                    self.flush_recording()  # the pump waits: memory stays bounded
+                else:
+                    threading.Thread(target=self.flush_recording, daemon=True).start()
+        self.send(data)
+
+    def flush_recording(self, finish=False):
+        """Write what the recorder holds, off the event loop; finish=True closes it and keeps the seal."""
+        recorder = self.recorder
+        if recorder is None:
+            return
+        with self._flush_lock:
+            if finish:
+                if self.seal is None:
+                    self.seal = run_blocking(recorder.finish)
+            elif recorder.state == "recording":
+                run_blocking(recorder.flush)
+
+    def report_recording(self):
+        """Store the commands the recorder found and audit a recording that stopped (needs the app)."""
+        recorder = self.recorder
+        if recorder is None:
+            return
+        commands = [recorder.commands.popleft() for _ in range(len(recorder.commands))]
+        if commands:
+            records.save_commands(self.facts, commands)
+        if recorder.state in ("failed", "limited") and not self._recording_reported:
+            self._recording_reported = True
+            records.recording_stopped(self.facts, recorder.state, recorder.error, self.config["RECORDING_MAX_MB"])
 
     def run(self):
         """Pump output to the browser and input to the device until either side ends; then close."""
@@ -110,10 +178,12 @@ class LiveTerminal:
         try:
             self.tell("connected", host_key=bridge.host_fingerprint, host_key_type=bridge.host_key_type,
                       session=self.facts.id)
-            threading.Thread(target=bridge.pump, args=(self.send,), daemon=True).start()
+            threading.Thread(target=bridge.pump, args=(self.output,), daemon=True).start()
             while not bridge.closed.is_set():
                 message = self.websocket.receive(timeout=1)
                 if isinstance(message, bytes):
+                    if self.recorder is not None:
+                        self.recorder.input(message)
                     bridge.write(message)
                 elif message is not None:
                     self._control(message)
@@ -144,16 +214,26 @@ class LiveTerminal:
             self.tell("error", f"ignored control message: {str(exc)[:120]}")
             return
         self.bridge.resize(cols, rows)
+        if self.recorder is not None:
+            self.recorder.resize(cols, rows)
 
     def close(self, reason):
-        """Close the SSH side and write the end, once; an end that cannot be written is retried."""
+        """Close the SSH side, seal the recording and write the end, once; an end that cannot be written is retried."""
         self.bridge.close(reason)
         with _live_lock:
             if self._closed or self.facts is None:
                 return
             self._closed = True
-            _live.pop(self.facts.id, None)
-        _write_end(self, now_utc(), row_closed=False)
+        ended_at = now_utc()
+        try:
+            self.flush_recording(finish=True)
+            self.report_recording()
+        except Exception:  # the end event must still be written; it says what became of the recording
+            log.exception("finishing the recording of session %s", self.facts.id)
+        finally:
+            with _live_lock:
+                _live.pop(self.facts.id, None)
+        _write_end(self, ended_at, row_closed=False)
 
 
 def _client_reason(code):
@@ -167,7 +247,8 @@ def _write_end(terminal, ended_at, row_closed):
     """Write the end of a terminal with its real end time; keep it for a retry when that fails."""
     bridge = terminal.bridge
     try:
-        records.close_row(terminal.facts, bridge.reason, bridge.bytes_in, bridge.bytes_out, ended_at, row_closed)
+        records.close_row(terminal.facts, bridge.reason, bridge.bytes_in, bridge.bytes_out, ended_at, row_closed,
+                          recording=terminal.seal)
         return True
     except Exception as exc:
         row_closed = row_closed or isinstance(exc, AuditWriteError)
@@ -191,6 +272,18 @@ def live_terminals():
     """Return the terminals this process holds."""
     with _live_lock:
         return list(_live.values())
+
+
+def flush_recordings():
+    """Flush every recording this process writes (at least once a second) and store what they found."""
+    for terminal in live_terminals():
+        if terminal.recorder is not None and not terminal._closed:
+            try:
+                terminal.flush_recording()
+                terminal.report_recording()
+            except Exception:  # one recording's trouble must not keep the others from being written
+                log.exception("flushing the recording of session %s", terminal.facts.id)
+    return 0
 
 
 def heartbeat():

@@ -1,7 +1,7 @@
-"""Known host keys and terminal sessions."""
+"""Known host keys, terminal sessions and the commands typed in them."""
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, String, Text, UniqueConstraint, false as sa_false
+from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint, false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.dbtypes import UTCDateTime, now_utc
@@ -47,3 +47,15 @@ class TerminalSession(db.Model):
     terminate_reason: Mapped[str | None] = mapped_column(String(32))
     bytes_in: Mapped[int] = mapped_column(BigInteger, default=0)  # browser -> device
     bytes_out: Mapped[int] = mapped_column(BigInteger, default=0)  # device -> browser
+
+
+class SessionCommand(db.Model):
+    """A command line as the screen showed it when Enter was pressed; its marker is in the sealed recording."""
+
+    __tablename__ = "session_commands"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("terminal_sessions.id", ondelete="CASCADE"), index=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    offset_s: Mapped[float]  # seconds from the start of the recording: where the player seeks
+    text: Mapped[str] = mapped_column(Text)

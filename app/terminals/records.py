@@ -11,14 +11,17 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from flask import current_app
+from sqlalchemy import insert, select, update
 
 from app.audit.events import FAILURE, AuditWriteError, record
 from app.dbtypes import iso_utc, now_utc
+from app.devices.secrets import recording_key
 from app.extensions import db
 from app.leases import worker_id
 
-from .models import TerminalSession
+from . import recording
+from .models import SessionCommand, TerminalSession
 
 log = logging.getLogger("gatehouse.sessions")
 
@@ -58,8 +61,8 @@ def open_row(user, device, source_ip, login_id):
     return facts
 
 
-def close_row(facts, reason, bytes_in, bytes_out, ended_at, row_closed=False):
-    """End the row if still open and record session.ended; raise when either cannot be written.
+def close_row(facts, reason, bytes_in, bytes_out, ended_at, row_closed=False, recording=None):
+    """End the row if still open and record session.ended, with the recording's seal; raise when either fails.
 
     Returns (row_closed, written): a caller that retries passes row_closed back, so the event of
     a row it already closed is written with the original end time.
@@ -75,6 +78,8 @@ def close_row(facts, reason, bytes_in, bytes_out, ended_at, row_closed=False):
             return True, False  # somebody else (a sweeper, another path) ended it first
     details = {"reason": reason, "duration_s": round((ended_at - facts.started_at).total_seconds(), 3),
                "bytes_in": bytes_in, "bytes_out": bytes_out, "ended_at": iso_utc(ended_at)}
+    if recording:
+        details["recording"] = recording  # sha256 and size of the plaintext: the chain now covers it
     record("session.ended", f"stopped session with {facts.target}", actor=facts.actor, user_id=facts.user_id,
            target=facts.target, session_id=facts.id, source_ip=facts.source_ip, details=details)
     return True, True
@@ -84,6 +89,40 @@ def fail(user, device, reason, message):
     """Record that a session could not be opened (never raises)."""
     record("session.failed", f"could not start session with {device.label}: {message}", outcome=FAILURE,
            actor=user.username, user_id=user.id, target=device.label, details={"reason": reason}, strict=False)
+
+
+def recording_store():
+    """Return the store of session recordings."""
+    return recording.LocalStore(current_app.config["RECORDINGS_DIR"])
+
+
+def save_commands(facts, commands):
+    """Store commands found in a session: [(offset in seconds, text)]."""
+    with db.engine.begin() as conn:
+        conn.execute(insert(SessionCommand), [
+            {"session_id": facts.id, "occurred_at": facts.started_at + timedelta(seconds=offset), "offset_s": offset,
+             "text": text} for offset, text in commands])
+
+
+def recording_stopped(facts, state, error, max_mb):
+    """Record that a session's recording stopped early: it could not be written, or reached its cap."""
+    if state == "limited":
+        record("recording.limited", f"recording of the session with {facts.target} stopped at {max_mb} MB",
+               actor=facts.actor, user_id=facts.user_id, target=facts.target, session_id=facts.id,
+               source_ip=facts.source_ip, details={"max_mb": max_mb}, strict=False)
+    else:
+        record("recording.failed", f"recording of the session with {facts.target} failed: {error}", outcome=FAILURE,
+               actor=facts.actor, user_id=facts.user_id, target=facts.target, session_id=facts.id,
+               source_ip=facts.source_ip, details={"error": error}, strict=False)
+
+
+def recover_recording(session_id):
+    """Repair the recording of a session whose process died and return its seal (None if not recorded)."""
+    try:
+        return recording.recover(recording_store(), session_id, recording_key())
+    except (OSError, recording.RecordingError) as exc:
+        log.error("recording of session %s cannot be recovered: %s", session_id, exc)
+        return {"state": "failed", "error": f"cannot be recovered: {exc}"}
 
 
 def heartbeat(counters):
@@ -166,7 +205,8 @@ def sweep_orphans(stale_after):
         reason = _orphan_reason(row, host, me, cutoff)
         if reason:
             # The end time is the last sign of life, not the moment somebody noticed.
-            _, written = close_row(Facts.of(row), reason, row.bytes_in, row.bytes_out, row.heartbeat_at)
+            _, written = close_row(Facts.of(row), reason, row.bytes_in, row.bytes_out, row.heartbeat_at,
+                                   recording=recover_recording(row.id))
             closed += written
     db.session.remove()
     return closed
