@@ -1,11 +1,12 @@
 """Terminal data path: the gateway against a direct paramiko session and OpenSSH's ssh.
 
-Run: .venv/bin/python -m bench.terminals [--mb 50] [--keys 200] [--sizes 100,500] [--seconds 10]
+Run: .venv/bin/python -m bench.terminals [--mb 50] [--keys 200] [--sizes 100,500] [--seconds 10] [--typing 30]
 
 Everything runs on this machine: a private sshd on 127.0.0.1 (tests/support.py), the app under
 gunicorn's gevent worker (one process), and this load generator (gevent). Prints throughput of a
-large output, keystroke echo latency, and for N terminals typing ~10 keys a second each the echo
-p50/p99 and the worker's resident memory per open terminal.
+large output and keystroke echo latency with session recording on and off, the stored recording
+size per MB of bulk output and per minute of typing, and for N terminals typing ~10 keys a second
+each (recording on) the echo p50/p99 and the worker's resident memory per open terminal.
 """
 from gevent import monkey
 
@@ -131,6 +132,24 @@ def echo_latency(term, keys, pause=0.02):
     return samples
 
 
+def typing(term, seconds, rate=8):
+    """Type shell commands key by key for a while, as a person would, waiting for each echo."""
+    lines = [b"ls -l /usr/bin | head -20\r", b"df -h\r", b"ps aux | head\r", b"uname -a\r", b"cat /etc/os-release\r"]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for line in lines:
+            for key in line:
+                term.send(bytes([key]))
+                term.recv()
+                time.sleep(1 / rate)
+
+
+def newest_recording(server):
+    """Return the size in bytes of the newest stored recording of a server."""
+    files = sorted((server.workdir / "recordings").glob("*.rec"), key=lambda p: p.stat().st_mtime)
+    return files[-1].stat().st_size if files else 0
+
+
 def rss_kib(pid):
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -189,23 +208,40 @@ def main():
     parser.add_argument("--keys", type=int, default=200)
     parser.add_argument("--sizes", default="100,500")
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--typing", type=int, default=30, help="seconds of typing for the recording size")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="gatehouse-bench-"))
     sshd = SSHServer(work / "sshd", extra={"MaxSessions": "1000", "MaxStartups": "2000:100:2000"}).start()
-    server = LiveServer(work / "app", env={"GATEHOUSE_ACCESS_LOG": "", "LOG_LEVEL": "WARNING",
-                                           "SESSION_HEARTBEAT_SECONDS": "10", "WS_PING_SECONDS": "10",
-                                           "SSH_CONNECT_TIMEOUT": "30"}).start()
+    env = {"GATEHOUSE_ACCESS_LOG": "", "LOG_LEVEL": "WARNING", "SESSION_HEARTBEAT_SECONDS": "10",
+           "WS_PING_SECONDS": "10", "SSH_CONNECT_TIMEOUT": "30"}
+    server = LiveServer(work / "app", env=env).start()
+    unrecorded = LiveServer(work / "app-off", env={**env, "RECORDING": "off"}).start()
     try:
-        http = server.login()
+        http, http_off = server.login(), unrecorded.login()
         device_id = server.add_device(http, sshd, "bench")
-        print(f"{'path':<22} {'MB/s':>8} {'echo p50 ms':>12} {'echo p99 ms':>12}")
-        for label, make in (("gateway (gevent)", lambda: Gateway(server, http, device_id)),
+        device_off = unrecorded.add_device(http_off, sshd, "bench")
+        print(f"{'path':<26} {'MB/s':>8} {'echo p50 ms':>12} {'echo p99 ms':>12}")
+        for label, make in (("gateway, recording on", lambda: Gateway(server, http, device_id)),
+                            ("gateway, recording off", lambda: Gateway(unrecorded, http_off, device_off)),
                             ("paramiko direct", lambda: Direct(sshd)), ("OpenSSH ssh", lambda: OpenSSH(sshd))):
             term = make()
             rate = throughput(term, args.mb)
             lat = echo_latency(term, args.keys)
             term.close()
-            print(f"{label:<22} {rate:>8.1f} {percentile(lat, .5):>12.2f} {percentile(lat, .99):>12.2f}", flush=True)
+            print(f"{label:<26} {rate:>8.1f} {percentile(lat, .5):>12.2f} {percentile(lat, .99):>12.2f}", flush=True)
+            if label == "gateway, recording on":
+                gevent.sleep(1.5)
+                stored = newest_recording(server)
+        print(f"\nrecording size: bulk output {stored / args.mb / 1e6 * 1e6 / 1e3:.1f} kB stored per MB of output"
+              f" ({stored / 1e6:.2f} MB for {args.mb} MB of base64)", flush=True)
+        term = Gateway(server, http, device_id)
+        typing(term, args.typing)
+        term.close()
+        gevent.sleep(1.5)
+        stored = newest_recording(server)
+        print(f"recording size: typing {stored * 60 / args.typing / 1e3:.1f} kB stored per minute"
+              f" ({stored} bytes for {args.typing} s, ~8 keys/s)", flush=True)
+        unrecorded.stop()
         print(f"\n{'terminals':>9} {'keys':>7} {'echo p50 ms':>12} {'echo p99 ms':>12} {'lost':>5} {'MiB/terminal':>13}")
         for size in (int(s) for s in args.sizes.split(",")):
             samples, lost, per_terminal = crowd(server, http, device_id, size, args.seconds)
@@ -217,6 +253,7 @@ def main():
         raise
     finally:
         server.stop()
+        unrecorded.stop()
         sshd.stop()
 
 

@@ -57,7 +57,7 @@ _unwritten = []  # (terminal, ended_at, row_closed) whose end could not be writt
 class LiveTerminal:
     """One open terminal; close(reason) acts once, the first reason wins, and writes the end."""
 
-    def __init__(self, websocket, user, device, source_ip, login, config):
+    def __init__(self, websocket, user, device, source_ip, login, config, size=(80, 24)):
         self.websocket, self.user, self.device, self.source_ip = websocket, user, device, source_ip
         self.login_id = login.id if login else None
         self.login_expires = login.expires_at if login else None
@@ -66,6 +66,8 @@ class LiveTerminal:
         self._send_lock = threading.Lock()
         self._flush_lock = threading.Lock()  # one flush of the recorder at a time
         self._recording_reported = False
+        self.size = size  # columns and rows of the browser's terminal
+        self.watchers = ()  # replaced, never changed in place: the pump reads it without a lock
         self._closed = False
 
     def send(self, data):
@@ -95,6 +97,7 @@ class LiveTerminal:
                 self.device.host, self.device.port, self.device.username, password=credentials.password,
                 pkey=credentials.pkey, timeout=self.config["SSH_CONNECT_TIMEOUT"],
                 keepalive=self.config["SSH_KEEPALIVE_SECONDS"], stuck_after=self.config["SSH_WRITE_TIMEOUT"],
+                cols=self.size[0], rows=self.size[1],
                 check_host_key=hostkeys.checker(self.device, self.user.username))
         except (ConnectError, CredentialError) as exc:
             records.fail(self.user, self.device, exc.reason, exc.message)
@@ -126,6 +129,7 @@ class LiveTerminal:
             return True
         try:
             self.recorder = Recorder(records.recording_store(), self.facts.id, recording_key(),
+                                     cols=self.size[0], rows=self.size[1],
                                      title=f"{self.user.username} on {self.device.label}",
                                      max_bytes=self.config["RECORDING_MAX_MB"] * 1024 * 1024)
         except RecordingError as exc:
@@ -146,6 +150,8 @@ class LiveTerminal:
                     self.flush_recording()  # the pump waits: memory stays bounded
                 else:
                     threading.Thread(target=self.flush_recording, daemon=True).start()
+        for watcher in self.watchers:
+            watcher.output(data)
         self.send(data)
 
     def flush_recording(self, finish=False):
@@ -159,6 +165,46 @@ class LiveTerminal:
                     self.seal = run_blocking(recorder.finish)
             elif recorder.state == "recording":
                 run_blocking(recorder.flush)
+
+    def watch(self, watcher):
+        """Show this terminal to a watcher: its size and current screen, then live output; tell the user.
+
+        Raises AuditWriteError when the start cannot be recorded: nobody watches unrecorded.
+        """
+        records.watch_started(self.facts, watcher.name)
+        cols, rows = self.size
+        watcher.control("size", cols=cols, rows=rows)
+        watcher.output(self._screen())
+        self.watchers = (*self.watchers, watcher)
+        self._tell_watchers()
+
+    def unwatch(self, watcher):
+        """Stop showing this terminal to a watcher; tell the user."""
+        if watcher not in self.watchers:
+            return
+        self.watchers = tuple(w for w in self.watchers if w is not watcher)
+        records.watch_ended(self.facts, watcher.name)
+        self._tell_watchers()
+
+    def _tell_watchers(self):
+        """Tell the user's tab who is watching now (an empty list: nobody)."""
+        names = sorted({w.name for w in self.watchers})
+        try:
+            self.tell("watched", f"Being watched by {', '.join(names)}" if names else None, by=names)
+        except (ConnectionClosed, OSError):
+            pass  # the tab is gone; the session is ending anyway
+
+    def _screen(self):
+        """Return the current screen as text to start a watcher with (empty when not recording)."""
+        recorder = self.recorder
+        if recorder is None:
+            return b""
+        with self._flush_lock:
+            if recorder.state == "recording":
+                run_blocking(recorder.flush)
+            lines, x, y = run_blocking(recorder.detector.screen_text)
+        text = "\r\n".join(line.rstrip() for line in lines)
+        return f"\x1b[H\x1b[2J{text}\x1b[{y + 1};{x + 1}H".encode()
 
     def report_recording(self):
         """Store the commands the recorder found and audit a recording that stopped (needs the app)."""
@@ -214,8 +260,11 @@ class LiveTerminal:
             self.tell("error", f"ignored control message: {str(exc)[:120]}")
             return
         self.bridge.resize(cols, rows)
+        self.size = cols, rows
         if self.recorder is not None:
             self.recorder.resize(cols, rows)
+        for watcher in self.watchers:
+            watcher.control("size", cols=cols, rows=rows)
 
     def close(self, reason):
         """Close the SSH side, seal the recording and write the end, once; an end that cannot be written is retried."""
@@ -225,6 +274,8 @@ class LiveTerminal:
                 return
             self._closed = True
         ended_at = now_utc()
+        for watcher in self.watchers:
+            watcher.end("The session ended.")
         try:
             self.flush_recording(finish=True)
             self.report_recording()
@@ -266,6 +317,12 @@ def retry_unwritten():
         pending = list(_unwritten)
         _unwritten.clear()
     return sum(_write_end(*item) for item in pending)
+
+
+def find(session_id):
+    """Return the live terminal of this process with this session id, or None."""
+    with _live_lock:
+        return _live.get(session_id)
 
 
 def live_terminals():

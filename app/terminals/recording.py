@@ -40,6 +40,10 @@ class RecordingError(Exception):
     """A recording cannot be written or read."""
 
 
+class CutOff(RecordingError):
+    """A recording ends inside a chunk (a torn write, or a file cut short)."""
+
+
 class LocalStore:
     """Recordings as files in one private folder (0700, files 0600); an object store can take its place."""
 
@@ -129,6 +133,7 @@ class Scan:
     good_length: int  # file offset after the last chunk that decrypted (0: not even the header)
     chunks: int  # chunks that decrypted
     error: str | None = None  # why reading stopped early (a torn end, an altered chunk)
+    cut: bool = False  # reading stopped inside a chunk: the file ends early
 
 
 def read_chunks(handle, key, name):
@@ -141,11 +146,11 @@ def read_chunks(handle, key, name):
         if not head:
             return
         if len(head) < _HEAD.size:
-            raise RecordingError(f"chunk {index} is cut off")
+            raise CutOff(f"chunk {index} is cut off")
         length, flags = _HEAD.unpack(head)
         body = handle.read(length)
-        if len(body) < length or length < 28:
-            raise RecordingError(f"chunk {index} is cut off")
+        if len(body) < length:
+            raise CutOff(f"chunk {index} is cut off")
         try:
             plain = gzip.decompress(AESGCM(key).decrypt(body[:12], body[12:], _aad(name, index, flags)))
         except (InvalidTag, OSError, EOFError, zlib.error):
@@ -159,7 +164,7 @@ def scan(store, name, key):
     handle = store.open(name)
     if handle is None:
         return None
-    digest, size, complete, good, chunks, error = hashlib.sha256(), 0, False, 0, 0, None
+    digest, size, complete, good, chunks, error, cut = hashlib.sha256(), 0, False, 0, 0, None, False
     with handle:
         try:
             for plain, last in read_chunks(handle, key, name):
@@ -174,7 +179,8 @@ def scan(store, name, key):
         except RecordingError as exc:
             error = str(exc)
             good = good or (len(MAGIC) if chunks else 0)
-    return Scan(digest.hexdigest(), size, complete, good, chunks, error)
+            cut = isinstance(exc, CutOff)
+    return Scan(digest.hexdigest(), size, complete, good, chunks, error, cut)
 
 
 def iter_cast(store, name, key):
@@ -192,13 +198,11 @@ def check(store, name, key, seal):
     found = scan(store, name, key)
     if found is None:
         return "missing", "no recording file"
-    if found.sha256 == seal.get("sha256") and found.bytes == seal.get("bytes"):
-        if found.error is None and (found.complete or seal.get("state") != "complete"):
-            return "verified", None
-    if found.bytes < (seal.get("bytes") or 0) and found.error is None:
-        return "truncated", f"{found.bytes} of {seal.get('bytes')} bytes"
-    if found.error and found.bytes < (seal.get("bytes") or 0) and "cut off" in found.error:
-        return "truncated", found.error
+    same = found.sha256 == seal.get("sha256") and found.bytes == seal.get("bytes")
+    if same and found.error is None and (found.complete or seal.get("state") != "complete"):
+        return "verified", None
+    if found.cut or (found.error is None and (same or found.bytes < (seal.get("bytes") or 0))):
+        return "truncated", found.error or f"{found.bytes} of {seal.get('bytes')} bytes, no end mark"
     return "altered", found.error or "content does not match its seal"
 
 

@@ -167,6 +167,18 @@ def terminate(row, by):
            session_id=row.id, details={"user": row.actor, "source_ip": row.source_ip, "by": by})
 
 
+def watch_started(facts, by):
+    """Record that someone started watching a session."""
+    record("session.watch_started", f"started watching the session of {facts.actor} with {facts.target}",
+           target=facts.target, session_id=facts.id, details={"user": facts.actor, "by": by})
+
+
+def watch_ended(facts, by):
+    """Record that someone stopped watching a session."""
+    record("session.watch_ended", f"stopped watching the session of {facts.actor} with {facts.target}",
+           target=facts.target, session_id=facts.id, details={"user": facts.actor, "by": by}, strict=False)
+
+
 def visible_open(user):
     """Return the open sessions user may see, oldest first: an admin all, anyone else their own."""
     query = select(TerminalSession).where(TerminalSession.ended_at.is_(None)).order_by(TerminalSession.started_at)

@@ -1,5 +1,6 @@
 """The terminal websocket: a short loop around LiveTerminal (login, Origin and device are checked
 in the blueprint's before_request, because flask-sock accepts the upgrade before this runs)."""
+import json
 import threading
 import time
 
@@ -7,10 +8,13 @@ from flask import current_app, g, request
 from flask_login import current_user
 
 from app.access import current_login
+from app.audit.events import AuditWriteError
 from app.extensions import sock
 
+from . import live
 from .live import LiveTerminal
 from .views import bp
+from .watching import Watcher
 
 
 # Frames a browser may have sent that the terminal has not taken yet: beyond these, stop reading.
@@ -55,12 +59,40 @@ def _too_much(frames):
     return len(frames) > MAX_UNREAD_FRAMES or sum(map(len, frames)) > MAX_UNREAD_BYTES
 
 
+def _size(args):
+    """Return the terminal size a browser asked for (?cols=&rows=), or 80x24 when absent or nonsense."""
+    cols, rows = args.get("cols", type=int), args.get("rows", type=int)
+    if cols is None or rows is None or not (1 <= cols <= 1000 and 1 <= rows <= 1000):
+        return 80, 24
+    return cols, rows
+
+
 @sock.route("/terminals/<int:device_id>/ws", bp=bp)
 def ws(websocket, device_id):
     """Run one terminal from connect to close."""
     if isinstance(websocket.event, InputGate):
         websocket.event.connection = websocket
     terminal = LiveTerminal(websocket, current_user._get_current_object(), g.device, request.remote_addr,
-                            current_login(), current_app.config)
+                            current_login(), current_app.config, size=_size(request.args))
     if terminal.open():
         terminal.run()
+
+
+@sock.route("/sessions/<session_id>/watch/ws", bp=bp)
+def watch_ws(websocket, session_id):
+    """Show an open terminal to an admin as it happens, read-only (admin and Origin checked before the upgrade)."""
+    terminal = live.find(session_id)
+    if terminal is None:
+        websocket.send(json.dumps({"type": "error", "message": "This session is not open in this server process "
+                                   "(it ended, or another worker or node holds it)."}))
+        return
+    watcher = Watcher(current_user.username)
+    try:
+        terminal.watch(watcher)
+    except AuditWriteError:
+        websocket.send(json.dumps({"type": "error", "message": "The audit trail cannot be written; watching is refused."}))
+        return
+    try:
+        watcher.run(websocket)
+    finally:
+        terminal.unwatch(watcher)

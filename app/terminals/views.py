@@ -20,6 +20,10 @@ def check_access():
     if request.endpoint == "terminals.ws":
         check_websocket_origin()
         g.device = get_device_or_404(request.view_args["device_id"])  # fetched once per connection
+    elif request.endpoint == "terminals.watch_ws":
+        check_websocket_origin()
+        if not current_user.is_admin:
+            abort(404)
 
 
 @bp.get("/")
@@ -43,6 +47,16 @@ def terminate(session_id):
         abort(404)
     records.terminate(row, current_user.username)
     return "", 204, {"HX-Trigger": "refresh"}
+
+
+@bp.get("/sessions/<session_id>/watch")
+@admin_required
+def watch(session_id):
+    """Show an open terminal session as it happens, read-only."""
+    row = db.session.get(TerminalSession, session_id)
+    if row is None:
+        abort(404)
+    return render_template("terminals/watch.html", session=row)
 
 
 @bp.get("/terminals/hostkeys")

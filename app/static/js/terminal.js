@@ -47,6 +47,10 @@
       this.tab.append(this.status, this.reconnectButton, this.closeButton);
       this.panel = element("div", "terminal-panel");
       this.panel.setAttribute("role", "tabpanel");
+      this.watched = element("div", "watched-notice");
+      this.watched.setAttribute("role", "status");
+      this.watched.hidden = true;
+      this.panel.append(this.watched);
       tabbar.append(this.tab);
       panels.append(this.panel);
     }
@@ -92,7 +96,8 @@
       this.reconnectButton.hidden = true;
       this.closedByServer = false;
       this.opened = false;
-      const socket = new WebSocket(wsUrl(this.path));
+      // The terminal's size from the start: the remote PTY and the recording begin with it.
+      const socket = new WebSocket(wsUrl(this.path) + "?cols=" + this.term.cols + "&rows=" + this.term.rows);
       socket.binaryType = "arraybuffer";
       socket.onopen = () => { this.opened = true; this.setStatus(""); this.sendSize(); this.term.focus(); };
       socket.onmessage = (event) => this.receive(event.data);
@@ -115,6 +120,11 @@
         this.closedByServer = true;
       } else if (message.type === "connected") {
         this.term.write("\x1b[2mHost key " + message.host_key_type + " " + message.host_key + "\x1b[0m\r\n");
+      } else if (message.type === "watched") {
+        // Somebody (an admin) sees this session as it happens: the user must know.
+        this.watched.textContent = message.message || "";
+        this.watched.hidden = !message.message;
+        this.tab.classList.toggle("is-watched", !!message.message);
       } else if (message.type === "status") {
         this.term.write("\x1b[2m" + message.message + "\x1b[0m\r\n");
       }

@@ -1,0 +1,143 @@
+"""Watching a live terminal: an admin sees it as it happens, the user sees that they are watched, both audited."""
+import re
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import requests
+from sqlalchemy import select
+
+from app import create_app
+from app.audit.models import AuditEvent
+from app.extensions import db
+from app.terminals.watching import MAX_QUEUED, Watcher
+from tests.support import ROOT, SECRET_KEY, browser_login, connect_terminal
+
+
+def trail(server, prefix):
+    """Return a live server's events whose action starts with prefix, oldest first."""
+    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
+                      "INSTANCE_DIR": str(server.workdir)})
+    with app.app_context():
+        rows = db.session.scalars(select(AuditEvent).where(AuditEvent.action.like(prefix + "%"))
+                                  .order_by(AuditEvent.id)).all()
+        db.session.expunge_all()
+        db.engine.dispose()
+    return rows
+
+
+def wait_for(check, timeout=5.0):
+    """Poll check() until it returns something true; return it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def new_user(server, password="user-password-long"):
+    """Create a user through the console on a live server; return its name and password."""
+    name = "w-" + uuid.uuid4().hex[:8]
+    subprocess.run([sys.executable, "-m", "flask", "--app", "app", "users", "create", name, "--password", password],
+                   cwd=ROOT, env=server.environment(), check=True, capture_output=True)
+    return name, password
+
+
+def test_admin_watches_a_users_terminal_live(browser, live_server, sshd):
+    name, password = new_user(live_server)
+    user = browser.new_context(viewport={"width": 1280, "height": 800})
+    admin = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        tab = user.new_page()
+        tab.set_default_timeout(10000)
+        browser_login(tab, live_server, name, password)
+        live_server.add_device(live_server.login(name, password), sshd, "watched-box")
+        tab.reload()
+        tab.locator('button.open-terminal[data-device-name="watched-box"]').click()
+        screen = tab.locator(".terminal-panel .xterm-rows")
+        screen.get_by_text(re.compile(r"gatehouse-test@.*\$")).first.wait_for()
+        tab.keyboard.type("echo before-$((2*4))")
+        tab.keyboard.press("Enter")
+        screen.get_by_text("before-8").wait_for()
+        notice = tab.locator(".watched-notice")
+        assert notice.is_hidden()
+        started = wait_for(lambda: [e for e in trail(live_server, "session.started") if e.actor == name])[-1]
+
+        watch = admin.new_page()
+        watch.set_default_timeout(10000)
+        browser_login(watch, live_server)
+        watch.goto(f"{live_server.url}/audit")
+        link = watch.locator(f'a[href$="/sessions/{started.session_id}/watch"]')
+        link.wait_for()
+        with admin.expect_page() as opened:  # the watch view opens beside the viewer
+            link.click()
+        watch = opened.value
+        watch.locator(".watch-status", has_text="Live.").wait_for()
+        watched_screen = watch.locator(".watch-screen .xterm-rows")
+        watched_screen.get_by_text("before-8").wait_for()  # the screen as it was when watching began
+        notice.wait_for(state="visible")
+        assert notice.inner_text() == "Being watched by admin"
+
+        tab.keyboard.type("echo live-$((3*5))")
+        tab.keyboard.press("Enter")
+        typed = time.monotonic()
+        screen.get_by_text("live-15").wait_for()
+        watched_screen.get_by_text("live-15").wait_for(timeout=1000)  # within a second of the user's Enter
+        assert time.monotonic() - typed < 1.0
+        watch.keyboard.type("echo from-the-watcher")  # read-only: nothing reaches the session
+        watch.keyboard.press("Enter")
+        time.sleep(0.3)
+        assert "from-the-watcher" not in screen.inner_text()
+
+        watch.close()
+        notice.wait_for(state="hidden")
+        events = wait_for(lambda: [e for e in trail(live_server, "session.watch")
+                                   if e.session_id == started.session_id and e.action.endswith("ended")]
+                          and [e for e in trail(live_server, "session.watch") if e.session_id == started.session_id])
+        assert [(e.action, e.actor, e.details["user"]) for e in events] == [
+            ("session.watch_started", "admin", name), ("session.watch_ended", "admin", name)]
+        assert events[0].severity == "notice"
+    finally:
+        user.close()
+        admin.close()
+
+
+def test_only_admins_watch(live_server, sshd):
+    name, password = new_user(live_server)
+    http = live_server.login(name, password)
+    device = live_server.add_device(http, sshd, "own-box")
+    ws = connect_terminal(f"{live_server.ws_url}/terminals/{device}/ws", http, live_server.url)
+    session_id = None
+    deadline = time.monotonic() + 10
+    while session_id is None and time.monotonic() < deadline:
+        frame = ws.receive(timeout=0.5)
+        if isinstance(frame, str) and '"connected"' in frame:
+            session_id = re.search(r'"session": "([^"]+)"', frame).group(1)
+    assert session_id
+    try:
+        assert http.get(f"{live_server.url}/sessions/{session_id}/watch", timeout=10).status_code == 403
+        with pytest.raises(Exception):  # the upgrade is refused before any frame
+            other = connect_terminal(f"{live_server.ws_url}/sessions/{session_id}/watch/ws", http, live_server.url)
+            other.receive(timeout=2)
+        admin = live_server.login()
+        cross_site = requests.Session()
+        cross_site.cookies.update(admin.cookies)
+        with pytest.raises(Exception):  # an admin's cookie from another origin opens nothing
+            connect_terminal(f"{live_server.ws_url}/sessions/{session_id}/watch/ws", cross_site,
+                             "http://evil.example").receive(timeout=2)
+        assert not [e for e in trail(live_server, "session.watch") if e.session_id == session_id]
+    finally:
+        ws.close()
+
+
+def test_a_watcher_that_falls_behind_is_dropped_not_the_session():
+    watcher = Watcher("admin")
+    watcher.output(b"x" * (MAX_QUEUED - 10))
+    assert watcher.ended is None
+    watcher.output(b"y" * 20)
+    assert watcher.ended and "could not keep up" in watcher.ended
+    watcher.output(b"z")  # ignored from now on, and never raises into the terminal's pump
