@@ -1,0 +1,153 @@
+"""Commands typed in a terminal, read from a server-side screen model (pyte) when Enter is pressed.
+
+What counts is what the screen showed, not the keys: edits, history recall and tab completion give
+the line as the user saw it, and input the remote did not echo (a password) never becomes data.
+Input reaches this module only as tokens: a run of keys, Enter, Ctrl-C, never their bytes.
+No Flask here.
+"""
+import re
+
+import pyte
+
+_TOKENS = re.compile(rb"\r\n?|\n|\x03|[^\r\n\x03]+")
+_ALT_SCREEN = {mode << 5 for mode in (47, 1047, 1049)}  # pyte keeps private modes shifted by 5
+_LINE_END = re.compile(rb"[\r\n]")
+
+
+def tokens(data):
+    """Describe input without its content: 'k' for a run of ordinary keys, 'e' for Enter, 'c' for a cancel."""
+    return tuple("e" if t[0] in (13, 10) else "c" if t == b"\x03" else "k" for t in _TOKENS.findall(data))
+
+
+class _Screen(pyte.Screen):
+    """A pyte screen that counts how often it scrolled, so a remembered row can be followed."""
+
+    scrolled = 0
+
+    def index(self):
+        """Move down one line; count it when the screen scrolls up instead."""
+        top, bottom = self.margins or pyte.screens.Margins(0, self.lines - 1)
+        if self.cursor.y == bottom:
+            self.scrolled += 1
+        super().index()
+
+
+class CommandDetector:
+    """Feed it output and input tokens in order; it returns (Enter time, command) as lines are entered.
+
+    The screen is brought up to date lazily: pyte is pure Python, and bulk output (a `cat` of a
+    large file) only matters for the screen it leaves behind, so at most tail_bytes of the output
+    since the last look are fed; older output is dropped and the screen reset.
+    """
+
+    def __init__(self, cols=80, rows=24, tail_bytes=65536):
+        self.screen = _Screen(cols, rows)
+        self.stream = pyte.ByteStream(self.screen)
+        self.tail_bytes = tail_bytes
+        self._tail = []
+        self._tail_size = 0
+        self._prompt = None  # (x, y, scrolled) where the line being typed began
+        self._pending = None  # time of an Enter whose line is read once its echo is on screen
+
+    def output(self, data, t):
+        """Take remote output; resolve a pending Enter at the first line end after it."""
+        found = []
+        if self._pending is not None:
+            end = _LINE_END.search(data)
+            if end is None:
+                self._add(data)
+                return found
+            self._add(data[:end.start()])
+            found = self._resolve()
+            data = data[end.start():]
+        self._add(data)
+        return found
+
+    def key(self, t):
+        """Note an ordinary key: the first one of a line marks where the prompt ends."""
+        found = self._resolve()
+        if self._prompt is None:
+            self._prompt = self._cursor()
+        return found
+
+    def enter(self, t):
+        """Note Enter: the line is read once the shell has echoed it (or settle() gives up waiting)."""
+        found = self._resolve()
+        if self._prompt is None:
+            self._prompt = self._cursor()
+        self._pending = t
+        return found
+
+    def cancel(self, t):
+        """Note Ctrl-C: the line being typed is abandoned."""
+        found = self._resolve()
+        self._prompt = None
+        return found
+
+    def resize(self, cols, rows):
+        """Follow a terminal size change."""
+        self._catch_up()
+        self.screen.resize(rows, cols)
+
+    def settle(self, now, after=1.0):
+        """Resolve an Enter that has waited more than `after` seconds for a line end."""
+        if self._pending is not None and now - self._pending >= after:
+            return self._resolve()
+        return []
+
+    def finish(self):
+        """Resolve whatever is pending (the session ends)."""
+        return self._resolve()
+
+    def screen_text(self):
+        """Return the screen's lines and the cursor position, up to date."""
+        self._catch_up()
+        return list(self.screen.display), self.screen.cursor.x, self.screen.cursor.y
+
+    def _add(self, data):
+        """Queue output for the screen, keeping only the newest tail_bytes."""
+        if not data:
+            return
+        self._tail.append(data)
+        self._tail_size += len(data)
+        if self._tail_size > 2 * self.tail_bytes:
+            self._trim()
+
+    def _trim(self):
+        """Drop all but the newest tail_bytes of queued output; the screen restarts from there."""
+        joined = b"".join(self._tail)[-self.tail_bytes:]
+        self._tail, self._tail_size = [joined], len(joined)
+        self.screen.reset()
+        self._prompt = None  # whatever was typed is long gone from the screen
+
+    def _catch_up(self):
+        """Feed the queued output to the screen."""
+        if self._tail_size > self.tail_bytes:
+            self._trim()
+        for data in self._tail:
+            self.stream.feed(data)
+        self._tail, self._tail_size = [], 0
+
+    def _cursor(self):
+        """Return the cursor position and scroll count, up to date."""
+        self._catch_up()
+        return self.screen.cursor.x, self.screen.cursor.y, self.screen.scrolled
+
+    def _resolve(self):
+        """Read the line of a pending Enter from the screen; return [(time, text)] or []."""
+        if self._pending is None:
+            return []
+        t, self._pending = self._pending, None
+        self._catch_up()
+        prompt, self._prompt = self._prompt, None
+        if prompt is None or self.screen.mode & _ALT_SCREEN:
+            return []  # Enter in a full-screen program (vim, less) is not a shell command
+        x, y, scrolled = prompt
+        y -= self.screen.scrolled - scrolled
+        if y < 0:
+            x, y = 0, 0
+        lines = self.screen.display
+        last = max(y, min(self.screen.cursor.y, len(lines) - 1))
+        text = lines[y][x:] + "".join(lines[y + 1:last + 1])
+        text = text.rstrip()
+        return [(t, text)] if text else []
