@@ -341,3 +341,92 @@ def test_recording_off_records_nothing(tmp_path, sshd):
         assert not os.path.exists(server.workdir / "recordings" / f"{session_id}.rec")
     finally:
         server.stop()
+
+
+# Seals in the trail: `flask audit verify --recordings`, and retention.
+
+def sealed_session(app, store, text=b"hello\r\n", ended_days_ago=0):
+    """Store a recorded, ended session the way a terminal does: row, recording, session.ended with its seal."""
+    from datetime import timedelta
+
+    from app.dbtypes import now_utc
+    from app.devices.secrets import recording_key
+    from app.terminals import records
+    from app.terminals.models import TerminalSession
+
+    with app.app_context():
+        ended_at = now_utc() - timedelta(days=ended_days_ago)
+        row = TerminalSession(id=str(uuid.uuid4()), user_id=1, actor="admin", target="db1 (127.0.0.1:22)",
+                              source_ip="127.0.0.1", worker="elsewhere:1", started_at=ended_at - timedelta(minutes=5),
+                              heartbeat_at=ended_at)
+        db.session.add(row)
+        db.session.commit()
+        facts = records.Facts.of(row)
+        recorder = recording.Recorder(store, row.id, recording_key())
+        recorder.output(text)
+        recorder.input(b"ls\r")
+        seal = recorder.finish()
+        records.save_commands(facts, [(1.0, "ls")])
+        records.close_row(facts, "client_closed", 3, len(text), ended_at, recording=seal)
+        return row.id
+
+
+def test_verify_recordings_names_altered_missing_and_truncated(app, runner):
+    store = recording.LocalStore(app.config["RECORDINGS_DIR"])
+    ids = [sealed_session(app, store, f"session {i}\r\n".encode() * 100) for i in range(4)]
+    result = runner.invoke(args=["audit", "verify", "--recordings"])
+    assert result.exit_code == 0, result.output
+    assert "4 recordings verified" in result.output and result.output.startswith("OK:")
+    altered, missing, truncated, fine = (store.path(i) for i in ids)
+    data = bytearray(altered.read_bytes())
+    data[-20] ^= 0x01  # one byte
+    altered.write_bytes(bytes(data))
+    missing.unlink()
+    truncated.write_bytes(truncated.read_bytes()[:-30])
+    result = runner.invoke(args=["audit", "verify", "--recordings"])
+    assert result.exit_code == 1
+    assert f"recording {ids[0]} (admin on db1 (127.0.0.1:22)): altered" in result.output
+    assert f"recording {ids[1]} (admin on db1 (127.0.0.1:22)): missing" in result.output
+    assert f"recording {ids[2]} (admin on db1 (127.0.0.1:22)): truncated" in result.output
+    assert ids[3] not in result.output and "1 recordings verified, 3 with problems" in result.output
+    assert runner.invoke(args=["audit", "verify"]).exit_code == 0  # the chain itself is intact
+    with app.app_context():
+        verified = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "audit.verified")
+                                      .order_by(AuditEvent.id)).all()
+        assert [(e.outcome, e.details.get("recording_problems")) for e in verified] == [
+            ("success", 0), ("failure", 3), ("success", None)]
+
+
+def test_prune_takes_recordings_only_after_the_events_that_seal_them(app, runner, monkeypatch):
+    from app.terminals.models import TerminalSession
+
+    store = recording.LocalStore(app.config["RECORDINGS_DIR"])
+    old = sealed_session(app, store, ended_days_ago=10)
+    recent = sealed_session(app, store, ended_days_ago=1)
+    stuck = sealed_session(app, store, ended_days_ago=10)
+    with app.app_context():  # the old events are still kept (only 7 days are pruned below) for `old`
+        from app.terminals.retention import prune_recordings
+
+        assert prune_recordings() == (0, 0, 0)  # every candidate is still named by a kept event
+        assert store.path(old).exists()
+        db.session.execute(AuditEvent.__table__.update().where(AuditEvent.session_id.in_([old, stuck]))
+                           .values(session_id=None))  # as if its events were pruned (chain not needed here)
+        db.session.commit()
+        real_delete = recording.LocalStore.delete
+
+        def refuse_stuck(self, name):
+            if name == stuck:
+                raise OSError(16, "Device or resource busy")
+            return real_delete(self, name)
+
+        monkeypatch.setattr(recording.LocalStore, "delete", refuse_stuck)
+        count, freed, failed = prune_recordings()
+        assert (count, failed) == (1, 1) and freed > 0
+        assert not store.path(old).exists() and store.path(recent).exists() and store.path(stuck).exists()
+        assert db.session.get(TerminalSession, old) is None and db.session.get(TerminalSession, stuck) is not None
+        assert not db.session.scalars(select(SessionCommand).where(SessionCommand.session_id == old)).all()
+        pruned = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "recording.pruned")).all()
+        assert pruned[-1].details["count"] == 1 and pruned[-1].details["not_deleted"] == 1
+        monkeypatch.setattr(recording.LocalStore, "delete", real_delete)
+    assert runner.invoke(args=["audit", "prune"]).exit_code == 0  # the trail's prune takes recordings along
+    assert not store.path(stuck).exists()  # the one that could not be deleted went the next time

@@ -1,4 +1,5 @@
 """Watching a live terminal: an admin sees it as it happens, the user sees that they are watched, both audited."""
+import os
 import re
 import subprocess
 import sys
@@ -88,6 +89,12 @@ def test_admin_watches_a_users_terminal_live(browser, live_server, sshd):
         screen.get_by_text("live-15").wait_for()
         watched_screen.get_by_text("live-15").wait_for(timeout=1000)  # within a second of the user's Enter
         assert time.monotonic() - typed < 1.0
+        shots = os.environ.get("GATEHOUSE_SHOTS")  # look at the pages: GATEHOUSE_SHOTS=/tmp/shots pytest ...
+        if shots:
+            tab.screenshot(path=f"{shots}/watched-tab.png")
+            watch.screenshot(path=f"{shots}/watch-desktop.png")
+            watch.set_viewport_size({"width": 390, "height": 844})
+            watch.screenshot(path=f"{shots}/watch-phone.png")
         watch.keyboard.type("echo from-the-watcher")  # read-only: nothing reaches the session
         watch.keyboard.press("Enter")
         time.sleep(0.3)

@@ -2,7 +2,10 @@
 import sys
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
+
+from app.signals import verify_requested
 
 from .events import FAILURE, SUCCESS, record
 from .integrity import verify
@@ -15,14 +18,30 @@ def audit_cli():
 
 
 @audit_cli.command("verify")
-def verify_command():
-    """Walk the hash chain; exit 1 and name the first broken row if it was tampered with."""
+@click.option("--recordings", is_flag=True, help="Also re-hash every kept session recording against its seal.")
+def verify_command(recordings):
+    """Walk the hash chain; exit 1 and name the first broken row (or bad recording) if something was tampered with."""
     verdict = verify()
-    record("audit.verified", "audit trail verified" if verdict.ok else f"audit trail broken at event {verdict.bad_id}",
-           outcome=SUCCESS if verdict.ok else FAILURE, actor="console",
-           details={"count": verdict.count, "bad_id": verdict.bad_id, "problem": verdict.problem}, strict=False)
-    click.echo(str(verdict))
-    sys.exit(0 if verdict.ok else 1)
+    details = {"count": verdict.count, "bad_id": verdict.bad_id, "problem": verdict.problem}
+    problems, summary = [], str(verdict)
+    if recordings:
+        # Recordings live with the terminals, which the trail does not import: they answer a signal.
+        for _, answer in verify_requested.send(current_app._get_current_object(), recordings=True):
+            if answer is not None:
+                verified, found = answer
+                problems += found
+                summary += f"; {verified} recordings verified" + (f", {len(found)} with problems" if found else "")
+                details.update(recordings_verified=verified, recording_problems=len(found))
+    ok = verdict.ok and not problems
+    message = "audit trail verified" if verdict.ok else f"audit trail broken at event {verdict.bad_id}"
+    if problems:
+        message += f"; {len(problems)} recordings do not match their seals"
+    record("audit.verified", message, outcome=SUCCESS if ok else FAILURE, actor="console", details=details,
+           strict=False)
+    for problem in problems:
+        click.echo(problem)
+    click.echo(summary)
+    sys.exit(0 if ok else 1)
 
 
 @audit_cli.command("prune")

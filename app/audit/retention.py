@@ -12,6 +12,7 @@ from sqlalchemy import delete, func, select
 
 from app.dbtypes import iso_utc, now_utc
 from app.extensions import db
+from app.signals import audit_pruned
 
 from .events import FAILURE, record
 from .integrity import verify
@@ -46,6 +47,7 @@ def prune(now=None, retention_days=None, batch_size=5000, archive_dir=None):
     ).one()
     db.session.rollback()
     if not count:
+        _announce(cutoff)
         return PruneResult(0, cutoff)
     # Deleting broken rows would launder them: the anchor would vouch for whatever they had become.
     verdict = verify(batch_size=batch_size, upto=last_id)
@@ -67,7 +69,17 @@ def prune(now=None, retention_days=None, batch_size=5000, archive_dir=None):
             conn.execute(delete(AuditEvent).where(AuditEvent.id > done, AuditEvent.id <= upper))
         done = upper
     log.info("pruned %d audit events older than %s", count, iso_utc(cutoff))
+    _announce(cutoff)
     return PruneResult(count, cutoff, last_id, tuple(sorted(archives)))
+
+
+def _announce(cutoff):
+    """Tell what must go with the events (recordings) that a prune ran; a receiver's failure is logged, not raised."""
+    for receiver in audit_pruned.receivers_for(current_app._get_current_object()):
+        try:
+            receiver(current_app._get_current_object(), cutoff=cutoff)
+        except Exception:
+            log.exception("pruning what goes with the events failed")
 
 
 def _refuse(verdict, cutoff, first_id, last_id):
