@@ -1,7 +1,7 @@
 """Known host keys, terminal sessions and the commands typed in them."""
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint, false as sa_false
+from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, Text, UniqueConstraint, false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.dbtypes import UTCDateTime, now_utc
@@ -57,5 +57,5 @@ class SessionCommand(db.Model):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     session_id: Mapped[str] = mapped_column(ForeignKey("terminal_sessions.id", ondelete="CASCADE"), index=True)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
-    offset_s: Mapped[float]  # seconds from the start of the recording: where the player seeks
+    offset_s: Mapped[float] = mapped_column(Float)  # seconds from the start of the recording: where the player seeks
     text: Mapped[str] = mapped_column(Text)
