@@ -144,6 +144,25 @@ def typing(term, seconds, rate=8):
                 time.sleep(1 / rate)
 
 
+# Real text, as `cat` of logs or sources gives it (the Python standard library of this machine).
+CAT = "find /usr/lib/python3* -name '*.py' -size -300k 2>/dev/null | head -4000 | xargs cat; printf 'BENCH-%s\\n' DONE\n"
+
+
+def cat_text(term):
+    """Cat a few tens of MB of real text through term; return (MB, seconds)."""
+    term.send(CAT.encode())
+    received, tail = 0, b""
+    start = time.perf_counter()
+    while True:
+        chunk = term.recv(timeout=60)
+        if not chunk:
+            raise RuntimeError("output stopped")
+        received += len(chunk)
+        if MARK in tail + chunk:
+            return received / 1e6, time.perf_counter() - start
+        tail = chunk[-len(MARK):]
+
+
 def newest_recording(server):
     """Return the size in bytes of the newest stored recording of a server."""
     files = sorted((server.workdir / "recordings").glob("*.rec"), key=lambda p: p.stat().st_mtime)
@@ -229,11 +248,14 @@ def main():
             lat = echo_latency(term, args.keys)
             term.close()
             print(f"{label:<26} {rate:>8.1f} {percentile(lat, .5):>12.2f} {percentile(lat, .99):>12.2f}", flush=True)
-            if label == "gateway, recording on":
-                gevent.sleep(1.5)
-                stored = newest_recording(server)
-        print(f"\nrecording size: bulk output {stored / args.mb / 1e6 * 1e6 / 1e3:.1f} kB stored per MB of output"
-              f" ({stored / 1e6:.2f} MB for {args.mb} MB of base64)", flush=True)
+        term = Gateway(server, http, device_id)
+        megabytes, seconds = cat_text(term)
+        term.close()
+        gevent.sleep(1.5)
+        stored = newest_recording(server)
+        print(f"\nrecording size: cat of {megabytes:.1f} MB of text in {seconds:.1f} s: {stored / 1e6:.2f} MB stored"
+              f" ({stored / megabytes / 1e3:.0f} kB per MB of output, {stored / seconds * 60 / 1e6:.1f} MB per minute"
+              f" of cat)", flush=True)
         term = Gateway(server, http, device_id)
         typing(term, args.typing)
         term.close()
