@@ -109,3 +109,40 @@ def test_full_disk_at_end_and_at_start(tmp_path, small_disk, sshd):
     finally:
         server.stop()
         own_sshd.stop()
+
+
+def test_full_disk_under_recordings_stops_the_recording_not_the_session(tmp_path, small_disk, sshd):
+    from tests.test_recording import server_key, session_of, wait_ended
+    from app.terminals import recording
+
+    server = LiveServer(tmp_path / "rec", env={"RECORDINGS_DIR": str(small_disk / "recordings")}).start()
+    try:
+        http = server.login()
+        device = server.add_device(http, sshd, "full-recordings")
+        ws = connect_terminal(f"{server.ws_url}/terminals/{device}/ws", http, server.url)
+        session_id = session_of(ws)
+        ws.send(b"echo kept-$((2*21))\r")
+        read_until(ws, b"kept-42")
+        time.sleep(1.5)  # flushed
+        filler = fill(small_disk)
+        ws.send(b"seq 1 20000; echo lost-$((2*22))\r")
+        read_until(ws, b"lost-44", timeout=20)
+        failed = None
+        deadline = time.monotonic() + 10
+        while failed is None and time.monotonic() < deadline:
+            found = [e for e in events(server, "recording.failed") if e.session_id == session_id]
+            failed = found[0] if found else None
+            time.sleep(0.2)
+        assert failed is not None and failed.severity == "warning" and "No space left" in failed.message
+        ws.send(b"echo still-$((2*23))\r")  # the session goes on
+        read_until(ws, b"still-46")
+        ws.close()
+        seal = wait_ended(server, session_id).details["recording"]
+        assert seal["state"] == "failed" and "No space left" in seal["error"]
+        filler.unlink()
+        store = recording.LocalStore(small_disk / "recordings")
+        assert recording.check(store, session_id, server_key(server), seal) == ("verified", None)
+        text = b"".join(recording.iter_cast(store, session_id, server_key(server)))
+        assert b"kept-42" in text and b"lost-44" not in text
+    finally:
+        server.stop()

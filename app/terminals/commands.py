@@ -12,6 +12,8 @@ import pyte
 _TOKENS = re.compile(rb"\r\n?|\n|\x03|[^\r\n\x03]+")
 _ALT_SCREEN = {mode << 5 for mode in (47, 1047, 1049)}  # pyte keeps private modes shifted by 5
 _LINE_END = re.compile(rb"[\r\n]")
+_MAX_SKIPPED = 20  # banner lines waited through for the echo of typed-ahead keys; bounds the pyte work
+_PROMPT = re.compile(r"^.{0,120}?[$#%>] ")  # how most shell prompts end
 
 
 def tokens(data):
@@ -48,20 +50,27 @@ class CommandDetector:
         self._tail = []
         self._tail_size = 0
         self._prompt = None  # (x, y, scrolled) where the line being typed began
+        self._skipped = 0  # line ends passed while waiting for the echo of a pending Enter
+        self._prompt_text = ""  # what stood left of the last prompt seen (for keys typed before it shows)
         self._pending = None  # time of an Enter whose line is read once its echo is on screen
 
     def output(self, data, t):
         """Take remote output; resolve a pending Enter at the first line end after it."""
         found = []
-        if self._pending is not None:
-            end = _LINE_END.search(data)
+        start = 0
+        while self._pending is not None:
+            end = _LINE_END.search(data, start)
             if end is None:
-                self._add(data)
-                return found
-            self._add(data[:end.start()])
-            found = self._resolve()
-            data = data[end.start():]
-        self._add(data)
+                break
+            self._add(data[start:end.start()])
+            start = end.start()
+            if self._skipped >= _MAX_SKIPPED or self._echoed():
+                found = self._resolve()
+            else:  # typed ahead of the prompt: this line end is earlier output (a banner), not the echo
+                self._add(data[start:end.end()])
+                start = end.end()
+                self._skipped += 1
+        self._add(data[start:])
         return found
 
     def key(self, t):
@@ -76,7 +85,7 @@ class CommandDetector:
         found = self._resolve()
         if self._prompt is None:
             self._prompt = self._cursor()
-        self._pending = t
+        self._pending, self._skipped = t, 0
         return found
 
     def cancel(self, t):
@@ -134,6 +143,20 @@ class CommandDetector:
         self._catch_up()
         return self.screen.cursor.x, self.screen.cursor.y, self.screen.scrolled
 
+    def _echoed(self):
+        """Say whether the line being entered is on screen: its prompt was seen, or the cursor's line has one."""
+        if self._prompt is None or self._prompt[0]:
+            return True
+        self._catch_up()
+        return bool(self._prompt_end(self.screen.display[min(self.screen.cursor.y, self.screen.lines - 1)]))
+
+    def _prompt_end(self, line):
+        """Return where the prompt ends on a line: the last prompt seen, else the usual `$ `, `# `, `% `, `> `."""
+        if self._prompt_text.strip() and line.startswith(self._prompt_text):
+            return len(self._prompt_text)
+        found = _PROMPT.match(line)
+        return found.end() if found else 0
+
     def _resolve(self):
         """Read the line of a pending Enter from the screen; return [(time, text)] or []."""
         if self._pending is None:
@@ -145,9 +168,14 @@ class CommandDetector:
             return []  # Enter in a full-screen program (vim, less) is not a shell command
         x, y, scrolled = prompt
         y -= self.screen.scrolled - scrolled
+        lines = self.screen.display
+        if x:
+            self._prompt_text = lines[max(y, 0)][:x]
+        else:  # keys came before the prompt was printed (typed ahead, pasted): find it on the line now
+            y = min(self.screen.cursor.y, len(lines) - 1)
+            x = self._prompt_end(lines[y])
         if y < 0:
             x, y = 0, 0
-        lines = self.screen.display
         last = max(y, min(self.screen.cursor.y, len(lines) - 1))
         text = lines[y][x:] + "".join(lines[y + 1:last + 1])
         text = text.rstrip()

@@ -110,6 +110,13 @@ class LocalStore:
                       if p.name.endswith(_SUFFIX) and _NAME.match(p.name[:-len(_SUFFIX)]))
 
 
+def _write_all(handle, data):
+    """Write all of data to an unbuffered file: a full disk may take part of it first, then raise."""
+    view = memoryview(data)
+    while view:
+        view = view[handle.write(view):]
+
+
 def _aad(name, index, flags):
     """Return what a chunk's tag covers besides its bytes: the file format, its session, place and flags."""
     return MAGIC + name.encode() + struct.pack(">QB", index, flags)
@@ -215,7 +222,7 @@ def recover(store, name, key, state="interrupted"):
         with store.reopen(name) as handle:
             handle.truncate(found.good_length)
             handle.seek(found.good_length)
-            handle.write((b"" if found.good_length else MAGIC) + _chunk(key, name, found.chunks, LAST, b""))
+            _write_all(handle, (b"" if found.good_length else MAGIC) + _chunk(key, name, found.chunks, LAST, b""))
             os.fsync(handle.fileno())
     return {"sha256": found.sha256, "bytes": found.bytes, "state": state}
 
@@ -364,7 +371,7 @@ class Recorder:
         self._unwritten = 0
         data = (MAGIC if self._index == 0 else b"") + _chunk(self.key, self.name, self._index, LAST if last else 0, plain)
         try:
-            self._file.write(data)
+            _write_all(self._file, data)
         except OSError as exc:
             self.state, self.error = "failed", f"cannot write the recording: {exc.strerror or exc}"
             try:  # leave whole chunks only, so what was kept still matches the seal
