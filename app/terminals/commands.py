@@ -5,6 +5,7 @@ the line as the user saw it, and input the remote did not echo (a password) neve
 Input reaches this module only as tokens: a run of keys, Enter, Ctrl-C, never their bytes.
 No Flask here.
 """
+import collections
 import re
 
 import pyte
@@ -12,6 +13,7 @@ import pyte
 _TOKENS = re.compile(rb"\r\n?|\n|\x03|[^\r\n\x03]+")
 _ALT_SCREEN = {mode << 5 for mode in (47, 1047, 1049)}  # pyte keeps private modes shifted by 5
 _LINE_END = re.compile(rb"[\r\n]")
+_AHEAD = (0, 0, 0)  # a line typed before its prompt showed: where it starts is found when it is read
 _MAX_SKIPPED = 20  # banner lines waited through for the echo of typed-ahead keys; bounds the pyte work
 _PROMPT = re.compile(r"^.{0,120}?[$#%>] ")  # how most shell prompts end
 
@@ -49,50 +51,49 @@ class CommandDetector:
         self.tail_bytes = tail_bytes
         self._tail = []
         self._tail_size = 0
-        self._prompt = None  # (x, y, scrolled) where the line being typed began
-        self._skipped = 0  # line ends passed while waiting for the echo of a pending Enter
+        self._line = None  # where the line being typed began: (x, y, scrolled); x 0 means not known
+        self._pending = collections.deque()  # (time, line start) of Enters whose lines are read once echoed
+        self._skipped = 0  # line ends passed while waiting for the echo of the first pending Enter
         self._prompt_text = ""  # what stood left of the last prompt seen (for keys typed before it shows)
-        self._pending = None  # time of an Enter whose line is read once its echo is on screen
+        self._last_row = None  # (row, scrolled) of the last command read: a line is read once
 
     def output(self, data, t):
-        """Take remote output; resolve a pending Enter at the first line end after it."""
+        """Take remote output; each line end after an Enter may show that Enter's line: read it then."""
         found = []
         start = 0
-        while self._pending is not None:
+        while self._pending:
             end = _LINE_END.search(data, start)
             if end is None:
                 break
             self._add(data[start:end.start()])
-            start = end.start()
-            if self._skipped >= _MAX_SKIPPED or self._echoed():
-                found = self._resolve()
+            if self._skipped >= _MAX_SKIPPED or self._echoed(self._pending[0][1]):
+                found += self._resolve_first()
             else:  # typed ahead of the prompt: this line end is earlier output (a banner), not the echo
-                self._add(data[start:end.end()])
-                start = end.end()
                 self._skipped += 1
+            self._add(data[end.start():end.end()])
+            start = end.end()
         self._add(data[start:])
         return found
 
     def key(self, t):
         """Note an ordinary key: the first one of a line marks where the prompt ends."""
-        found = self._resolve()
-        if self._prompt is None:
-            self._prompt = self._cursor()
-        return found
+        if self._line is None:
+            self._line = _AHEAD if self._pending else self._cursor()
+        return []
 
     def enter(self, t):
         """Note Enter: the line is read once the shell has echoed it (or settle() gives up waiting)."""
-        found = self._resolve()
-        if self._prompt is None:
-            self._prompt = self._cursor()
-        self._pending, self._skipped = t, 0
-        return found
+        self.key(t)
+        if not self._pending:
+            self._skipped = 0
+        self._pending.append((t, self._line))
+        self._line = None
+        return []
 
     def cancel(self, t):
         """Note Ctrl-C: the line being typed is abandoned."""
-        found = self._resolve()
-        self._prompt = None
-        return found
+        self._line = None
+        return []
 
     def resize(self, cols, rows):
         """Follow a terminal size change."""
@@ -100,14 +101,18 @@ class CommandDetector:
         self.screen.resize(rows, cols)
 
     def settle(self, now, after=1.0):
-        """Resolve an Enter that has waited more than `after` seconds for a line end."""
-        if self._pending is not None and now - self._pending >= after:
-            return self._resolve()
-        return []
+        """Read the lines of Enters that waited more than `after` seconds for a line end, from the screen as it is."""
+        found = []
+        while self._pending and now - self._pending[0][0] >= after:
+            found += self._resolve_first()
+        return found
 
     def finish(self):
-        """Resolve whatever is pending (the session ends)."""
-        return self._resolve()
+        """Read whatever is pending (the session ends)."""
+        found = []
+        while self._pending:
+            found += self._resolve_first()
+        return found
 
     def screen_text(self):
         """Return the screen's lines and the cursor position, up to date."""
@@ -128,7 +133,10 @@ class CommandDetector:
         joined = b"".join(self._tail)[-self.tail_bytes:]
         self._tail, self._tail_size = [joined], len(joined)
         self.screen.reset()
-        self._prompt = None  # whatever was typed is long gone from the screen
+        # Positions on the old screen mean nothing now; waiting lines are looked for by their prompt.
+        self._line = None if self._line is None else _AHEAD
+        self._pending = collections.deque((t, _AHEAD) for t, _ in self._pending)
+        self._last_row = None
 
     def _catch_up(self):
         """Feed the queued output to the screen."""
@@ -143,12 +151,13 @@ class CommandDetector:
         self._catch_up()
         return self.screen.cursor.x, self.screen.cursor.y, self.screen.scrolled
 
-    def _echoed(self):
-        """Say whether the line being entered is on screen: its prompt was seen, or the cursor's line has one."""
-        if self._prompt is None or self._prompt[0]:
+    def _echoed(self, start):
+        """Say whether an entered line is on screen: its prompt was seen, or the cursor's line has one."""
+        if start[0]:
             return True
         self._catch_up()
-        return bool(self._prompt_end(self.screen.display[min(self.screen.cursor.y, self.screen.lines - 1)]))
+        row = min(self.screen.cursor.y, self.screen.lines - 1)
+        return (row, self.screen.scrolled) != self._last_row and bool(self._prompt_end(self.screen.display[row]))
 
     def _prompt_end(self, line):
         """Return where the prompt ends on a line: the last prompt seen, else the usual `$ `, `# `, `% `, `> `."""
@@ -157,26 +166,21 @@ class CommandDetector:
         found = _PROMPT.match(line)
         return found.end() if found else 0
 
-    def _resolve(self):
-        """Read the line of a pending Enter from the screen; return [(time, text)] or []."""
-        if self._pending is None:
-            return []
-        t, self._pending = self._pending, None
+    def _resolve_first(self):
+        """Read the line of the oldest pending Enter from the screen; return [(time, text)] or []."""
+        t, (x, y, scrolled) = self._pending.popleft()
+        self._skipped = 0
         self._catch_up()
-        prompt, self._prompt = self._prompt, None
-        if prompt is None or self.screen.mode & _ALT_SCREEN:
+        if self.screen.mode & _ALT_SCREEN:
             return []  # Enter in a full-screen program (vim, less) is not a shell command
-        x, y, scrolled = prompt
-        y -= self.screen.scrolled - scrolled
         lines = self.screen.display
+        cursor = min(self.screen.cursor.y, len(lines) - 1)
         if x:
-            self._prompt_text = lines[max(y, 0)][:x]
+            y = max(y - (self.screen.scrolled - scrolled), 0)
+            self._prompt_text = lines[y][:x]
         else:  # keys came before the prompt was printed (typed ahead, pasted): find it on the line now
-            y = min(self.screen.cursor.y, len(lines) - 1)
+            y = cursor
             x = self._prompt_end(lines[y])
-        if y < 0:
-            x, y = 0, 0
-        last = max(y, min(self.screen.cursor.y, len(lines) - 1))
-        text = lines[y][x:] + "".join(lines[y + 1:last + 1])
-        text = text.rstrip()
+        self._last_row = (cursor, self.screen.scrolled)
+        text = (lines[y][x:] + "".join(lines[y + 1:max(y, cursor) + 1])).rstrip()
         return [(t, text)] if text else []
