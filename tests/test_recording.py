@@ -1,4 +1,5 @@
 """Session recordings: the file format and its seal, then real terminals through gunicorn and sshd."""
+import contextlib
 import gzip
 import json
 import os
@@ -253,6 +254,17 @@ def test_a_real_session_is_recorded_sealed_and_its_commands_stored(live_server, 
     assert commands[:2] == markers[:2] and not any("hunter2" in c for c in commands)
 
 
+@contextlib.contextmanager
+def own_server(workdir, sshd, device, **env):
+    """Serve the app with its own settings; yield it, a logged-in admin session and the id of a device."""
+    server = LiveServer(workdir, env=env).start()
+    try:
+        http = server.login()
+        yield server, http, server.add_device(http, sshd, device)
+    finally:
+        server.stop()
+
+
 def test_sigkill_leaves_a_readable_recording_sealed_by_server_restart(tmp_path, sshd):
     server = LiveServer(tmp_path / "kill").start()
     try:
@@ -281,10 +293,8 @@ def test_sigkill_leaves_a_readable_recording_sealed_by_server_restart(tmp_path, 
 def test_sessions_are_refused_when_recordings_cannot_be_written(tmp_path, sshd):
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where the folder should be")
-    server = LiveServer(tmp_path / "ro", env={"RECORDINGS_DIR": str(blocker / "recordings")}).start()
-    try:
-        http = server.login()
-        device = server.add_device(http, sshd, "unrecorded")
+    with own_server(tmp_path / "ro", sshd, "unrecorded", RECORDINGS_DIR=str(blocker / "recordings")) as (
+            server, http, device):
         ws = connect_terminal(f"{server.ws_url}/terminals/{device}/ws", http, server.url)
         messages = []
         deadline = time.monotonic() + 10
@@ -299,15 +309,10 @@ def test_sessions_are_refused_when_recordings_cannot_be_written(tmp_path, sshd):
         failed = [e for e in events if e.action == "session.failed"][-1]
         assert failed.details["reason"] == "recording_unavailable" and "not writable" in failed.message
         assert "could not start session" in failed.message
-    finally:
-        server.stop()
 
 
 def test_a_session_past_its_cap_goes_on_unrecorded(tmp_path, sshd):
-    server = LiveServer(tmp_path / "cap", env={"RECORDING_MAX_MB": "1"}).start()
-    try:
-        http = server.login()
-        device = server.add_device(http, sshd, "capped")
+    with own_server(tmp_path / "cap", sshd, "capped", RECORDING_MAX_MB="1") as (server, http, device):
         ws = open_terminal(f"{server.ws_url}/terminals/{device}/ws", http, server.url)
         session_id = trail(server, "session.started")[0][-1].session_id
         ws.send(b"head -c 1500000 /dev/zero | base64 -w 100; echo bulk-$((2*3))-done\r")
@@ -324,23 +329,16 @@ def test_a_session_past_its_cap_goes_on_unrecorded(tmp_path, sshd):
         assert 1024 * 1024 - 70000 < seal["bytes"] <= 1024 * 1024 + 200
         store = recording.LocalStore(server.workdir / "recordings")
         assert recording.check(store, session_id, server_key(server), seal) == ("verified", None)
-    finally:
-        server.stop()
 
 
 def test_recording_off_records_nothing(tmp_path, sshd):
-    server = LiveServer(tmp_path / "off", env={"RECORDING": "off"}).start()
-    try:
-        http = server.login()
-        device = server.add_device(http, sshd, "plain")
+    with own_server(tmp_path / "off", sshd, "plain", RECORDING="off") as (server, http, device):
         ws = open_terminal(f"{server.ws_url}/terminals/{device}/ws", http, server.url)
         session_id = trail(server, "session.started")[0][-1].session_id
         ws.close()
         ended = wait_ended(server, session_id)
         assert "recording" not in ended.details
         assert not os.path.exists(server.workdir / "recordings" / f"{session_id}.rec")
-    finally:
-        server.stop()
 
 
 # Seals in the trail: `flask audit verify --recordings`, and retention.
