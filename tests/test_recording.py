@@ -236,7 +236,9 @@ def test_a_real_session_is_recorded_sealed_and_its_commands_stored(live_server, 
     read_until(ws, b"rec-42")
     ws.send(b"read -s -p 'secret: ' S\r")
     read_until(ws, b"secret: ")
+    time.sleep(0.3)  # read -s may flush input typed before it turned echo off
     ws.send(b"hunter2\r")
+    read_until(ws, b"$ ")
     ws.send(b"exit\r")
     ended = wait_ended(live_server, session_id)
     seal = ended.details["recording"]

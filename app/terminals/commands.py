@@ -66,8 +66,12 @@ class CommandDetector:
             if end is None:
                 break
             self._add(data[start:end.start()])
+            start = end.start()
             if self._skipped >= _MAX_SKIPPED or self._echoed(self._pending[0][1]):
-                found += self._resolve_first()
+                read = self._resolve_first()
+                found += read
+                if not read and self._pending:
+                    continue  # an empty or hidden line: the next Enter's line may end right here
             else:  # typed ahead of the prompt: this line end is earlier output (a banner), not the echo
                 self._skipped += 1
             self._add(data[end.start():end.end()])
@@ -177,10 +181,15 @@ class CommandDetector:
         cursor = min(self.screen.cursor.y, len(lines) - 1)
         if x:
             y = max(y - (self.screen.scrolled - scrolled), 0)
-            self._prompt_text = lines[y][:x]
+            if self._prompt_text.strip() and lines[y][x:].startswith(self._prompt_text):
+                return []  # hidden input, and the next prompt printed on the same line: nothing was typed here
+            if _PROMPT.match(lines[y][:x]):
+                self._prompt_text = lines[y][:x]  # a shell prompt (not a program's question such as secret:)
         else:  # keys came before the prompt was printed (typed ahead, pasted): find it on the line now
             y = cursor
             x = self._prompt_end(lines[y])
-        self._last_row = (cursor, self.screen.scrolled)
         text = (lines[y][x:] + "".join(lines[y + 1:max(y, cursor) + 1])).rstrip()
-        return [(t, text)] if text else []
+        if not text:
+            return []
+        self._last_row = (cursor, self.screen.scrolled)
+        return [(t, text)]
