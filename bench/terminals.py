@@ -6,7 +6,7 @@ Everything runs on this machine: a private sshd on 127.0.0.1 (tests/support.py),
 gunicorn's gevent worker (one process), and this load generator (gevent). Prints throughput of a
 large output and keystroke echo latency with session recording on and off, the stored recording
 size per MB of bulk output and per minute of typing, and for N terminals typing ~10 keys a second
-each (recording on) the echo p50/p99 and the worker's resident memory per open terminal.
+each (recording on, then off) the echo p50/p99 and the worker's resident memory per open terminal.
 """
 from gevent import monkey
 
@@ -263,13 +263,15 @@ def main():
         stored = newest_recording(server)
         print(f"recording size: typing {stored * 60 / args.typing / 1e3:.1f} kB stored per minute"
               f" ({stored} bytes for {args.typing} s, ~8 keys/s)", flush=True)
-        unrecorded.stop()
-        print(f"\n{'terminals':>9} {'keys':>7} {'echo p50 ms':>12} {'echo p99 ms':>12} {'lost':>5} {'MiB/terminal':>13}")
+        print(f"\n{'terminals':>9} {'recording':>9} {'keys':>7} {'echo p50 ms':>12} {'echo p99 ms':>12} {'lost':>5}"
+              f" {'MiB/terminal':>13}")
         for size in (int(s) for s in args.sizes.split(",")):
-            samples, lost, per_terminal = crowd(server, http, device_id, size, args.seconds)
-            print(f"{size:>9} {len(samples):>7} {percentile(samples, .5):>12.1f} {percentile(samples, .99):>12.1f}"
-                  f" {lost:>5} {per_terminal:>13.3f}", flush=True)
-            gevent.sleep(3)
+            for label, target, session, device in (("on", server, http, device_id),
+                                                   ("off", unrecorded, http_off, device_off)):
+                samples, lost, per_terminal = crowd(target, session, device, size, args.seconds)
+                print(f"{size:>9} {label:>9} {len(samples):>7} {percentile(samples, .5):>12.1f}"
+                      f" {percentile(samples, .99):>12.1f} {lost:>5} {per_terminal:>13.3f}", flush=True)
+                gevent.sleep(3)
     except Exception:
         print(server.log_text()[-3000:])
         raise
