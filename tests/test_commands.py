@@ -152,6 +152,13 @@ def test_a_pasted_block_gives_each_line_once():
     assert term.commands() == ["ls", "pwd"]
 
 
+def test_keys_typed_before_the_first_prompt_skip_the_banner():
+    term = Terminal().show(b"Last login: Tue from 10.0.0.1\r\n")
+    term.type(b"uptime\r")  # typed ahead: the shell has not printed its first prompt yet
+    term.show(b"Welcome to db1\r\n" + PROMPT + b"uptime" + ENTERED + b" 10:00 up 3 days\r\n" + PROMPT)
+    assert term.commands() == ["uptime"]
+
+
 def test_a_sudo_password_never_becomes_data():
     term = Terminal().show(PROMPT).typing("sudo true")
     term.type(b"\r", ENTERED + b"[sudo] password for bob: ")
