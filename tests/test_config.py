@@ -13,6 +13,7 @@ DEFAULTS = {
     "AUDIT_RETENTION_DAYS": 7, "AUDIT_PRUNE_INTERVAL_SECONDS": 3600, "AUDIT_ARCHIVE_DIR": None, "AUDIT_POLL_SECONDS": 5,
     "SSH_CONNECT_TIMEOUT": 10, "SSH_KEEPALIVE_SECONDS": 15, "SSH_WRITE_TIMEOUT": 30, "SESSION_HEARTBEAT_SECONDS": 10,
     "WS_PING_SECONDS": 10, "WS_MAX_MESSAGE_BYTES": 1048576, "LOG_LEVEL": "INFO",
+    "RECORDING": "on", "RECORDING_MAX_MB": 100, "RECORDING_RETENTION_DAYS": 7,
 }
 
 
@@ -27,6 +28,14 @@ def clean_env(monkeypatch, tmp_path):
 @pytest.mark.parametrize("name,default", DEFAULTS.items())
 def test_defaults(clean_env, name, default):
     assert getattr(Config(), name) == default
+
+
+def test_recordings_default_to_the_instance_folder_and_follow_the_audit_retention(clean_env, monkeypatch):
+    monkeypatch.delenv("RECORDINGS_DIR", raising=False)
+    assert Config().RECORDINGS_DIR == str(clean_env / "recordings")
+    monkeypatch.setenv("AUDIT_RETENTION_DAYS", "30")
+    monkeypatch.setenv("RECORDING", " OFF ")
+    assert (Config().RECORDING_RETENTION_DAYS, Config().RECORDING) == (30, "off")
 
 
 def test_default_database_is_sqlite_in_instance(clean_env):
@@ -47,7 +56,8 @@ def test_postgres_urls_use_psycopg3(clean_env, monkeypatch, url, expected):
     ("AUDIT_RETENTION_DAYS", "abc"), ("AUDIT_RETENTION_DAYS", "0"), ("TRUSTED_PROXY_HOPS", "-1"),
     ("TRUSTED_PROXY_HOPS", "two"), ("SESSION_TTL_HOURS", "0"), ("PASSWORD_MIN_LENGTH", "4"),
     ("WS_MAX_MESSAGE_BYTES", "10"), ("LOG_LEVEL", "loud"), ("SSH_CONNECT_TIMEOUT", "1e3"),
-    ("AUDIT_POLL_SECONDS", "0"),
+    ("AUDIT_POLL_SECONDS", "0"), ("RECORDING", "maybe"), ("RECORDING_MAX_MB", "0"),
+    ("RECORDING_RETENTION_DAYS", "never"),
 ])
 def test_nonsense_fails_fast_naming_the_variable(clean_env, monkeypatch, name, value):
     monkeypatch.setenv(name, value)
