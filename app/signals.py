@@ -7,8 +7,14 @@ _signals = Namespace()
 # deleted user) with login_id and reason; the terminals of that log-in listen and close.
 login_ended = _signals.signal("login-ended")
 
+# The trail depends on nothing it records, so it reaches recordings only through the two signals
+# below: it asks and prints the answers, app.terminals.retention answers. Signals rather than a hook
+# registered on the app, because the terminals already listen here (login_ended) and an app without
+# terminals then simply verifies and prunes the chain alone.
+
 # Sent by `flask audit verify` with recordings=True|False; receivers return (verified count, [problems]) or None.
 verify_requested = _signals.signal("verify-requested")
 
-# Sent by app.audit.retention after a prune; receivers prune what must go with the events (recordings).
+# Sent by app.audit.retention after a prune, with now and the events' cutoff; receivers prune what must
+# go with the events (recordings) and return one line saying what went, or None.
 audit_pruned = _signals.signal("audit-pruned")

@@ -25,7 +25,8 @@ def verify_command(recordings):
     details = {"count": verdict.count, "bad_id": verdict.bad_id, "problem": verdict.problem}
     problems, summary = [], str(verdict)
     if recordings:
-        # Recordings live with the terminals, which the trail does not import: they answer a signal.
+        # Recordings live with the terminals, which the trail does not import (it must not depend on
+        # what it records): they answer a signal. The hashing is CPU work, fine in a console command.
         for _, answer in verify_requested.send(current_app._get_current_object(), recordings=True):
             if answer is not None:
                 verified, found = answer
@@ -36,6 +37,8 @@ def verify_command(recordings):
     message = "audit trail verified" if verdict.ok else f"audit trail broken at event {verdict.bad_id}"
     if problems:
         message += f"; {len(problems)} recordings do not match their seals"
+        if verdict.ok:  # the last line must not start with OK when the command fails
+            summary = f"RECORDINGS FAILED ({len(problems)} listed above); chain {summary}"
     record("audit.verified", message, outcome=SUCCESS if ok else FAILURE, actor="console", details=details,
            strict=False)
     for problem in problems:
@@ -45,9 +48,10 @@ def verify_command(recordings):
 
 
 @audit_cli.command("prune")
-@click.option("--days", type=click.IntRange(1, 36500), help="Keep this many days (default AUDIT_RETENTION_DAYS).")
+@click.option("--days", type=click.IntRange(1, 36500),
+              help="Keep this many days of events (default AUDIT_RETENTION_DAYS; recordings keep theirs).")
 def prune_command(days):
-    """Delete events older than the retention period now (archived first if AUDIT_ARCHIVE_DIR is set)."""
+    """Prune events older than the retention now (archived first if AUDIT_ARCHIVE_DIR is set), then recordings."""
     result = prune(retention_days=days)
     if result.refused:
         click.echo(f"REFUSED: expired events were kept because they do not verify: {result.refused}")
@@ -55,3 +59,5 @@ def prune_command(days):
     click.echo(f"pruned {result.count} events older than {result.cutoff.isoformat()}")
     for path in result.archives:
         click.echo(f"archived to {path}")
+    for note in result.notes:
+        click.echo(note)

@@ -31,6 +31,7 @@ class PruneResult:
     anchor_id: int | None = None
     archives: tuple = ()
     refused: str | None = None  # why nothing was pruned although rows had expired
+    notes: tuple = ()  # what went with the events, in the words of whoever pruned it (recordings)
 
 
 def prune(now=None, retention_days=None, batch_size=5000, archive_dir=None):
@@ -38,7 +39,8 @@ def prune(now=None, retention_days=None, batch_size=5000, archive_dir=None):
     config = current_app.config
     retention_days = retention_days or config["AUDIT_RETENTION_DAYS"]
     archive_dir = archive_dir if archive_dir is not None else config.get("AUDIT_ARCHIVE_DIR")
-    cutoff = (now or now_utc()) - timedelta(days=retention_days)
+    now = now or now_utc()
+    cutoff = now - timedelta(days=retention_days)
     # Prune a prefix only: everything before the oldest row that is still within retention.
     keep_from = db.session.scalar(select(func.min(AuditEvent.id)).where(AuditEvent.occurred_at >= cutoff))
     bound = AuditEvent.id < keep_from if keep_from is not None else AuditEvent.id.is_not(None)
@@ -47,8 +49,7 @@ def prune(now=None, retention_days=None, batch_size=5000, archive_dir=None):
     ).one()
     db.session.rollback()
     if not count:
-        _announce(cutoff)
-        return PruneResult(0, cutoff)
+        return PruneResult(0, cutoff, notes=_announce(now, cutoff))
     # Deleting broken rows would launder them: the anchor would vouch for whatever they had become.
     verdict = verify(batch_size=batch_size, upto=last_id)
     if not verdict.ok:
@@ -69,17 +70,23 @@ def prune(now=None, retention_days=None, batch_size=5000, archive_dir=None):
             conn.execute(delete(AuditEvent).where(AuditEvent.id > done, AuditEvent.id <= upper))
         done = upper
     log.info("pruned %d audit events older than %s", count, iso_utc(cutoff))
-    _announce(cutoff)
-    return PruneResult(count, cutoff, last_id, tuple(sorted(archives)))
+    return PruneResult(count, cutoff, last_id, tuple(sorted(archives)), notes=_announce(now, cutoff))
 
 
-def _announce(cutoff):
-    """Tell what must go with the events (recordings) that a prune ran; a receiver's failure is logged, not raised."""
-    for receiver in audit_pruned.receivers_for(current_app._get_current_object()):
+def _announce(now, cutoff):
+    """Tell what must go with the events (recordings) that a prune ran, on the same clock; return what they said."""
+    # A receiver's failure is logged and said, not raised: the events are pruned either way.
+    app = current_app._get_current_object()
+    notes = []
+    for receiver in audit_pruned.receivers_for(app):
         try:
-            receiver(current_app._get_current_object(), cutoff=cutoff)
+            note = receiver(app, now=now, cutoff=cutoff)
         except Exception:
             log.exception("pruning what goes with the events failed")
+            note = "pruning what goes with the events failed (see the log)"
+        if note:
+            notes.append(note)
+    return tuple(notes)
 
 
 def _refuse(verdict, cutoff, first_id, last_id):
