@@ -29,12 +29,15 @@ $(VENV)/.dev: $(VENV)/.run requirements-dev.txt
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-$(VENDOR)/.installed: package.json package-lock.json
+# The Makefile is a prerequisite too: a file added to the copy list reaches existing checkouts.
+$(VENDOR)/.installed: package.json package-lock.json Makefile
 	npm ci --no-audit --no-fund --loglevel=error
 	mkdir -p $(VENDOR)
 	cp node_modules/htmx.org/dist/htmx.min.js \
 	   node_modules/@xterm/xterm/lib/xterm.js node_modules/@xterm/xterm/css/xterm.css \
-	   node_modules/@xterm/addon-fit/lib/addon-fit.js $(VENDOR)/
+	   node_modules/@xterm/addon-fit/lib/addon-fit.js \
+	   node_modules/asciinema-player/dist/bundle/asciinema-player.min.js \
+	   node_modules/asciinema-player/dist/bundle/asciinema-player.css $(VENDOR)/
 	touch $@
 
 clean:
