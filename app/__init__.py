@@ -211,6 +211,7 @@ def _register_blueprints(app):
     from .auth.views import bp as auth_bp
     from .devices.views import bp as devices_bp
     from .terminals import socket  # noqa: F401  (adds the websocket route to the terminals blueprint)
+    from .terminals import replay  # noqa: F401  (adds the session page, its .cast and the command search)
     from .terminals import retention  # noqa: F401  (answers the trail's verify and prune signals)
     from .terminals.views import bp as terminals_bp
 

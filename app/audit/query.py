@@ -1,5 +1,7 @@
 """Reading the audit trail: filter parsing, the visibility rule, pages."""
+import hashlib
 import ipaddress
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -35,6 +37,7 @@ class Filters:
     since: datetime | None = None
     until: datetime | None = None
     q: str = ""
+    command: str = ""  # answered by the terminals package: the viewer embeds its list of matching commands
     page: int = 1
     size: int = 50
     errors: list = field(default_factory=list)
@@ -43,11 +46,21 @@ class Filters:
     def args(self):
         """Return the non-default filters as query parameters (for URLs, polling, export)."""
         values = {"user": self.user, "action": self.action, "outcome": self.outcome, "ip": self.ip, "q": self.q,
-                  "since": _format_time(self.since), "until": _format_time(self.until)}
+                  "command": self.command, "since": _format_time(self.since), "until": _format_time(self.until)}
         args = {key: value for key, value in values.items() if value}
         if self.size != 50:
             args["size"] = self.size
         return args
+
+    @property
+    def command_args(self):
+        """Return the filters that also apply to the command search (command, user, time range)."""
+        return {key: value for key, value in self.args.items() if key in ("command", "user", "since", "until")}
+
+    @property
+    def command_key(self):
+        """Return a short name for the command search: its embedded list is kept across polls while it is the same."""
+        return hashlib.sha256(json.dumps(self.command_args, sort_keys=True).encode()).hexdigest()[:16]
 
     def with_page(self, page):
         """Return the query parameters for another page of the same filters."""
@@ -101,12 +114,13 @@ def parse_filters(args):
 
 
 def _parse_text(f, args, errors):
-    """Take the free text; refuse control characters in it and in the user name."""
-    f.q = args.get("q", "").strip()
-    if len(f.q) > MAX_TEXT:
-        errors.append(f"q: the search text is longer than {MAX_TEXT} characters")
-        f.q = ""
-    for name in ("user", "q"):
+    """Take the free text and the command; refuse control characters in them and in the user name."""
+    for name, what in (("q", "search text"), ("command", "command")):
+        setattr(f, name, args.get(name, "").strip())
+        if len(getattr(f, name)) > MAX_TEXT:
+            errors.append(f"{name}: the {what} is longer than {MAX_TEXT} characters")
+            setattr(f, name, "")
+    for name in ("user", "q", "command"):
         # PostgreSQL refuses a NUL in a query outright; no one types the other control characters into a search.
         if any(ord(char) < 32 or ord(char) == 127 for char in getattr(f, name)):
             errors.append(f"{name}: control characters may not be used")
@@ -128,7 +142,8 @@ def _parse_numbers(f, args, errors):
             setattr(f, name, number)
 
 
-def _escape_like(text):
+def escape_like(text):
+    """Make %, _ and the backslash literal in a LIKE pattern (the pattern then needs ESCAPE '\\')."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
@@ -149,7 +164,7 @@ def apply_filters(query, f):
     if f.until:
         query = query.where(AuditEvent.occurred_at <= f.until)
     if f.q:
-        pattern = f"%{_escape_like(f.q)}%"
+        pattern = f"%{escape_like(f.q)}%"
         query = query.where(or_(AuditEvent.message.ilike(pattern, escape="\\"),
                                 AuditEvent.target.ilike(pattern, escape="\\")))
     return query

@@ -11,10 +11,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask import current_app
-from sqlalchemy import insert, select, update
+from flask import abort, current_app
+from sqlalchemy import func, insert, select, update
 
 from app.audit.events import FAILURE, AuditWriteError, record
+from app.audit.models import AuditEvent
+from app.audit.query import escape_like
 from app.dbtypes import iso_utc, now_utc
 from app.devices.secrets import recording_key
 from app.extensions import db
@@ -227,3 +229,48 @@ def sweep_orphans(stale_after):
 def stale_after(config):
     """Return how old a heartbeat may get before its session counts as lost."""
     return timedelta(seconds=3 * config["SESSION_HEARTBEAT_SECONDS"])
+
+
+def visible_sessions(user):
+    """Return a select of the sessions user may see: an admin all, anyone else their own (the trail's rule)."""
+    query = select(TerminalSession)
+    if user.is_admin:
+        return query
+    return query.where(TerminalSession.user_id == user.id, TerminalSession.started_at >= user.created_at)
+
+
+def get_session_or_404(session_id, user):
+    """Return a session user may see, or 404 (never 403: another user's session does not exist for them)."""
+    row = db.session.scalar(visible_sessions(user).where(TerminalSession.id == session_id))
+    if row is None:
+        abort(404)
+    return row
+
+
+def end_details(session_id):
+    """Return the details of a session's session.ended event (they hold the recording's seal), or None."""
+    return db.session.scalar(select(AuditEvent.details).where(AuditEvent.session_id == session_id,
+                                                              AuditEvent.action == "session.ended").limit(1))
+
+
+def commands_of(session_id):
+    """Return the commands typed in a session, in the order they were typed."""
+    return db.session.scalars(select(SessionCommand).where(SessionCommand.session_id == session_id)
+                              .order_by(SessionCommand.offset_s, SessionCommand.id)).all()
+
+
+def find_commands(user, text, actor="", since=None, until=None, limit=50):
+    """Return (total, [(command, session)]) of commands containing text (any case) that user may see, newest first."""
+    query = (visible_sessions(user).add_columns(SessionCommand)
+             .join(SessionCommand, SessionCommand.session_id == TerminalSession.id)
+             .where(SessionCommand.text.ilike(f"%{escape_like(text)}%", escape="\\")))
+    if actor:
+        query = query.where(TerminalSession.actor == actor)
+    if since:
+        query = query.where(SessionCommand.occurred_at >= since)
+    if until:
+        query = query.where(SessionCommand.occurred_at <= until)
+    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    rows = db.session.execute(query.order_by(SessionCommand.occurred_at.desc(), SessionCommand.id.desc())
+                              .limit(limit)).all()
+    return total, [(command, session) for session, command in rows]

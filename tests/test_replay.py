@@ -1,0 +1,352 @@
+"""The session page, its .cast, the links to it and the command search: through the client, then end to end
+in Chromium against gunicorn and a real sshd."""
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from app import create_app
+from app.audit.events import record
+from app.audit.models import AuditEvent
+from app.dbtypes import now_utc
+from app.devices.secrets import recording_key
+from app.extensions import db
+from app.terminals import recording, records
+from app.terminals.models import SessionCommand, TerminalSession
+from tests.support import ROOT, SECRET_KEY, AuthActions, browser_login, logged_in_user
+
+SHOTS = os.environ.get("GATEHOUSE_SHOTS")  # look at the pages: GATEHOUSE_SHOTS=/tmp/gatehouse-shots pytest ...
+COMMANDS = ["echo hello", "grep -c 100%_done log", "echo it's a_b", "ls"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_app(request):
+    """The app on SQLite, then on PostgreSQL (GATEHOUSE_TEST_PG names the database)."""
+    return request.getfixturevalue("app" if request.param == "sqlite" else "pg_app")
+
+
+def add_session(user, target="db1 (127.0.0.1:22)", end=True, recorded=True):
+    """Store a session of user as a terminal does: row, start event, recording, commands, end event with its seal."""
+    started = now_utc()  # not before the user's account: the trail's rule would hide it from them
+    row = TerminalSession(id=str(uuid.uuid4()), user_id=user.id, actor=user.username, target=target,
+                          source_ip="127.0.0.1", worker="elsewhere:1", started_at=started, heartbeat_at=started)
+    db.session.add(row)
+    db.session.commit()
+    facts = records.Facts.of(row)
+    record("session.started", f"started session with {target}", actor=user.username, user_id=user.id,
+           target=target, session_id=facts.id, source_ip="127.0.0.1")
+    seal = None
+    if recorded:
+        recorder = recording.Recorder(records.recording_store(), facts.id, recording_key(), title=target)
+        recorder.output(b"$ echo hello\r\nhello\r\n$ ")
+        seal = recorder.finish()
+    records.save_commands(facts, [(float(i + 1), text) for i, text in enumerate(COMMANDS)])
+    if end:
+        records.close_row(facts, "client_closed", 12, 3456, started + timedelta(seconds=125), recording=seal)
+    return facts.id
+
+
+def events_of(session_id, action):
+    """Return the events of a session with this action, oldest first."""
+    return db.session.scalars(select(AuditEvent).where(AuditEvent.session_id == session_id,
+                                                       AuditEvent.action == action).order_by(AuditEvent.id)).all()
+
+
+def test_session_page_and_cast_follow_the_trails_rule(any_app):
+    app = any_app
+    alice = logged_in_user(app, "alice")
+    bob = logged_in_user(app, "bob")
+    admin = app.test_client()
+    AuthActions(admin).login()
+    with app.app_context():
+        from app.auth.models import User
+
+        owner = db.session.scalar(select(User).filter_by(username="alice"))
+        session_id = add_session(owner)
+        open_id = add_session(owner, end=False)
+        unrecorded_id = add_session(owner, recorded=False)
+        plain = b"".join(recording.iter_cast(records.recording_store(), session_id, recording_key()))
+
+    page = alice.get(f"/sessions/{session_id}")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "wasm-unsafe-eval" in page.headers["Content-Security-Policy"]  # the player's WebAssembly, this page only
+    assert 'class="seal seal-verified"' in html and "2 min 05 s" in html and "3,456" in html
+    assert "client_closed" in html and "127.0.0.1" in html and "complete" in html
+    assert [m for m in COMMANDS if f"<code>{m}</code>".replace("'", "&#39;") in html] == COMMANDS
+    assert 'href="#t=2.0" data-seek="2.0"' in html
+    assert "wasm-unsafe-eval" not in alice.get("/").headers["Content-Security-Policy"]
+
+    cast = alice.get(f"/sessions/{session_id}/recording.cast")
+    assert cast.status_code == 200 and cast.mimetype == "application/x-asciicast"
+    assert cast.data == plain and "Content-Disposition" not in cast.headers
+    download = admin.get(f"/sessions/{session_id}/recording.cast?download=1")
+    assert download.data == plain
+    assert download.headers["Content-Disposition"] == f'attachment; filename="gatehouse-{session_id}.cast"'
+    with app.app_context():
+        viewed, exported = events_of(session_id, "recording.viewed"), events_of(session_id, "recording.exported")
+        assert [(e.actor, e.target, e.details) for e in viewed] == [
+            ("alice", "db1 (127.0.0.1:22)", {"user": "alice", "bytes": len(plain), "complete": True})]
+        assert [(e.actor, e.details["bytes"]) for e in exported] == [("admin", len(plain))]
+
+    for path in (f"/sessions/{session_id}", f"/sessions/{session_id}/recording.cast",
+                 f"/sessions/{session_id}/recording.cast?download=1", "/sessions/no-such-session"):
+        assert bob.get(path).status_code == 404, path  # another user's session does not exist for bob
+    assert admin.get(f"/sessions/{session_id}").status_code == 200
+
+    assert 'class="seal seal-in-progress"' in alice.get(f"/sessions/{open_id}").get_data(as_text=True)
+    assert f'href="/sessions/{open_id}"' in alice.get("/terminals/connected").get_data(as_text=True)
+    unrecorded = alice.get(f"/sessions/{unrecorded_id}").get_data(as_text=True)
+    assert 'class="seal seal-not-recorded"' in unrecorded and "Recording was off" in unrecorded
+
+    with app.app_context():
+        path = records.recording_store().path(session_id)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x80  # the last chunk's tag
+    path.write_bytes(bytes(data))
+    assert 'class="seal seal-altered"' in alice.get(f"/sessions/{session_id}").get_data(as_text=True)
+    path.unlink()
+    missing = alice.get(f"/sessions/{session_id}").get_data(as_text=True)
+    assert 'class="seal seal-missing"' in missing and "No recording is kept for this session." in missing
+    gone = alice.get(f"/sessions/{session_id}/recording.cast")
+    assert gone.status_code == 404 and gone.data == b"No recording is kept for this session.\n"
+
+
+@pytest.mark.parametrize(("text", "found"), [
+    ("ECHO", ["echo it's a_b", "echo hello"]),  # any case
+    ("%", ["grep -c 100%_done log"]),  # a literal percent sign, not "anything"
+    ("_", ["echo it's a_b", "grep -c 100%_done log"]),  # a literal underscore, not "one character"
+    ("it's", ["echo it's a_b"]),  # quotes are text
+    ("\\", []),
+    ("0%_d", ["grep -c 100%_done log"]),
+    ("%%", []),
+])
+def test_command_search_takes_wildcards_literally(any_app, text, found):
+    app = any_app
+    alice = logged_in_user(app, "alice")
+    bob = logged_in_user(app, "bob")
+    with app.app_context():
+        from app.auth.models import User
+
+        session_id = add_session(db.session.scalar(select(User).filter_by(username="alice")))
+    html = alice.get("/terminals/commands", query_string={"command": text}).get_data(as_text=True)
+    shown = [m.replace("&#39;", "'") for m in re.findall(r"<code>(.*?)</code>", html)]
+    assert sorted(shown) == sorted(found)
+    for _ in found:
+        assert f'/sessions/{session_id}#t=' in html
+    if found:
+        assert "No session you may see" not in html
+        assert re.findall(r"<code>", bob.get("/terminals/commands", query_string={"command": text}).get_data(
+            as_text=True)) == []  # bob sees none of alice's commands
+
+
+def test_viewer_embeds_the_command_search_and_links_sessions(app):
+    alice = logged_in_user(app, "alice")
+    with app.app_context():
+        from app.auth.models import User
+
+        session_id = add_session(db.session.scalar(select(User).filter_by(username="alice")))
+    html = alice.get("/audit/", query_string={"command": "hello", "user": "alice", "action": "sessions"}).get_data(
+        as_text=True)
+    assert 'name="command" value="hello"' in html
+    embed = re.search(r'<div id="commands-[0-9a-f]{16}" class="command-matches" hx-preserve data-poll\s+'
+                      r'hx-get="([^"]+)"', html)
+    assert embed and embed.group(1) == "/terminals/commands?user=alice&amp;command=hello"
+    links = re.findall(r'<a class="session-link" href="([^"]+)"', html)
+    assert links and set(links) == {f"/sessions/{session_id}"}  # session.started and session.ended
+    rows = alice.get("/audit/rows", query_string={"command": "hello"}).get_data(as_text=True)
+    assert 'hx-get="/terminals/commands?command=hello"' in rows  # the polled table carries it too
+    matches = alice.get("/terminals/commands", query_string={"command": "hello", "user": "bob"}).get_data(as_text=True)
+    assert "(0)" in matches  # the viewer's user filter narrows the commands too
+    bad = alice.get("/audit/", query_string={"command": "x\x01y"})
+    assert bad.status_code == 422 and "command: control characters may not be used" in bad.get_data(as_text=True)
+    assert "<section" not in alice.get("/terminals/commands").get_data(as_text=True)  # no filter, no list
+
+
+def live_db(server):
+    """Return an app bound to a live server's database (for reading what the server wrote)."""
+    return create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
+                       "INSTANCE_DIR": str(server.workdir)})
+
+
+def read_live(server, query):
+    """Run a select against a live server's database; return the rows, detached."""
+    app = live_db(server)
+    with app.app_context():
+        rows = db.session.scalars(query).all()
+        db.session.expunge_all()
+        db.engine.dispose()
+    return rows
+
+
+def wait_for(check, timeout=10.0):
+    """Poll check() until it returns something true; return it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def new_user(server, password="user-password-long"):
+    """Create a user through the console on a live server; return its name and password."""
+    name = "r-" + uuid.uuid4().hex[:8]
+    subprocess.run([sys.executable, "-m", "flask", "--app", "app", "users", "create", name, "--password", password],
+                   cwd=ROOT, env=server.environment(), check=True, capture_output=True)
+    return name, password
+
+
+def shoot(page, name, width, height):
+    """Save a screenshot of the page at a size when GATEHOUSE_SHOTS names a folder."""
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(300)  # the player refits to the new width
+        page.screenshot(path=f"{SHOTS}/{name}-{width}x{height}.png", full_page=True)
+
+
+def type_line(page, screen, text, expect=None):
+    """Type a line into the browser terminal, press Enter and wait for what it prints."""
+    page.keyboard.type(text)
+    page.keyboard.press("Enter")
+    if expect:
+        screen.get_by_text(expect).first.wait_for()
+
+
+def type_the_story(page, server, label):
+    """In a browser terminal: a plain command, an edited line, a recalled one, a hidden password; return the session id."""
+    page.locator(f'button.open-terminal[data-device-name="{label}"]').click()
+    screen = page.locator(".terminal-panel .xterm-rows")
+    screen.get_by_text(re.compile(r"gatehouse-test@.*\$")).first.wait_for()
+    type_line(page, screen, "echo hello", re.compile(r"^hello\s*$"))
+    type_line(page, screen, "ls")
+    page.keyboard.type("echo wrold")  # fixed on the line: two left, two back, retyped
+    for key in ("ArrowLeft", "ArrowLeft", "Backspace", "Backspace"):
+        page.keyboard.press(key)
+    page.keyboard.type("or")
+    page.keyboard.press("Enter")
+    screen.get_by_text(re.compile(r"^world\s*$")).first.wait_for()
+    time.sleep(3)  # a pause in the recording: the idle time limit shortens it, seeks must still land right
+    page.keyboard.press("ArrowUp")  # history recall: echo world again
+    page.keyboard.press("Enter")
+    wait_for(lambda: len(screen.get_by_text(re.compile(r"^world\s*$")).all()) == 2)
+    type_line(page, screen, "read -s -p 'secret: ' S", "secret:")
+    time.sleep(0.3)  # read -s may flush input typed before it turned echo off
+    type_line(page, screen, "hunter2")
+    type_line(page, screen, "echo done-$((2*3))", "done-6")
+    started = wait_for(lambda: read_live(server, select(AuditEvent).where(
+        AuditEvent.action == "session.started", AuditEvent.target.startswith(label))))[-1]
+    page.locator('[role="tab"] button.tab-close').click()
+    wait_for(lambda: read_live(server, select(AuditEvent).where(
+        AuditEvent.action == "session.ended", AuditEvent.session_id == started.session_id)))
+    return started.session_id
+
+
+def test_a_session_replays_in_the_browser_and_is_found_by_its_commands(page, live_server, sshd):
+    browser_login(page, live_server)
+    http = live_server.login()
+    label = "replay-" + uuid.uuid4().hex[:6]
+    live_server.add_device(http, sshd, label)
+    page.reload()
+    session_id = type_the_story(page, live_server, label)
+
+    page.goto(f"{live_server.url}/audit/?action=sessions")
+    link = page.locator(f'a.session-link[href$="/sessions/{session_id}"]').first
+    link.click()
+    page.wait_for_url(f"**/sessions/{session_id}")
+    replay = page.locator("#replay")
+    replay.locator(".replay-screen .ap-player").wait_for()
+    assert replay.locator(".replay-head .seal").inner_text() == "verified"
+    listed = replay.locator(".commands code").all_inner_texts()
+    assert listed == ["echo hello", "ls", "echo world", "echo world", "read -s -p 'secret: ' S",
+                      "echo done-$((2*3))"]
+    player = replay.locator(".replay-screen")
+    lines = player.locator(".ap-line")
+    replay.locator(".commands a").nth(1).click()  # ls: the screen then shows hello's output
+    lines.filter(has_text=re.compile(r"^hello\s*$")).wait_for()
+    assert page.url.endswith("#t=" + replay.locator(".commands a").nth(1).get_attribute("data-seek"))
+    elapsed = player.locator(".ap-time-elapsed")
+    before = elapsed.inner_text()
+    replay.locator(".commands a").nth(5).click()  # the last one, after the pause
+    lines.filter(has_text=re.compile(r"^secret:")).wait_for()
+    assert elapsed.inner_text() != before and not lines.filter(has_text=re.compile(r"^done-6")).count()
+    page.select_option('select[name="idle"]', "")  # idle limit off, then 1 s: the position stays
+    lines.filter(has_text=re.compile(r"^secret:")).wait_for()
+    page.select_option('select[name="idle"]', "1")
+    lines.filter(has_text=re.compile(r"^secret:")).wait_for()
+    replay.locator(".commands a").nth(3).click()  # the recalled one, after the pause the idle limit shortens
+    wait_for(lambda: lines.filter(has_text=re.compile(r"^world\s*$")).count() == 1)
+    assert not lines.filter(has_text=re.compile(r"^secret:")).count()
+    page.select_option('select[name="speed"]', "4")
+    assert replay.locator(".replay-status").inner_text() == ""
+    html = page.content()
+    shoot(page, "session", 1280, 800)
+    shoot(page, "session", 390, 844)
+
+    download = http.get(f"{live_server.url}/sessions/{session_id}/recording.cast?download=1", timeout=10)
+    assert download.status_code == 200 and b"hello" in download.content
+    assert download.headers["Content-Disposition"] == f'attachment; filename="gatehouse-{session_id}.cast"'
+    commands = read_live(live_server, select(SessionCommand).where(SessionCommand.session_id == session_id))
+    assert [c.text for c in commands] == listed
+    served = http.get(f"{live_server.url}/sessions/{session_id}", timeout=10).text
+    for where in (download.text, html, served, " ".join(c.text for c in commands)):
+        assert "hunter2" not in where  # not in the output, the markers, the command table or the page
+    viewed = wait_for(lambda: read_live(live_server, select(AuditEvent).where(
+        AuditEvent.session_id == session_id, AuditEvent.action.like("recording.%")).order_by(AuditEvent.id)))
+    assert [(e.action, e.actor, e.target.startswith(label)) for e in viewed] == [
+        ("recording.viewed", "admin", True), ("recording.exported", "admin", True)]  # one fetch, however many players
+    assert viewed[1].details == {"user": "admin", "bytes": len(download.content), "complete": True}
+
+    name, password = new_user(live_server)
+    other = live_server.login(name, password)
+    for path in (f"/sessions/{session_id}", f"/sessions/{session_id}/recording.cast",
+                 "/terminals/commands?command=hello"):
+        response = other.get(live_server.url + path, timeout=10)
+        assert response.status_code == (200 if "commands" in path else 404) and session_id not in response.text
+
+    page.goto(f"{live_server.url}/audit/?command=WORLD&action=sessions")
+    matches = page.locator(".command-matches")
+    matches.locator("tbody tr").first.wait_for()
+    found = matches.locator("tbody tr", has=page.locator(f'a[href*="/sessions/{session_id}#t="]'))
+    assert found.locator("code").all_inner_texts() == ["echo world", "echo world"]
+    shoot(page, "viewer-command", 1280, 800)
+    shoot(page, "viewer-command", 390, 844)
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.evaluate("() => { document.querySelector('.command-matches').keptAcrossPolls = true; }")
+    updated = page.locator(".audit-status time").inner_text()
+    wait_for(lambda: page.locator(".audit-status time").inner_text() != updated)  # the table was polled
+    assert page.evaluate("() => document.querySelector('.command-matches').keptAcrossPolls") is True
+    assert found.count() == 2  # the same element, with its rows: kept, not emptied and fetched again
+    page.fill('input[name="command"]', "%")
+    page.press('input[name="command"]', "Enter")
+    page.wait_for_url("**command=%25**")
+    matches.locator("h3").wait_for()
+    assert all("%" in text for text in matches.locator("tbody code").all_inner_texts())
+    assert not matches.locator(f'a[href*="/sessions/{session_id}#t="]').count()
+
+    page.goto(f"{live_server.url}/audit/?command=world")
+    with page.context.expect_page() as opened:  # the replay opens beside the viewer, at the moment
+        page.locator(f'.command-matches a[href*="/sessions/{session_id}#t="]').first.click()
+    moment = opened.value
+    moment.locator(".replay-screen .ap-line", has_text=re.compile(r"^hello\s*$")).wait_for()
+    assert moment.locator(".ap-time-elapsed").inner_text() not in ("", "00:00", "0:00")
+    moment.close()
+
+    page.goto(live_server.url + "/")  # the panel over the terminals: a changed field filters at once
+    page.click("#audit-icon")
+    panel = page.locator("#audit-dialog")
+    panel.locator('input[name="command"]').fill("hello")
+    panel.locator('input[name="command"]').press("Tab")
+    link = panel.locator(f'.command-matches a[href*="/sessions/{session_id}#t="]')
+    link.wait_for()
+    assert link.get_attribute("target") == "_blank"  # the terminals under the panel keep running
+    assert panel.locator(f'a.session-link[href$="/sessions/{session_id}"]').first.get_attribute("target") == "_blank"
