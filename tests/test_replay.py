@@ -103,6 +103,10 @@ def test_session_page_and_cast_follow_the_trails_rule(any_app):
 
     assert 'class="seal seal-in-progress"' in alice.get(f"/sessions/{open_id}").get_data(as_text=True)
     assert f'href="/sessions/{open_id}"' in alice.get("/terminals/connected").get_data(as_text=True)
+    with app.app_context():
+        records.recording_store().path(open_id).write_bytes(b"")  # as in its first second: created, nothing flushed
+    early = alice.get(f"/sessions/{open_id}/recording.cast")
+    assert early.status_code == 404 and early.data == b"Nothing is recorded yet; reload in a moment.\n"
     unrecorded = alice.get(f"/sessions/{unrecorded_id}").get_data(as_text=True)
     assert 'class="seal seal-not-recorded"' in unrecorded and "Recording was off" in unrecorded
 
@@ -117,6 +121,34 @@ def test_session_page_and_cast_follow_the_trails_rule(any_app):
     assert 'class="seal seal-missing"' in missing and "No recording is kept for this session." in missing
     gone = alice.get(f"/sessions/{session_id}/recording.cast")
     assert gone.status_code == 404 and gone.data == b"No recording is kept for this session.\n"
+
+
+def test_a_recording_that_breaks_off_ends_the_stream(app, caplog):
+    alice = logged_in_user(app, "alice")
+    with app.app_context():
+        from app.auth.models import User
+
+        owner = db.session.scalar(select(User).filter_by(username="alice"))
+        session_id = add_session(owner, recorded=False)
+        store = records.recording_store()
+        recorder = recording.Recorder(store, session_id, recording_key())
+        recorder.output(b"first chunk\r\n")
+        recorder.flush()
+        recorder.output(b"second chunk\r\n")
+        recorder.finish()
+        path = store.path(session_id)
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0x01  # inside the last chunk
+    path.write_bytes(bytes(data))
+    cast = alice.get(f"/sessions/{session_id}/recording.cast")
+    assert cast.status_code == 200 and b"first chunk" in cast.data and b"second chunk" not in cast.data
+    assert [r.levelname for r in caplog.records if "broke off" in r.getMessage()] == ["ERROR"]
+    with app.app_context():
+        assert events_of(session_id, "recording.viewed")[0].details["complete"] is False
+    data[len(recording.MAGIC) + 30] ^= 0x01  # the first chunk too: nothing to send, an error status says so
+    path.write_bytes(bytes(data))
+    broken = alice.get(f"/sessions/{session_id}/recording.cast")
+    assert broken.status_code == 500 and b"cannot be read" in broken.data
 
 
 @pytest.mark.parametrize(("text", "found"), [
@@ -259,6 +291,9 @@ def test_a_session_replays_in_the_browser_and_is_found_by_its_commands(page, liv
     page.reload()
     session_id = type_the_story(page, live_server, label)
 
+    problems = []  # the console of the session page: a CSP refusal or a player error shows up here
+    page.on("console", lambda message: problems.append(message.text) if message.type in ("error", "warning") else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
     page.goto(f"{live_server.url}/audit/?action=sessions")
     link = page.locator(f'a.session-link[href$="/sessions/{session_id}"]').first
     link.click()
@@ -288,6 +323,7 @@ def test_a_session_replays_in_the_browser_and_is_found_by_its_commands(page, liv
     assert not lines.filter(has_text=re.compile(r"^secret:")).count()
     page.select_option('select[name="speed"]', "4")
     assert replay.locator(".replay-status").inner_text() == ""
+    assert problems == []  # no CSP refusal (the player compiles WebAssembly), no player error
     html = page.content()
     shoot(page, "session", 1280, 800)
     shoot(page, "session", 390, 844)

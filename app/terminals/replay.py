@@ -97,6 +97,8 @@ def recording_cast(session_id):
     try:
         first = next(pieces, None)  # a file that does not even start right gets an error status, not an empty 200
     except recording.RecordingError as exc:
+        if row.ended_at is None:  # its first second: the file exists, its first chunk is not written yet
+            return Response("Nothing is recorded yet; reload in a moment.\n", 404, mimetype="text/plain")
         log.error("recording of session %s cannot be read: %s", row.id, exc)
         return Response(f"The recording cannot be read: {exc}.\n", 500, mimetype="text/plain")
 
@@ -111,7 +113,10 @@ def recording_cast(session_id):
             complete = True
         except recording.RecordingError as exc:
             # The status is long sent; ending the stream early is all that is left (the seal says the rest).
-            log.error("recording of session %s broke off after %d bytes: %s", row.id, sent, exc)
+            # An open session's last chunk may be half written right now: that is no fault.
+            still_written = row.ended_at is None and isinstance(exc, recording.CutOff)
+            log.log(logging.INFO if still_written else logging.ERROR,
+                    "recording of session %s broke off after %d bytes: %s", row.id, sent, exc)
         finally:
             action, verb = ("recording.exported", "exported") if download else ("recording.viewed", "viewed")
             record(action, f"{verb} the recording of {row.actor}'s session with {row.target}", target=row.target,
