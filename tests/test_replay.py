@@ -32,7 +32,7 @@ def any_app(request):
     return request.getfixturevalue("app" if request.param == "sqlite" else "pg_app")
 
 
-def add_session(user, target="db1 (127.0.0.1:22)", end=True, recorded=True):
+def add_session(user, target="db1 (127.0.0.1:22)", end=True, recorded=True, seal=None):
     """Store a session of user as a terminal does: row, start event, recording, commands, end event with its seal."""
     started = now_utc()  # not before the user's account: the trail's rule would hide it from them
     row = TerminalSession(id=str(uuid.uuid4()), user_id=user.id, actor=user.username, target=target,
@@ -42,7 +42,6 @@ def add_session(user, target="db1 (127.0.0.1:22)", end=True, recorded=True):
     facts = records.Facts.of(row)
     record("session.started", f"started session with {target}", actor=user.username, user_id=user.id,
            target=target, session_id=facts.id, source_ip="127.0.0.1")
-    seal = None
     if recorded:
         recorder = recording.Recorder(records.recording_store(), facts.id, recording_key(), title=target)
         recorder.output(b"$ echo hello\r\nhello\r\n$ ")
@@ -72,6 +71,7 @@ def test_session_page_and_cast_follow_the_trails_rule(any_app):
         session_id = add_session(owner)
         open_id = add_session(owner, end=False)
         unrecorded_id = add_session(owner, recorded=False)
+        failed_id = add_session(owner, recorded=False, seal={"state": "failed", "error": "cannot create it"})
         plain = b"".join(recording.iter_cast(records.recording_store(), session_id, recording_key()))
 
     page = alice.get(f"/sessions/{session_id}")
@@ -109,6 +109,8 @@ def test_session_page_and_cast_follow_the_trails_rule(any_app):
     assert early.status_code == 404 and early.data == b"Nothing is recorded yet; reload in a moment.\n"
     unrecorded = alice.get(f"/sessions/{unrecorded_id}").get_data(as_text=True)
     assert 'class="seal seal-not-recorded"' in unrecorded and "Recording was off" in unrecorded
+    failed = alice.get(f"/sessions/{failed_id}").get_data(as_text=True)
+    assert 'class="seal seal-failed"' in failed and "cannot create it" in failed
 
     with app.app_context():
         path = records.recording_store().path(session_id)
@@ -117,6 +119,9 @@ def test_session_page_and_cast_follow_the_trails_rule(any_app):
     path.write_bytes(bytes(data))
     assert 'class="seal seal-altered"' in alice.get(f"/sessions/{session_id}").get_data(as_text=True)
     path.unlink()
+    path.mkdir()  # something in its place that cannot be read as a file
+    assert 'class="seal seal-unreadable"' in alice.get(f"/sessions/{session_id}").get_data(as_text=True)
+    path.rmdir()
     missing = alice.get(f"/sessions/{session_id}").get_data(as_text=True)
     assert 'class="seal seal-missing"' in missing and "No recording is kept for this session." in missing
     gone = alice.get(f"/sessions/{session_id}/recording.cast")
@@ -151,16 +156,20 @@ def test_a_recording_that_breaks_off_ends_the_stream(app, caplog):
     assert broken.status_code == 500 and b"cannot be read" in broken.data
 
 
-@pytest.mark.parametrize(("text", "found"), [
-    ("ECHO", ["echo it's a_b", "echo hello"]),  # any case
+# What the command filter finds among COMMANDS: wildcards and quotes are literal text.
+SEARCHES = [
+    ("ECHO", ["echo hello", "echo it's a_b"]),  # any case
     ("%", ["grep -c 100%_done log"]),  # a literal percent sign, not "anything"
-    ("_", ["echo it's a_b", "grep -c 100%_done log"]),  # a literal underscore, not "one character"
+    ("_", ["grep -c 100%_done log", "echo it's a_b"]),  # a literal underscore, not "one character"
     ("it's", ["echo it's a_b"]),  # quotes are text
     ("\\", []),
     ("0%_d", ["grep -c 100%_done log"]),
     ("%%", []),
-])
-def test_command_search_takes_wildcards_literally(any_app, text, found):
+    ("e_h", []),
+]
+
+
+def test_command_search_takes_wildcards_literally(any_app):
     app = any_app
     alice = logged_in_user(app, "alice")
     bob = logged_in_user(app, "bob")
@@ -168,15 +177,14 @@ def test_command_search_takes_wildcards_literally(any_app, text, found):
         from app.auth.models import User
 
         session_id = add_session(db.session.scalar(select(User).filter_by(username="alice")))
-    html = alice.get("/terminals/commands", query_string={"command": text}).get_data(as_text=True)
-    shown = [m.replace("&#39;", "'") for m in re.findall(r"<code>(.*?)</code>", html)]
-    assert sorted(shown) == sorted(found)
-    for _ in found:
-        assert f'/sessions/{session_id}#t=' in html
-    if found:
-        assert "No session you may see" not in html
-        assert re.findall(r"<code>", bob.get("/terminals/commands", query_string={"command": text}).get_data(
-            as_text=True)) == []  # bob sees none of alice's commands
+    for text, found in SEARCHES:
+        html = alice.get("/terminals/commands", query_string={"command": text}).get_data(as_text=True)
+        shown = [m.replace("&#39;", "'") for m in re.findall(r"<code>(.*?)</code>", html)]
+        assert sorted(shown) == sorted(found), text
+        assert html.count(f'/sessions/{session_id}#t=') == len(found)
+        assert ("No session you may see" in html) == (not found)
+        other = bob.get("/terminals/commands", query_string={"command": text}).get_data(as_text=True)
+        assert "<code>" not in other  # bob sees none of alice's commands
 
 
 def test_viewer_embeds_the_command_search_and_links_sessions(app):
@@ -244,6 +252,25 @@ def shoot(page, name, width, height):
         page.set_viewport_size({"width": width, "height": height})
         page.wait_for_timeout(300)  # the player refits to the new width
         page.screenshot(path=f"{SHOTS}/{name}-{width}x{height}.png", full_page=True)
+
+
+def replay_offset(server, session_id, prefix):
+    """Return the offset of the first command of a session that starts with prefix, as the page writes it."""
+    commands = read_live(server, select(SessionCommand).where(SessionCommand.session_id == session_id,
+                                                              SessionCommand.text.startswith(prefix)))
+    return str(commands[0].offset_s)
+
+
+def shoot_fresh(page, url, name, width, height, ready):
+    """Open url in a new tab of that size and save a screenshot of it when GATEHOUSE_SHOTS names a folder."""
+    if SHOTS:
+        fresh = page.context.new_page()
+        fresh.set_viewport_size({"width": width, "height": height})
+        fresh.goto(url)
+        fresh.locator(ready).first.wait_for()
+        fresh.wait_for_timeout(300)
+        fresh.screenshot(path=f"{SHOTS}/{name}-{width}x{height}.png", full_page=True)
+        fresh.close()
 
 
 def type_line(page, screen, text, expect=None):
@@ -325,8 +352,6 @@ def test_a_session_replays_in_the_browser_and_is_found_by_its_commands(page, liv
     assert replay.locator(".replay-status").inner_text() == ""
     assert problems == []  # no CSP refusal (the player compiles WebAssembly), no player error
     html = page.content()
-    shoot(page, "session", 1280, 800)
-    shoot(page, "session", 390, 844)
 
     download = http.get(f"{live_server.url}/sessions/{session_id}/recording.cast?download=1", timeout=10)
     assert download.status_code == 200 and b"hello" in download.content
@@ -386,3 +411,7 @@ def test_a_session_replays_in_the_browser_and_is_found_by_its_commands(page, liv
     link.wait_for()
     assert link.get_attribute("target") == "_blank"  # the terminals under the panel keep running
     assert panel.locator(f'a.session-link[href$="/sessions/{session_id}"]').first.get_attribute("target") == "_blank"
+
+    moment_url = f"{live_server.url}/sessions/{session_id}#t=" + replay_offset(live_server, session_id, "echo done")
+    shoot_fresh(page, moment_url, "session", 1280, 800, ".ap-line >> text=echo done")  # the shots last: each load
+    shoot_fresh(page, moment_url, "session", 390, 844, ".ap-line >> text=echo done")  # is one more recording.viewed

@@ -59,10 +59,13 @@ def _seal(row, store):
                 "kept": kept}
     if not seal:
         return {"state": "not recorded", "detail": "recording was off", "seal": None, "kept": kept}
-    if seal.get("sha256") is None:  # a recording that could not even be recovered leaves no hash
-        return {"state": "missing", "detail": seal.get("error") or "no hash in the seal", "seal": seal, "kept": kept}
-    # Re-hashing decrypts and inflates the whole file: CPU work, off the event loop every terminal shares.
-    state, problem = run_blocking(recording.check, store, row.id, recording_key(), seal)
+    if not seal.get("sha256"):  # it failed before anything was kept: nothing to compare
+        return {"state": "failed", "detail": seal.get("error") or "nothing was kept", "seal": seal, "kept": kept}
+    try:
+        # Re-hashing decrypts and inflates the whole file: CPU work, off the event loop every terminal shares.
+        state, problem = run_blocking(recording.check, store, row.id, recording_key(), seal)
+    except (OSError, recording.RecordingError) as exc:  # a directory in its place, no permission
+        state, problem = "unreadable", str(exc)
     return {"state": state, "detail": problem, "seal": seal, "kept": kept}
 
 
@@ -78,12 +81,15 @@ def session_page(session_id):
 
 def _pieces(cast):
     """Yield the pieces of a recording, each decrypted and inflated off the event loop."""
-    while True:
-        piece = run_blocking(next, cast, None)
-        if piece is None:
-            return
-        if piece:  # the last chunk may be empty
-            yield piece
+    try:
+        while True:
+            piece = run_blocking(next, cast, None)
+            if piece is None:
+                return
+            if piece:  # the last chunk may be empty
+                yield piece
+    finally:
+        cast.close()  # a client that went away leaves no open file behind
 
 
 @bp.get("/sessions/<session_id>/recording.cast")
@@ -118,6 +124,7 @@ def recording_cast(session_id):
             log.log(logging.INFO if still_written else logging.ERROR,
                     "recording of session %s broke off after %d bytes: %s", row.id, sent, exc)
         finally:
+            pieces.close()
             action, verb = ("recording.exported", "exported") if download else ("recording.viewed", "viewed")
             record(action, f"{verb} the recording of {row.actor}'s session with {row.target}", target=row.target,
                    session_id=row.id, details={"user": row.actor, "bytes": sent, "complete": complete}, strict=False)

@@ -8,6 +8,7 @@
   const status = root.querySelector(".replay-status");
   const speed = root.querySelector('select[name="speed"]');
   const idle = root.querySelector('select[name="idle"]');
+  const narrow = window.matchMedia("(max-width: 700px)");  // the stylesheet's phone width
   let cast = null;  // the recording, fetched once: recreating the player must not fetch (and audit) it again
   let times = [];  // every event's time in the recording, for the idle-time arithmetic below
   let player = null;
@@ -48,7 +49,8 @@
       startAt: at,  // a recording time: the player applies the idle limit to it itself
       autoPlay: autoPlay,
       preload: true,
-      fit: "both",  // the whole screen inside the box the stylesheet gives it
+      // The whole screen inside the box the stylesheet gives it; a phone's narrow box scrolls instead.
+      fit: narrow.matches ? "width" : "both",
       terminalFontSize: "small",
     });
     playing = autoPlay;
