@@ -41,8 +41,8 @@ def make_recorder(store, **kwargs):
 
 
 def test_asciicast_header_events_markers_and_seal(store):
-    recorder, now = make_recorder(store, title="alice on db1 (10.0.0.5:22)")
-    recorder.resize(120, 40)  # before anything was written: goes into the header
+    recorder, now = make_recorder(store, title="alice on db1 (10.0.0.5:22)", cols=120, rows=40)
+    assert cast_lines(store, recorder.name)[0]["width"] == 120  # readable at once: the header is written
     now[0] += 0.5
     recorder.output(b"$ ")
     recorder.input(b"echo h\xc3")  # content-free: only that keys came

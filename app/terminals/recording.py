@@ -259,6 +259,7 @@ class Recorder:
         self._length = 0  # bytes of whole chunks in the file
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._file = store.create(name)
+        self.flush()  # the header at once: a recording is readable (and watchable) from its first moment
 
     @property
     def buffered(self):
@@ -330,10 +331,7 @@ class Recorder:
         else:
             cols, rows = value
             self.detector.resize(cols, rows)
-            if not self._header and not lines:
-                self.cols, self.rows = cols, rows  # the browser's size before anything was written
-            else:
-                self._line(lines, t, "r", f"{cols}x{rows}")
+            self._line(lines, t, "r", f"{cols}x{rows}")
 
     def _marker(self, lines, t, text):
         """Add a command marker and remember the command for the database."""
