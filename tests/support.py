@@ -421,6 +421,25 @@ def open_terminal(ws_url, http, origin, monkeypatch=None, source=None):
     return ws
 
 
+def wait_for(check, timeout=10.0):
+    """Poll check() until it returns something true; return it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+def new_user(server, password="user-password-long"):
+    """Create a user through the console on a live server; return its name and password."""
+    name = "u-" + secrets.token_hex(4)
+    subprocess.run([sys.executable, "-m", "flask", "--app", "app", "users", "create", name, "--password", password],
+                   cwd=ROOT, env=server.environment(), check=True, capture_output=True)
+    return name, password
+
+
 def read_until(ws, marker, timeout=10):
     """Collect output frames until marker shows up."""
     seen = b""

@@ -2,8 +2,6 @@
 in Chromium against gunicorn and a real sshd."""
 import os
 import re
-import subprocess
-import sys
 import time
 import uuid
 from datetime import timedelta
@@ -20,7 +18,7 @@ from app.devices.secrets import recording_key
 from app.extensions import db
 from app.terminals import recording, records
 from app.terminals.models import SessionCommand, TerminalSession
-from tests.support import ROOT, SECRET_KEY, AuthActions, browser_login, logged_in_user
+from tests.support import SECRET_KEY, AuthActions, browser_login, logged_in_user, new_user, wait_for
 
 SHOTS = os.environ.get("GATEHOUSE_SHOTS")  # look at the pages: GATEHOUSE_SHOTS=/tmp/gatehouse-shots pytest ...
 COMMANDS = ["echo hello", "grep -c 100%_done log", "echo it's a_b", "ls"]
@@ -224,25 +222,6 @@ def read_live(server, query):
         db.session.expunge_all()
         db.engine.dispose()
     return rows
-
-
-def wait_for(check, timeout=10.0):
-    """Poll check() until it returns something true; return it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
-def new_user(server, password="user-password-long"):
-    """Create a user through the console on a live server; return its name and password."""
-    name = "r-" + uuid.uuid4().hex[:8]
-    subprocess.run([sys.executable, "-m", "flask", "--app", "app", "users", "create", name, "--password", password],
-                   cwd=ROOT, env=server.environment(), check=True, capture_output=True)
-    return name, password
 
 
 def shoot(page, name, width, height):

@@ -1,10 +1,7 @@
 """Watching a live terminal: an admin sees it as it happens, the user sees that they are watched, both audited."""
 import os
 import re
-import subprocess
-import sys
 import time
-import uuid
 
 import pytest
 import requests
@@ -14,7 +11,7 @@ from app import create_app
 from app.audit.models import AuditEvent
 from app.extensions import db
 from app.terminals.watching import MAX_QUEUED, Watcher
-from tests.support import ROOT, SECRET_KEY, browser_login, connect_terminal
+from tests.support import SECRET_KEY, browser_login, connect_terminal, new_user, wait_for
 
 
 def trail(server, prefix):
@@ -27,25 +24,6 @@ def trail(server, prefix):
         db.session.expunge_all()
         db.engine.dispose()
     return rows
-
-
-def wait_for(check, timeout=5.0):
-    """Poll check() until it returns something true; return it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
-
-
-def new_user(server, password="user-password-long"):
-    """Create a user through the console on a live server; return its name and password."""
-    name = "w-" + uuid.uuid4().hex[:8]
-    subprocess.run([sys.executable, "-m", "flask", "--app", "app", "users", "create", name, "--password", password],
-                   cwd=ROOT, env=server.environment(), check=True, capture_output=True)
-    return name, password
 
 
 def test_admin_watches_a_users_terminal_live(browser, live_server, sshd):
