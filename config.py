@@ -128,6 +128,13 @@ class Config:
         self.AUDIT_POLL_SECONDS = _int("AUDIT_POLL_SECONDS", 5, 1, 3600)
         # Expired audit rows are appended here (gzip JSON Lines, one file a day) before deletion.
         self.AUDIT_ARCHIVE_DIR = _str("AUDIT_ARCHIVE_DIR")
+        # Signs checkpoints of the chain head; kept outside the database. Unset: INSTANCE_DIR/audit_signing_key.
+        self.AUDIT_SIGNING_KEY = _str("AUDIT_SIGNING_KEY")
+        # How often the head is signed (only if it moved); a rewind past a checkpoint is then found.
+        self.AUDIT_CHECKPOINT_SECONDS = _int("AUDIT_CHECKPOINT_SECONDS", 300, 1, 86400)
+        # Every checkpoint is also appended here, so the newest outlives rows deleted from the database.
+        # Unset: INSTANCE_DIR/audit_checkpoints.jsonl.
+        self.AUDIT_CHECKPOINT_FILE = _str("AUDIT_CHECKPOINT_FILE")
         # Every terminal is recorded (asciicast, encrypted) unless RECORDING=off; past the cap a recording stops.
         self.RECORDING = _choice("RECORDING", "on", ("on", "off"))
         self.RECORDINGS_DIR = _str("RECORDINGS_DIR", str(instance / "recordings"))

@@ -1,8 +1,9 @@
-"""Background work of one serving process: heartbeats, end requests, orphan sweep, audit pruning."""
+"""Background work of one serving process: heartbeats, end requests, orphan sweep, audit pruning, checkpoints."""
 import logging
 import threading
 import time
 
+from app.audit.checkpoints import checkpoint
 from app.audit.retention import prune
 from app.auth import sessions as log_ins
 from app.extensions import db
@@ -29,10 +30,11 @@ def stop(app):
 
 
 def _loop(app, is_alive):
-    """Tick every second: heartbeats, orphan sweep and pruning when each is due, shutdown at once."""
+    """Tick every second: heartbeats, orphan sweep, pruning and checkpoints when each is due, shutdown at once."""
     beat = app.config["SESSION_HEARTBEAT_SECONDS"]
     prune_every = app.config["AUDIT_PRUNE_INTERVAL_SECONDS"]
-    next_beat = next_sweep = next_prune = 0.0  # everything runs at start-up
+    checkpoint_every = app.config["AUDIT_CHECKPOINT_SECONDS"]
+    next_beat = next_sweep = next_prune = next_checkpoint = 0.0  # everything runs at start-up
     while not _stop.is_set():
         now = time.monotonic()
         with app.app_context():
@@ -52,6 +54,11 @@ def _loop(app, is_alive):
                 if _guarded("prune lease", take_lease, "prune", max(prune_every - 5, 5)):
                     _guarded("prune", prune)
                 next_prune = now + prune_every
+            if now >= next_checkpoint:
+                # One process of a cluster signs; checkpoint() itself skips a head that has not moved.
+                if _guarded("checkpoint lease", take_lease, "checkpoint", max(checkpoint_every - 1, 1)):
+                    _guarded("checkpoint", checkpoint)
+                next_checkpoint = now + checkpoint_every
             db.session.remove()
         _stop.wait(1.0)
 

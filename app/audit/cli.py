@@ -1,4 +1,5 @@
-"""`flask audit ...`: verify the chain, prune now."""
+"""`flask audit ...`: verify the chain and its checkpoints, prune now, print the public key, export checkpoints."""
+import json
 import sys
 
 import click
@@ -7,6 +8,7 @@ from flask.cli import AppGroup
 
 from app.signals import verify_requested
 
+from . import checkpoints
 from .events import FAILURE, SUCCESS, record
 from .integrity import verify
 from .retention import prune
@@ -19,11 +21,22 @@ def audit_cli():
 
 @audit_cli.command("verify")
 @click.option("--recordings", is_flag=True, help="Also re-hash every kept session recording against its seal.")
-def verify_command(recordings):
-    """Walk the hash chain; exit 1 and name the first broken row (or bad recording) if something was tampered with."""
+@click.option("--against", "against", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Also check the trail against checkpoints exported earlier (JSON Lines); may be repeated.")
+@click.option("--pubkey", help="Public key for the signatures (base64 or PEM, or a file); default: the signing key's.")
+def verify_command(recordings, against, pubkey):
+    """Walk the hash chain and its checkpoints; exit 1 and name what was tampered with."""
+    try:
+        public = checkpoints.parse_public_key(pubkey) if pubkey else None
+    except checkpoints.BadKey as exc:
+        raise click.BadParameter(str(exc), param_hint="--pubkey") from None
     verdict = verify()
     details = {"count": verdict.count, "bad_id": verdict.bad_id, "problem": verdict.problem}
     problems, summary = [], str(verdict)
+    signed = checkpoints.verify_checkpoints(against, public)
+    details.update(checkpoints_verified=signed.checked, checkpoint_problems=len(signed.problems),
+                   signatures_checked=signed.signatures_checked)
+    summary += f"; {signed.checked} checkpoints checked" + ("" if signed.signatures_checked else " (no signatures)")
     if recordings:
         # Recordings live with the terminals, which the trail does not import (it must not depend on
         # what it records): they answer a signal. The hashing is CPU work, fine in a console command.
@@ -33,18 +46,43 @@ def verify_command(recordings):
                 problems += found
                 summary += f"; {verified} recordings verified" + (f", {len(found)} with problems" if found else "")
                 details.update(recordings_verified=verified, recording_problems=len(found))
-    ok = verdict.ok and not problems
+    ok = verdict.ok and not problems and not signed.problems
     message = "audit trail verified" if verdict.ok else f"audit trail broken at event {verdict.bad_id}"
+    if signed.problems:
+        message += f"; {len(signed.problems)} checkpoint problems: " + "; ".join(signed.problems)[:900]
+        if verdict.ok:  # the last line must not start with OK when the command fails
+            summary = f"CHECKPOINTS FAILED ({len(signed.problems)} listed above); chain {summary}"
     if problems:
         message += f"; {len(problems)} recordings do not match their seals"
-        if verdict.ok:  # the last line must not start with OK when the command fails
+        if verdict.ok and not signed.problems:
             summary = f"RECORDINGS FAILED ({len(problems)} listed above); chain {summary}"
     record("audit.verified", message, outcome=SUCCESS if ok else FAILURE, actor="console", details=details,
            strict=False)
-    for problem in problems:
+    for note in signed.notes:
+        click.echo(f"note: {note}")
+    for problem in signed.problems + problems:
         click.echo(problem)
     click.echo(summary)
     sys.exit(0 if ok else 1)
+
+
+@audit_cli.command("pubkey")
+def pubkey_command():
+    """Print the checkpoint signing key's public half (base64 of 32 bytes) for a verifier to keep elsewhere."""
+    key = checkpoints.signing_key().public_key()  # made on first use, like at the first checkpoint
+    click.echo(checkpoints.public_text(key))
+
+
+@audit_cli.command("checkpoints")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), help="Write here instead of to stdout.")
+def checkpoints_command(out):
+    """Export the kept checkpoints as JSON Lines, the form `verify --against` reads."""
+    lines = "".join(json.dumps(line, sort_keys=True) + "\n" for line in checkpoints.stored())
+    if out:
+        with open(out, "w", encoding="utf-8") as handle:
+            handle.write(lines)
+    else:
+        click.echo(lines, nl=False)
 
 
 @audit_cli.command("prune")

@@ -54,6 +54,7 @@ CATALOGUE = {
     "audit.exported": ("Audit exported", "audit", "notice", "warning"),
     "audit.pruned": ("Audit pruned", "audit", "notice", "critical"),
     "audit.verified": ("Audit verified", "audit", "info", "critical"),
+    "audit.checkpoint": ("Audit checkpoint signed", "audit", "info", "critical"),
 }
 GROUPS = ("authentication", "sessions", "devices", "users", "audit")
 

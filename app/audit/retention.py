@@ -14,6 +14,7 @@ from app.dbtypes import iso_utc, now_utc
 from app.extensions import db
 from app.signals import audit_pruned
 
+from .checkpoints import checkpoint
 from .events import FAILURE, record
 from .integrity import verify
 from .models import AuditEvent
@@ -70,7 +71,16 @@ def prune(now=None, retention_days=None, batch_size=5000, archive_dir=None):
             conn.execute(delete(AuditEvent).where(AuditEvent.id > done, AuditEvent.id <= upper))
         done = upper
     log.info("pruned %d audit events older than %s", count, iso_utc(cutoff))
+    _checkpoint_cut()
     return PruneResult(count, cutoff, last_id, tuple(sorted(archives)), notes=_announce(now, cutoff))
+
+
+def _checkpoint_cut():
+    """Sign the head right after a cut, so the new start is vouched for; a failure is logged, the prune stands."""
+    try:
+        checkpoint(force=True)
+    except Exception:
+        log.exception("the checkpoint after the prune failed")
 
 
 def _announce(now, cutoff):
