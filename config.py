@@ -11,6 +11,11 @@ BASE_DIR = Path(__file__).resolve().parent
 load_dotenv(BASE_DIR / ".env")
 
 
+# RFC 5424 facility codes a site may choose for the audit messages.
+SYSLOG_FACILITIES = {"auth": 4, "authpriv": 10, "local0": 16, "local1": 17, "local2": 18, "local3": 19,
+                     "local4": 20, "local5": 21, "local6": 22, "local7": 23}
+
+
 class ConfigError(ValueError):
     """A setting has a value that makes no sense."""
 
@@ -41,6 +46,25 @@ def _choice(name, default, choices):
     if value not in choices:
         raise ConfigError(f"{name}={os.environ.get(name)!r} must be one of {', '.join(choices)}")
     return value
+
+
+def _syslog_targets(name):
+    """Read comma-separated tcp://, tls:// or udp://host:port syslog targets; fail naming the variable."""
+    targets = []
+    for raw in (_str(name, "") or "").split(","):
+        if not raw.strip():
+            continue
+        try:
+            parts = urlsplit(raw.strip())
+            port = parts.port
+        except ValueError:
+            port = None
+        if parts.scheme.lower() not in ("tcp", "tls", "udp") or not parts.hostname or not port \
+                or parts.path not in ("", "/") or parts.query or parts.fragment or parts.username is not None:
+            raise ConfigError(f"{name}={os.environ.get(name)!r}: {raw.strip()!r} is not tcp://, tls:// or "
+                              "udp://host:port")
+        targets.append(f"{parts.scheme.lower()}://{parts.hostname}:{port}")
+    return tuple(dict.fromkeys(targets))
 
 
 def _public_url(name):
@@ -135,6 +159,14 @@ class Config:
         # Every checkpoint is also appended here, so the newest outlives rows deleted from the database.
         # Unset: INSTANCE_DIR/audit_checkpoints.jsonl.
         self.AUDIT_CHECKPOINT_FILE = _str("AUDIT_CHECKPOINT_FILE")
+        # Every event is also sent to these syslog servers (RFC 5424); unset: nothing is queued, no cost.
+        self.SYSLOG_TARGETS = _syslog_targets("SYSLOG_TARGETS")
+        # CA bundle that tls:// targets are verified against; unset: the system's trusted CAs.
+        self.SYSLOG_CA_FILE = _str("SYSLOG_CA_FILE")
+        # authpriv keeps security messages out of world-readable logs on most receivers.
+        self.SYSLOG_FACILITY = _choice("SYSLOG_FACILITY", "authpriv", tuple(SYSLOG_FACILITIES))
+        # The oldest undelivered event older than this records forwarding.stalled (once, until it drains).
+        self.SYSLOG_STALL_SECONDS = _int("SYSLOG_STALL_SECONDS", 300, 10, 7 * 86400)
         # Every terminal is recorded (asciicast, encrypted) unless RECORDING=off; past the cap a recording stops.
         self.RECORDING = _choice("RECORDING", "on", ("on", "off"))
         self.RECORDINGS_DIR = _str("RECORDINGS_DIR", str(instance / "recordings"))

@@ -3,6 +3,7 @@ import logging
 import threading
 import time
 
+from app.audit import forwarding
 from app.audit.checkpoints import checkpoint
 from app.audit.retention import prune
 from app.auth import sessions as log_ins
@@ -19,12 +20,14 @@ def start(app, is_alive=lambda: True):
     _stop.clear()
     thread = threading.Thread(target=_loop, args=(app, is_alive), name="gatehouse-maintenance", daemon=True)
     thread.start()
+    forwarding.start(app)  # its own loop: a slow syslog server never delays heartbeats
     return thread
 
 
 def stop(app):
     """Close what this process still holds, on a clean shutdown."""
     _stop.set()
+    forwarding.stop()
     with app.app_context():
         live.close_all("server_restart")
 

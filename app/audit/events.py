@@ -4,12 +4,12 @@ import json
 import logging
 import threading
 
-from flask import g, has_request_context, request
+from flask import current_app, g, has_request_context, request
 from flask_login import current_user
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import insert, update
 
-from app.audit.models import AuditChainHead, AuditEvent
+from app.audit.models import AuditChainHead, AuditEvent, AuditOutbox
 from app.blocking import release_idle_connection
 from app.dbtypes import iso_utc, now_utc
 from app.extensions import db
@@ -55,6 +55,8 @@ CATALOGUE = {
     "audit.pruned": ("Audit pruned", "audit", "notice", "critical"),
     "audit.verified": ("Audit verified", "audit", "info", "critical"),
     "audit.checkpoint": ("Audit checkpoint signed", "audit", "info", "critical"),
+    "forwarding.stalled": ("Forwarding stalled", "audit", "warning", "warning"),
+    "forwarding.resumed": ("Forwarding resumed", "audit", "notice", "notice"),
 }
 GROUPS = ("authentication", "sessions", "devices", "users", "audit")
 
@@ -155,6 +157,11 @@ def _append(row):
         row["hash"] = chain_hash(head.last_hash, row)
         conn.execute(insert(AuditEvent).values(**row))
         conn.execute(update(AuditChainHead).where(AuditChainHead.id == 1).values(last_hash=row["hash"]))
+        # Same transaction as the event: it is queued for every syslog target exactly when it exists.
+        targets = current_app.config.get("SYSLOG_TARGETS")
+        if targets:
+            conn.execute(insert(AuditOutbox), [
+                {"target": target, "event_id": row["id"], "queued_at": row["occurred_at"]} for target in targets])
 
 
 def record(action, message, *, outcome=SUCCESS, actor=None, user_id=None, target=None,

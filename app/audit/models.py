@@ -52,3 +52,15 @@ class AuditChainHead(db.Model):
     last_id: Mapped[int] = mapped_column(BigInteger, default=0)
     last_hash: Mapped[str] = mapped_column(String(64), default=GENESIS_HASH)
 
+
+
+class AuditOutbox(db.Model):
+    """One event still to be delivered to one syslog target; deleted once that target has taken it."""
+
+    __tablename__ = "audit_outbox"
+
+    # One row per (target, event): each target keeps its own progress, so a dead one holds back no other.
+    target: Mapped[str] = mapped_column(String(300), primary_key=True)
+    event_id: Mapped[int] = mapped_column(BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True,
+                                          autoincrement=False)
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime())
