@@ -102,8 +102,10 @@ def test_resize_reaches_the_remote_side(terminal):
     ws.send(b"stty size\n")
     read_until(ws, b"43 132")
     # A program waiting for SIGWINCH sees the new size when the browser resizes.
-    ws.send(b"python3 -c \"import signal,os; signal.signal(signal.SIGWINCH, lambda *a: print('win' 'ch', "
-            b"*os.get_terminal_size())); print('wait' 'ing', flush=True); signal.pause()\"\n")
+    # The handler writes with os.write: a print() there can land inside the main print() ("reentrant call").
+    ws.send(b"python3 -c \"import signal,os; signal.signal(signal.SIGWINCH, lambda *a: os.write(1, "
+            b"('win' 'ch %d %d\\n' % tuple(os.get_terminal_size())).encode())); print('wait' 'ing', flush=True); "
+            b"signal.pause()\"\n")
     read_until(ws, b"waiting")
     ws.send(json.dumps({"type": "resize", "cols": 100, "rows": 31}))
     read_until(ws, b"winch 100 31")

@@ -2,7 +2,7 @@
 
 One file per session, `<session id>.rec`, in a store (a local folder now):
 
-    MAGIC, then chunks: length (4 bytes, big-endian, of what follows) | flags (1: the last chunk) | nonce (12) | ciphertext
+    MAGIC, then chunks: length (4 bytes, big-endian, of what follows) | flags (1: last) | nonce (12) | ciphertext
 
 A chunk's plaintext is a gzip member of whole asciicast lines; the members in order are the recording
 (the .cast file a player reads). The associated data binds a chunk to its session, its place and its
@@ -367,7 +367,8 @@ class Recorder:
             lines.insert(0, self._header_line())
         plain = b"".join(lines)
         self._unwritten = 0
-        data = (MAGIC if self._index == 0 else b"") + _chunk(self.key, self.name, self._index, LAST if last else 0, plain)
+        chunk = _chunk(self.key, self.name, self._index, LAST if last else 0, plain)
+        data = (MAGIC if self._index == 0 else b"") + chunk
         try:
             _write_all(self._file, data)
         except OSError as exc:

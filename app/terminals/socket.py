@@ -90,7 +90,8 @@ def watch_ws(websocket, session_id):
     try:
         terminal.watch(watcher)
     except AuditWriteError:
-        websocket.send(json.dumps({"type": "error", "message": "The audit trail cannot be written; watching is refused."}))
+        websocket.send(json.dumps({"type": "error",
+                                   "message": "The audit trail cannot be written; watching is refused."}))
         return
     try:
         watcher.run(websocket)
