@@ -6,8 +6,10 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -22,8 +24,10 @@ from app.audit.events import record
 from app.audit.models import AuditEvent, AuditOutbox
 from app.dbtypes import now_utc
 from app.extensions import db
+from app.leases import Lease
 from config import ConfigError
-from tests.support import free_port, make_app, missing, wait_for_port
+from tests.support import (ROOT, AuthActions, free_port, logged_in_user, make_app, missing, reset_postgres, wait_for,
+                           wait_for_port)
 
 RSYSLOGD = "/usr/sbin/rsyslogd"
 SD_RE = re.compile(r'^<(\d+)>1 (\S+) (\S+) gatehouse (\S+) (\S+) \[gatehouse@32473 ((?:[^\]\\]|\\.)*)\] \ufeff(.*)$')
@@ -254,3 +258,116 @@ def test_a_target_down_queues_then_delivers_and_stall_is_recorded_once(tmp_path)
 def rsyslog_actions(server):
     """Return the MSGID of each received message."""
     return [SD_RE.match(line).group(5) for line in server.lines()]
+
+
+def make_test_ca(folder):
+    """Write a throw-away CA and a server certificate for 127.0.0.1 signed by it; return their paths."""
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def issue(subject, issuer, key, signer, ca):
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+                   .not_valid_after(now + dt.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Gatehouse test CA")])
+    ca = issue(ca_name, ca_name, ca_key, ca_key, True)
+    cert = issue(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]), ca_name, key, ca_key, False)
+    paths = {"ca": folder / "ca.pem", "cert": folder / "cert.pem", "key": folder / "key.pem"}
+    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths["key"].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+    return paths
+
+
+def need_gtls():
+    """Skip (fail in CI) without rsyslog's GnuTLS driver."""
+    need_rsyslog()
+    if not list(Path("/usr/lib").glob("*/rsyslog/lmnsd_gtls.so")):
+        missing("rsyslog's TLS driver (apt-get install rsyslog-gnutls)")
+
+
+def test_tls_delivers_with_the_ca_file_and_refuses_without_it(tmp_path):
+    need_gtls()
+    (tmp_path / "tls").mkdir()
+    server = Rsyslog(tmp_path / "tls", tls=make_test_ca(tmp_path / "tls"))
+    server.start()
+    try:
+        target = f"tls://127.0.0.1:{server.port}"
+        (tmp_path / "a").mkdir()
+        untrusting = make_app(tmp_path / "a", SYSLOG_TARGETS=(target,))
+        sender = forwarding.Sender(untrusting)
+        with untrusting.app_context():
+            sender.step()  # the test CA is not trusted by the system: no connection, nothing sent
+            assert sender.targets[0].sock is None and forwarding.queue_status()[0] == 1
+        app = make_app(tmp_path, SYSLOG_TARGETS=(target,), SYSLOG_CA_FILE=str(tmp_path / "tls" / "ca.pem"))
+        with app.app_context():
+            for i in range(20):
+                record("auth.login", f"tls {i}", actor="t")
+        drain(app, forwarding.Sender(app), lambda: len(server.lines()) >= 21)
+        assert server.ids() == all_ids(app)
+        assert all(SD_RE.match(line) for line in server.lines())
+    finally:
+        server.stop()
+
+
+def test_admins_see_the_queue_in_the_viewer_header(tmp_path):
+    app = make_app(tmp_path, SYSLOG_TARGETS=(f"tcp://127.0.0.1:{free_port()}",))
+    client = app.test_client()
+    assert AuthActions(client).login().status_code == 302
+    body = client.get("/audit/rows").get_data(as_text=True)
+    assert re.search(r"Syslog queue: \d+, oldest \d+ s", body)
+    user = logged_in_user(app, "plainuser")
+    assert "Syslog queue" not in user.get("/audit/rows").get_data(as_text=True)
+
+
+def test_no_queue_shown_without_targets(client, auth):
+    auth.login()
+    assert "Syslog queue" not in client.get("/audit/rows").get_data(as_text=True)
+
+
+SENDER = """
+import sys
+from app import create_app
+from app.audit import forwarding
+app = create_app({"SECRET_KEY": "s" * 40, "SQLALCHEMY_DATABASE_URI": sys.argv[1], "INSTANCE_DIR": sys.argv[2],
+                  "SYSLOG_TARGETS": (sys.argv[3],)})
+forwarding._loop(app)
+"""
+
+
+def test_two_processes_on_postgresql_one_sends_the_other_takes_over(tmp_path, rsyslog):
+    url = reset_postgres()
+    app = make_app(tmp_path, url, SYSLOG_TARGETS=(f"tcp://127.0.0.1:{rsyslog.port}",))
+    procs = [subprocess.Popen([sys.executable, "-c", SENDER, url, str(tmp_path), app.config["SYSLOG_TARGETS"][0]],
+                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+    try:
+        with app.app_context():
+            for i in range(200):
+                record("auth.login", f"two {i}", actor="two")
+        wait_for(lambda: len(rsyslog.lines()) >= len(all_ids(app)), timeout=20)
+        time.sleep(1.5)
+        assert rsyslog.ids() == all_ids(app)  # one sender: neither duplicated nor interleaved
+        with app.app_context():
+            holder = db.session.get(Lease, "forwarding").holder
+        sending = next(p for p in procs if holder.endswith(f":{p.pid}"))
+        sending.kill()  # no clean exit: the lease runs out and the other process takes it
+        sending.wait(timeout=10)
+        with app.app_context():
+            for i in range(20):
+                record("auth.logout", f"after {i}", actor="two")
+        expected = all_ids(app)
+        wait_for(lambda: set(rsyslog.ids()) >= set(expected), timeout=forwarding.LEASE_SECONDS + 15)
+        received = rsyslog.ids()
+        assert list(dict.fromkeys(received)) == expected
+        assert len(received) - len(expected) <= forwarding.BATCH  # the unconfirmed tail, sent again by the heir
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(timeout=10)

@@ -1,13 +1,14 @@
 """The audit viewer: a page and a panel, the polled table partial, exports."""
 from datetime import datetime, timezone
 
-from flask import Blueprint, Response, render_template, request, stream_with_context, url_for
+from flask import Blueprint, Response, current_app, render_template, request, stream_with_context, url_for
 from flask_login import current_user, login_required
 
 from app.dbtypes import iso_utc, now_utc
 
 from . import export
 from .events import CATALOGUE, GROUPS, record
+from .forwarding import queue_status
 from .query import PAGE_SIZES, parse_filters, search
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
@@ -42,8 +43,16 @@ def _context(standalone):
     return {
         "filters": filters, "page": page, "standalone": standalone,
         "rows_url": rows_url, "catalogue": CATALOGUE, "groups": GROUPS, "page_sizes": PAGE_SIZES,
-        "updated": iso_utc(now_utc()),
+        "updated": iso_utc(now_utc()), "forwarding": _forwarding(),
     }
+
+
+def _forwarding():
+    """Return the syslog queue's depth and oldest age for an admin, or None (no targets, or not an admin)."""
+    if not current_app.config.get("SYSLOG_TARGETS") or not current_user.is_admin:
+        return None
+    depth, age = queue_status()
+    return {"depth": depth, "age": age, "stalled": age is not None and age > current_app.config["SYSLOG_STALL_SECONDS"]}
 
 
 def _viewed(filters):
