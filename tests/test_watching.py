@@ -52,6 +52,8 @@ def test_admin_watches_a_users_terminal_live(browser, live_server, sshd):
         watch.goto(f"{live_server.url}/audit")
         link = watch.locator(f'a[href$="/sessions/{started.session_id}/watch"]')
         link.wait_for()
+        if os.environ.get("GATEHOUSE_SHOTS"):
+            watch.screenshot(path=f"{os.environ['GATEHOUSE_SHOTS']}/viewer-connected.png")
         with admin.expect_page() as opened:  # the watch view opens beside the viewer
             link.click()
         watch = opened.value
