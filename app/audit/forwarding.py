@@ -3,6 +3,8 @@
 Every event is queued in audit_outbox (one row per target) in the transaction that writes it. One process
 of a cluster, holding the "forwarding" lease, sends each target its rows in id order and deletes them only
 once they are confirmed (see docs/audit.md, "Forwarding"): delivery is at least once and in order.
+The formatter is written here: PyPI's RFC 5424 formatters (rfc5424-logging-handler, last release 2019;
+syslog-rfc5424-formatter, 2022) format logging records, not an event's fields, and no longer move.
 """
 import logging
 import os
