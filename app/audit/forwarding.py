@@ -106,11 +106,22 @@ class Target:
         self.sock, self.sent_to, self.pending = None, 0, []
 
     def alive(self):
-        """Return False if the server closed its end: a syslog server never writes, so readable means gone."""
+        """Return False if the server closed its end (a syslog server never writes, so only a close is read)."""
         if self.scheme == "udp":
             return True
         readable, _, _ = io_select.select([self.sock], [], [], 0)
-        return not readable
+        if not readable:
+            return True
+        # Readable may also be TLS housekeeping (a TLS 1.3 session ticket): read it to tell the two apart.
+        self.sock.setblocking(False)
+        try:
+            return self.sock.recv(1) != b""
+        except (ssl.SSLWantReadError, BlockingIOError):
+            return True
+        except OSError:
+            return False
+        finally:
+            self.sock.settimeout(30)
 
     def send(self, messages):
         """Write messages, octet-counted (RFC 6587) on TCP and TLS, one datagram each on UDP."""
@@ -128,14 +139,16 @@ class Sender:
         self.app = app
         self.targets = [Target(url, app.config.get("SYSLOG_CA_FILE")) for url in app.config["SYSLOG_TARGETS"]]
         self.facility = app.config.get("SYSLOG_FACILITY", "authpriv")
-        self.leased_until = 0.0
+        self.leased_until = self.next_lease_try = 0.0
 
     def step(self):
         """Send what is due to each target; return True if any target had a full batch (more is waiting)."""
         now = time.monotonic()
         if now >= self.leased_until - (LEASE_SECONDS - LEASE_RENEW_SECONDS):
+            if now < self.next_lease_try:
+                return False  # another process sends; asking every step would only load the database
             if not take_lease("forwarding", LEASE_SECONDS):
-                self.leased_until = 0.0
+                self.leased_until, self.next_lease_try = 0.0, now + LEASE_RENEW_SECONDS
                 for target in self.targets:
                     target.close()  # another process sends; ours would only duplicate
                 return False
