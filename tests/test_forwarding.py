@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
 
+from app import create_app
 from app.audit import forwarding
 from app.audit.events import record
 from app.audit.models import AuditEvent, AuditOutbox
@@ -26,7 +27,7 @@ from app.dbtypes import now_utc
 from app.extensions import db
 from app.leases import Lease
 from config import ConfigError
-from tests.support import (ROOT, AuthActions, free_port, logged_in_user, make_app, missing, reset_postgres, wait_for,
+from tests.support import (ROOT, AuthActions, LiveServer, free_port, logged_in_user, make_app, missing, reset_postgres, wait_for,
                            wait_for_port)
 
 RSYSLOGD = "/usr/sbin/rsyslogd"
@@ -371,3 +372,26 @@ def test_two_processes_on_postgresql_one_sends_the_other_takes_over(tmp_path, rs
         for proc in procs:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def test_gunicorn_forwards_and_a_crash_loses_nothing(tmp_path, rsyslog):
+    target = f"tcp://127.0.0.1:{rsyslog.port}"
+    server = LiveServer(tmp_path / "live", env={"SYSLOG_TARGETS": target}).start()
+    try:
+        wait_for(lambda: "user.created" in rsyslog_actions(rsyslog), timeout=20)  # the first admin, sent under gevent
+    finally:
+        server.stop(signal.SIGKILL)  # a crash: nothing closes cleanly
+    app = create_app({"SECRET_KEY": "s" * 40, "SQLALCHEMY_DATABASE_URI": server.database_url,
+                      "INSTANCE_DIR": str(tmp_path / "live"), "SYSLOG_TARGETS": (target,)})
+    with app.app_context():
+        for i in range(30):
+            record("auth.logout", f"while down {i}", actor="down")  # queued; no process sends
+    again = LiveServer(tmp_path / "live", env={"SYSLOG_TARGETS": target}).start()
+    try:
+        expected = all_ids(app)
+        wait_for(lambda: set(rsyslog.ids()) >= set(expected), timeout=forwarding.LEASE_SECONDS + 20)
+    finally:
+        again.stop()
+    received = rsyslog.ids()
+    assert list(dict.fromkeys(received))[:len(expected)] == expected
+    assert len(received) - len(set(received)) <= forwarding.BATCH
