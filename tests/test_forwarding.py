@@ -75,6 +75,15 @@ def test_bad_targets_fail_naming_the_variable(monkeypatch, raw):
         Config()
 
 
+@pytest.mark.parametrize("name, raw", [("SYSLOG_FACILITY", "kern"), ("SYSLOG_STALL_SECONDS", "5"),
+                                       ("SYSLOG_STALL_SECONDS", "soon")])
+def test_bad_forwarding_settings_fail_naming_the_variable(monkeypatch, name, raw):
+    from config import Config
+    monkeypatch.setenv(name, raw)
+    with pytest.raises(ConfigError, match=name):
+        Config()
+
+
 def test_no_targets_no_outbox_rows(app):
     with app.app_context():
         record("auth.logout", "bye", actor="a")
