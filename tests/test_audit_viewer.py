@@ -67,6 +67,10 @@ def test_partial_lists_newest_first_with_total(app, admin):
     ("action=sessions", 10),
     ("action=devices&outcome=success", 10),
     ("outcome=failure", 10),
+    ("severity=warning", 10),
+    ("severity=critical", 0),
+    ("severity=notice-up", 21),  # the failed log-ins, the devices and the first admin's creation
+    ("severity=warning-up&action=devices", 0),
     ("ip=2001:0db8:0:0::7", 10),  # normalised like the stored address
     ("user=user3", 1),
     ("q=web2", 8),  # web2, web20..web29 but not the failed log-ins: text over message and target
@@ -101,6 +105,7 @@ def test_time_range_and_pagination(app, admin, monkeypatch):
 @pytest.mark.parametrize("query,message", [
     ("action=auth.teleport", "is neither an action code nor a group"),
     ("outcome=maybe", "must be success or failure"),
+    ("severity=loud", "must be one of info, notice, warning, critical, notice-up, warning-up"),
     ("ip=999.1.1.1", "is not an IP address"),
     ("ip=10.0.0.0/8", "is not an IP address"),
     ("since=yesterday", "is not a time"),

@@ -13,6 +13,9 @@ from .events import CATALOGUE, GROUPS
 from .models import AuditEvent
 
 PAGE_SIZES = (25, 50, 100, 200)
+SEVERITIES = ("info", "notice", "warning", "critical")
+# One level, or "LEVEL-up": that level and the ones above it (a + would read as a space in a URL).
+SEVERITY_CHOICES = SEVERITIES + tuple(f"{level}-up" for level in SEVERITIES[1:3])
 MAX_TEXT = 200
 
 
@@ -33,6 +36,7 @@ class Filters:
     user: str = ""
     action: str = ""
     outcome: str = ""
+    severity: str = ""
     ip: str = ""
     since: datetime | None = None
     until: datetime | None = None
@@ -45,7 +49,8 @@ class Filters:
     @property
     def args(self):
         """Return the non-default filters as query parameters (for URLs, polling, export)."""
-        values = {"user": self.user, "action": self.action, "outcome": self.outcome, "ip": self.ip, "q": self.q,
+        values = {"user": self.user, "action": self.action, "outcome": self.outcome, "severity": self.severity,
+                  "ip": self.ip, "q": self.q,
                   "command": self.command, "since": _format_time(self.since), "until": _format_time(self.until)}
         args = {key: value for key, value in values.items() if value}
         if self.size != 50:
@@ -97,6 +102,11 @@ def parse_filters(args):
         errors.append(f"outcome: {outcome[:40]!r} must be success or failure")
     else:
         f.outcome = outcome
+    severity = args.get("severity", "").strip()
+    if severity and severity not in SEVERITY_CHOICES:
+        errors.append(f"severity: {severity[:40]!r} must be one of {', '.join(SEVERITY_CHOICES)}")
+    else:
+        f.severity = severity
     ip = args.get("ip", "").strip()
     if ip:
         try:
@@ -157,6 +167,10 @@ def apply_filters(query, f):
         query = query.where(AuditEvent.action == f.action)
     if f.outcome:
         query = query.where(AuditEvent.outcome == f.outcome)
+    if f.severity.endswith("-up"):
+        query = query.where(AuditEvent.severity.in_(SEVERITIES[SEVERITIES.index(f.severity[:-3]):]))
+    elif f.severity:
+        query = query.where(AuditEvent.severity == f.severity)
     if f.ip:
         query = query.where(AuditEvent.source_ip == f.ip)
     if f.since:
