@@ -67,6 +67,60 @@ def _syslog_targets(name):
     return tuple(dict.fromkeys(targets))
 
 
+# Events that alert by default: every critical one (a lockout, a host-key mismatch, a failed verify, lost
+# audit writes) and the failures of auditing and privilege changes that are only warnings.
+DEFAULT_ALERT_ACTIONS = ("critical", "forwarding.stalled", "recording.failed", "storage.low", "audit.review_overdue",
+                         "audit.retention_changed", "user.role_changed")
+
+
+def _words(name, default):
+    """Read a comma-separated list of words (lower case, no blanks, order kept, duplicates dropped)."""
+    raw = _str(name)
+    if raw is None:
+        return tuple(default)
+    words = [word.strip().lower() for word in raw.split(",") if word.strip()]
+    for word in words:
+        if not re.fullmatch(r"[a-z_]+(\.[a-z_]+)?", word):
+            raise ConfigError(f"{name}={raw!r}: {word!r} is not an action code such as auth.locked")
+    return tuple(dict.fromkeys(words))
+
+
+def _webhook_url(name):
+    """Read an http(s) address with a host (path and query allowed), or None."""
+    raw = _str(name)
+    if raw is None:
+        return None
+    try:
+        parts = urlsplit(raw.strip())
+        parts.port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme.lower() not in ("http", "https") or not parts.hostname or parts.fragment:
+        raise ConfigError(f"{name}: the value is not an http:// or https:// address with a host")
+    return raw.strip()  # never echoed back: a webhook address often carries a token
+
+
+def _hours(name, default):
+    """Read usual working hours as "HH-HH" (local to AUDIT_TIMEZONE); return (first hour, end hour)."""
+    raw = _str(name, default).strip()
+    match = re.fullmatch(r"(\d{1,2})(?::00)?-(\d{1,2})(?::00)?", raw)
+    if not match or not 0 <= int(match[1]) < int(match[2]) <= 24:
+        raise ConfigError(f"{name}={raw!r} must be hours such as 07-19 (start before end, 0 to 24)")
+    return int(match[1]), int(match[2])
+
+
+def _timezone(name, default):
+    """Read an IANA time zone name such as Europe/Berlin."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    raw = _str(name, default).strip()
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{name}={raw!r} is not a time zone name such as Europe/Berlin or UTC") from None
+    return raw
+
+
 def _public_url(name):
     """Read a public address (scheme, host, optional port, nothing else) and return its origin, or None."""
     raw = _str(name)
@@ -167,6 +221,20 @@ class Config:
         self.SYSLOG_FACILITY = _choice("SYSLOG_FACILITY", "authpriv", tuple(SYSLOG_FACILITIES))
         # The oldest undelivered event older than this records forwarding.stalled (once, until it drains).
         self.SYSLOG_STALL_SECONDS = _int("SYSLOG_STALL_SECONDS", 300, 10, 7 * 86400)
+        # Chosen events are POSTed as JSON to this address, signed with HMAC-SHA256 of ALERT_WEBHOOK_SECRET.
+        self.ALERT_WEBHOOK_URL = _webhook_url("ALERT_WEBHOOK_URL")
+        self.ALERT_WEBHOOK_SECRET = _str("ALERT_WEBHOOK_SECRET")
+        if self.ALERT_WEBHOOK_URL and len(self.ALERT_WEBHOOK_SECRET or "") < 16:
+            raise ConfigError("ALERT_WEBHOOK_SECRET must be set (16 characters or more) when ALERT_WEBHOOK_URL is")
+        # Action codes that alert; "critical" means every critical event, "warning" every warning and above.
+        self.ALERT_ACTIONS = _words("ALERT_ACTIONS", DEFAULT_ALERT_ACTIONS)
+        # A period of the trail left unreviewed longer than this records audit.review_overdue (an alert).
+        self.AUDIT_REVIEW_DAYS = _int("AUDIT_REVIEW_DAYS", 2, 1, 365)
+        # The review page flags sessions started outside these hours or on a weekend, in this time zone.
+        self.AUDIT_USUAL_HOURS = _hours("AUDIT_USUAL_HOURS", "07-19")
+        self.AUDIT_TIMEZONE = _timezone("AUDIT_TIMEZONE", "UTC")
+        # Less free space than this share on the database's, recordings' or archive's disk records storage.low.
+        self.STORAGE_WARN_FREE_PERCENT = _int("STORAGE_WARN_FREE_PERCENT", 10, 0, 90)
         # Every terminal is recorded (asciicast, encrypted) unless RECORDING=off; past the cap a recording stops.
         self.RECORDING = _choice("RECORDING", "on", ("on", "off"))
         self.RECORDINGS_DIR = _str("RECORDINGS_DIR", str(instance / "recordings"))

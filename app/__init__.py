@@ -71,6 +71,11 @@ def _validate(app):
     if app.config.get("PUBLIC_URL"):
         app.config["PUBLIC_URL"] = public_url_origin("PUBLIC_URL", app.config["PUBLIC_URL"])
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=app.config["SESSION_TTL_HOURS"])
+    from .audit.events import CATALOGUE, SEVERITY_ORDER
+
+    unknown = [word for word in app.config["ALERT_ACTIONS"] if word not in CATALOGUE and word not in SEVERITY_ORDER]
+    if unknown:
+        raise ConfigError(f"ALERT_ACTIONS names no such action: {', '.join(unknown)} (see docs/audit.md)")
     from .terminals.socket import InputGate
 
     app.config["SOCK_SERVER_OPTIONS"] = {

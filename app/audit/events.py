@@ -9,7 +9,7 @@ from flask_login import current_user
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import insert, update
 
-from app.audit.models import AuditChainHead, AuditEvent, AuditOutbox
+from app.audit.models import ALERT_TARGET, AuditChainHead, AuditEvent, AuditOutbox
 from app.blocking import release_idle_connection
 from app.dbtypes import iso_utc, now_utc
 from app.extensions import db
@@ -57,7 +57,16 @@ CATALOGUE = {
     "audit.checkpoint": ("Audit checkpoint signed", "audit", "info", "critical"),
     "forwarding.stalled": ("Forwarding stalled", "audit", "warning", "warning"),
     "forwarding.resumed": ("Forwarding resumed", "audit", "notice", "notice"),
+    "audit.write_failed": ("Audit events lost", "audit", "critical", "critical"),
+    "storage.low": ("Storage nearly full", "audit", "warning", "warning"),
+    "storage.recovered": ("Storage recovered", "audit", "notice", "notice"),
+    "audit.retention_changed": ("Retention changed", "audit", "warning", "warning"),
+    "audit.reviewed": ("Audit reviewed", "audit", "notice", "warning"),
+    "audit.review_overdue": ("Review overdue", "audit", "warning", "warning"),
+    "audit.bundled": ("Evidence bundle written", "audit", "notice", "warning"),
+    "alert.dropped": ("Alert dropped", "audit", "warning", "warning"),
 }
+SEVERITY_ORDER = ("info", "notice", "warning", "critical")
 GROUPS = ("authentication", "sessions", "devices", "users", "audit")
 
 # Field names whose values must never be written into details.
@@ -157,11 +166,24 @@ def _append(row):
         row["hash"] = chain_hash(head.last_hash, row)
         conn.execute(insert(AuditEvent).values(**row))
         conn.execute(update(AuditChainHead).where(AuditChainHead.id == 1).values(last_hash=row["hash"]))
-        # Same transaction as the event: it is queued for every syslog target exactly when it exists.
-        targets = current_app.config.get("SYSLOG_TARGETS")
+        # Same transaction as the event: it is queued for every syslog target, and the alert webhook if it
+        # alerts, exactly when it exists.
+        config = current_app.config
+        targets = list(config.get("SYSLOG_TARGETS") or ()) + ([ALERT_TARGET] if alerts(row, config) else [])
         if targets:
             conn.execute(insert(AuditOutbox), [
                 {"target": target, "event_id": row["id"], "queued_at": row["occurred_at"]} for target in targets])
+
+
+def alerts(row, config):
+    """Return True if the event goes to the alert webhook: its action is listed, or its severity is."""
+    if not config.get("ALERT_WEBHOOK_URL"):
+        return False
+    chosen = config.get("ALERT_ACTIONS") or ()
+    if row["action"] in chosen:
+        return True
+    rank = SEVERITY_ORDER.index(row["severity"])
+    return any(word in SEVERITY_ORDER and rank >= SEVERITY_ORDER.index(word) for word in chosen)
 
 
 def record(action, message, *, outcome=SUCCESS, actor=None, user_id=None, target=None,

@@ -20,7 +20,7 @@ from sqlalchemy import delete, func, select
 
 from config import SYSLOG_FACILITIES
 from app.audit.events import record
-from app.audit.models import AuditEvent, AuditOutbox
+from app.audit.models import ALERT_TARGET, AuditEvent, AuditOutbox
 from app.dbtypes import now_utc
 from app.extensions import db
 from app.leases import take_lease
@@ -230,6 +230,7 @@ def queue_status():
     """Return (events waiting for at least one target, age in seconds of the oldest), age None when empty."""
     depth, oldest = db.session.execute(
         select(func.count(func.distinct(AuditOutbox.event_id)), func.min(AuditOutbox.queued_at))
+        .where(AuditOutbox.target != ALERT_TARGET)
     ).one()
     return depth, None if oldest is None else (now_utc() - oldest).total_seconds()
 

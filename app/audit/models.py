@@ -8,6 +8,8 @@ from app.dbtypes import UTCDateTime
 from app.extensions import db
 
 GENESIS_HASH = "0" * 64
+# The outbox target of the alert webhook; its address stays in the settings (it often carries a token).
+ALERT_TARGET = "alert:webhook"
 
 
 class AuditEvent(db.Model):
@@ -53,9 +55,8 @@ class AuditChainHead(db.Model):
     last_hash: Mapped[str] = mapped_column(String(64), default=GENESIS_HASH)
 
 
-
 class AuditOutbox(db.Model):
-    """One event still to be delivered to one syslog target; deleted once that target has taken it."""
+    """One event still to be delivered to one syslog target or the alert webhook; deleted once it took it."""
 
     __tablename__ = "audit_outbox"
 
@@ -64,3 +65,7 @@ class AuditOutbox(db.Model):
     event_id: Mapped[int] = mapped_column(BigInteger().with_variant(db.Integer, "sqlite"), primary_key=True,
                                           autoincrement=False)
     queued_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Retries with back-off (the alert webhook): how many tries failed, when to try next, and why the last failed.
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(String(200))
