@@ -177,7 +177,7 @@ def _append(row):
 
 def alerts(row, config):
     """Return True if the event goes to the alert webhook: its action is listed, or its severity is."""
-    if not config.get("ALERT_WEBHOOK_URL"):
+    if not config.get("ALERT_WEBHOOK_URL") or row["action"] == "alert.dropped":  # it says the webhook failed
         return False
     chosen = config.get("ALERT_ACTIONS") or ()
     if row["action"] in chosen:
