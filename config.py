@@ -70,7 +70,7 @@ def _syslog_targets(name):
 # Events that alert by default: every critical one (a lockout, a host-key mismatch, a failed verify, lost
 # audit writes) and the failures of auditing and privilege changes that are only warnings.
 DEFAULT_ALERT_ACTIONS = ("critical", "forwarding.stalled", "recording.failed", "storage.low", "audit.review_overdue",
-                         "audit.retention_changed", "user.role_changed")
+                         "user.role_changed")
 
 
 def _words(name, default):
@@ -235,6 +235,7 @@ class Config:
         self.AUDIT_TIMEZONE = _timezone("AUDIT_TIMEZONE", "UTC")
         # Less free space than this share on the database's, recordings' or archive's disk records storage.low.
         self.STORAGE_WARN_FREE_PERCENT = _int("STORAGE_WARN_FREE_PERCENT", 10, 0, 90)
+        self.STORAGE_CHECK_SECONDS = _int("STORAGE_CHECK_SECONDS", 60, 1, 86400)
         # Every terminal is recorded (asciicast, encrypted) unless RECORDING=off; past the cap a recording stops.
         self.RECORDING = _choice("RECORDING", "on", ("on", "off"))
         self.RECORDINGS_DIR = _str("RECORDINGS_DIR", str(instance / "recordings"))

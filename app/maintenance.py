@@ -3,8 +3,9 @@ import logging
 import threading
 import time
 
-from app.audit import forwarding
+from app.audit import forwarding, health
 from app.audit.checkpoints import checkpoint
+from app.audit.events import report_lost
 from app.audit.retention import prune
 from app.auth import sessions as log_ins
 from app.extensions import db
@@ -37,7 +38,11 @@ def _loop(app, is_alive):
     beat = app.config["SESSION_HEARTBEAT_SECONDS"]
     prune_every = app.config["AUDIT_PRUNE_INTERVAL_SECONDS"]
     checkpoint_every = app.config["AUDIT_CHECKPOINT_SECONDS"]
-    next_beat = next_sweep = next_prune = next_checkpoint = 0.0  # everything runs at start-up
+    storage_every = app.config["STORAGE_CHECK_SECONDS"]
+    next_beat = next_sweep = next_prune = next_checkpoint = next_storage = 0.0  # everything runs at start-up
+    with app.app_context():
+        if _guarded("retention lease", take_lease, "retention", 60):
+            _guarded("retention", health.check_retention)
     while not _stop.is_set():
         now = time.monotonic()
         with app.app_context():
@@ -47,6 +52,12 @@ def _loop(app, is_alive):
             _guarded("recordings", live.flush_recordings)  # a killed process loses at most this second
             _guarded("unwritten ends", live.retry_unwritten)
             _guarded("expired log-ins", log_ins.expire_due)  # one indexed query; ends reach terminals at once
+            _guarded("lost audit writes", report_lost)  # as soon as the trail takes writes again
+            if now >= next_storage:
+                # One process per machine looks (the disks are the machine's); the events say which folder.
+                if _guarded("storage lease", take_lease, health.lease_name(), max(storage_every - 1, 1)):
+                    _guarded("storage", health.check_storage)
+                next_storage = now + storage_every
             if now >= next_beat:
                 _guarded("heartbeat", live.heartbeat)
                 next_beat = now + beat

@@ -189,13 +189,33 @@ def alerts(row, config):
 def record(action, message, *, outcome=SUCCESS, actor=None, user_id=None, target=None,
            session_id=None, details=None, source_ip=None, strict=True):
     """Append one event to the audit trail; raise AuditWriteError (strict) or log it at ERROR."""
+    row = _build(action, message, outcome=outcome, actor=actor, user_id=user_id, target=target,
+                 session_id=session_id, details=details, source_ip=source_ip)
+    # The write takes its own connection: the request's idle one goes back first, so no request holds two.
+    release_idle_connection()
+    try:
+        _append(row)
+    except Exception as exc:
+        log.error("audit write failed: action=%s actor=%s error=%s", action, row["actor"], exc)
+        _lost.add(action, exc, strict)
+        if strict:
+            raise AuditWriteError(str(exc)) from exc
+        return None
+    log.info("audit %s %s actor=%s ip=%s: %s", action, outcome, row["actor"], row["source_ip"], message)
+    if _lost.count:
+        report_lost()
+    return row
+
+
+def _build(action, message, *, outcome, actor, user_id, target, session_id, details, source_ip):
+    """Return the row of one event, before it has its place in the chain."""
     if action not in CATALOGUE:
         raise ValueError(f"unknown audit action {action!r}")
     if outcome not in (SUCCESS, FAILURE):
         raise ValueError(f"unknown outcome {outcome!r}")
     facts = _request_facts()
     _, _, on_success, on_failure = CATALOGUE[action]
-    row = {
+    return {
         "actor": (actor or facts.get("actor") or "system")[:64],
         "user_id": user_id if user_id is not None else facts.get("user_id"),
         "action": action,
@@ -209,14 +229,80 @@ def record(action, message, *, outcome=SUCCESS, actor=None, user_id=None, target
         "session_id": session_id,
         "details": _scrub(details),
     }
-    # The write takes its own connection: the request's idle one goes back first, so no request holds two.
-    release_idle_connection()
+
+
+class _Lost:
+    """What this process could not write to the trail, kept until an audit.write_failed event says so."""
+
+    KEEP = 20  # the first few actions are named one by one; the count covers them all
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self._clear()
+
+    def _clear(self):
+        """Forget everything noted."""
+        self.count, self.strict, self.first, self.last, self.actions, self.error = 0, 0, None, None, {}, None
+
+    def add(self, action, exc, strict):
+        """Note one event that was not written (strict: the action it described was refused too)."""
+        with self.lock:
+            now = iso_utc(now_utc())
+            self.count += 1
+            self.strict += bool(strict)
+            self.first = self.first or now
+            self.last = now
+            self.actions[action] = self.actions.get(action, 0) + 1
+            self.error = _reason(exc)
+
+    def take(self):
+        """Return what was noted as event details (None if nothing) and start afresh."""
+        with self.lock:
+            noted = None
+            if self.count:
+                top = sorted(self.actions.items(), key=lambda item: -item[1])[:self.KEEP]
+                noted = {"count": self.count, "refused": self.strict, "first_at": self.first,
+                         "last_at": self.last, "actions": dict(top), "error": self.error}
+            self._clear()
+            return noted
+
+    def give_back(self, noted):
+        """Put details that could not be written back, merged with anything noted since."""
+        with self.lock:
+            self.count += noted["count"]
+            self.strict += noted["refused"]
+            self.first = min(filter(None, (self.first, noted["first_at"])))
+            self.last = self.last or noted["last_at"]
+            for action, count in noted["actions"].items():
+                self.actions[action] = self.actions.get(action, 0) + count
+            self.error = self.error or noted["error"]
+
+
+_lost = _Lost()
+
+
+def _reason(exc):
+    """Return the kind and first line of a write error, without the SQL and its parameters."""
+    text = str(getattr(exc, "orig", None) or exc).split("\n", 1)[0].split("[SQL", 1)[0].strip()
+    return f"{type(exc).__name__}: {text}"[:200]
+
+
+def report_lost():
+    """Write audit.write_failed for the events this process could not write; keep them if it fails again."""
+    noted = _lost.take()
+    if noted is None:
+        return None
+    row = _build("audit.write_failed",
+                 f"{noted['count']} audit events could not be written between {noted['first_at']} and "
+                 f"{noted['last_at']} ({noted['error']})", outcome=SUCCESS, actor="system", user_id=None,
+                 target=None, session_id=None, details=noted, source_ip=None)
+    for fact in ("user_id", "user_agent", "request_id", "source_ip"):  # the process's report, not the request's
+        row[fact] = None
     try:
         _append(row)
     except Exception as exc:
-        log.error("audit write failed: action=%s actor=%s error=%s", action, row["actor"], exc)
-        if strict:
-            raise AuditWriteError(str(exc)) from exc
+        log.error("audit write failed again, %d unwritten events still to report: %s", noted["count"], _reason(exc))
+        _lost.give_back(noted)
         return None
-    log.info("audit %s %s actor=%s ip=%s: %s", action, outcome, row["actor"], row["source_ip"], message)
+    log.warning("audit trail writable again: recorded the loss of %d events", noted["count"])
     return row
