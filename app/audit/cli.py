@@ -1,4 +1,4 @@
-"""`flask audit ...`: verify the chain and its checkpoints, prune now, print the public key, export checkpoints."""
+"""`flask audit ...`: verify the chain, its checkpoints and archives; prune; print the public key; export checkpoints."""
 import json
 import sys
 
@@ -8,7 +8,7 @@ from flask.cli import AppGroup
 
 from app.signals import verify_requested
 
-from . import checkpoints
+from . import archive, checkpoints
 from .events import FAILURE, SUCCESS, record
 from .integrity import verify
 from .retention import prune
@@ -23,13 +23,17 @@ def audit_cli():
 @click.option("--recordings", is_flag=True, help="Also re-hash every kept session recording against its seal.")
 @click.option("--against", "against", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Also check the trail against checkpoints exported earlier (JSON Lines); may be repeated.")
+@click.option("--archive", "archive_dir", type=click.Path(file_okay=False),
+              help="Check the archive folder instead: its signed manifests, files and rows, and the link to the trail.")
 @click.option("--pubkey", help="Public key for the signatures (base64 or PEM, or a file); default: the signing key's.")
-def verify_command(recordings, against, pubkey):
+def verify_command(recordings, against, archive_dir, pubkey):
     """Walk the hash chain and its checkpoints; exit 1 and name what was tampered with."""
     try:
         public = checkpoints.parse_public_key(pubkey) if pubkey else None
     except checkpoints.BadKey as exc:
         raise click.BadParameter(str(exc), param_hint="--pubkey") from None
+    if archive_dir:
+        _verify_archive(archive_dir, public)
     verdict = verify()
     details = {"count": verdict.count, "bad_id": verdict.bad_id, "problem": verdict.problem}
     problems, summary = [], str(verdict)
@@ -64,6 +68,32 @@ def verify_command(recordings, against, pubkey):
         click.echo(problem)
     click.echo(summary)
     sys.exit(0 if ok else 1)
+
+
+def _verify_archive(folder, public):
+    """Check an archive folder and its link to the kept trail; print each problem, record the result, exit."""
+    if public is None:
+        private = checkpoints.signing_key(create=False)
+        public = private.public_key() if private else None
+    verdict = archive.verify_archive(folder, public)
+    try:
+        archive.check_kept_trail(verdict)
+    except Exception as exc:  # the archive may be checked where the database is not
+        verdict.notes.append(f"the link to the kept trail was not checked: the database cannot be read "
+                             f"({type(exc).__name__})")
+    details = {"archive": str(folder), "manifests": verdict.manifests, "files": verdict.files,
+               "events": verdict.events, "archive_problems": len(verdict.problems),
+               "signatures_checked": public is not None}
+    message = (f"audit archive {folder} verified" if not verdict.problems else
+               f"audit archive {folder}: {len(verdict.problems)} problems: " + "; ".join(verdict.problems)[:900])
+    record("audit.verified", message, outcome=FAILURE if verdict.problems else SUCCESS, actor="console",
+           details=details, strict=False)
+    for note in verdict.notes:
+        click.echo(f"note: {note}")
+    for problem in verdict.problems:
+        click.echo(problem)
+    click.echo(str(verdict))
+    sys.exit(1 if verdict.problems else 0)
 
 
 @audit_cli.command("pubkey")

@@ -1,11 +1,7 @@
 """Retention: delete events older than AUDIT_RETENTION_DAYS in batches, archive them first if asked."""
-import gzip
-import json
 import logging
-import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from flask import current_app
 from sqlalchemy import delete, func, select
@@ -14,13 +10,13 @@ from app.dbtypes import iso_utc, now_utc
 from app.extensions import db
 from app.signals import audit_pruned
 
+from . import archive
 from .checkpoints import checkpoint
 from .events import FAILURE, record
 from .integrity import verify
 from .models import AuditEvent
 
 log = logging.getLogger("gatehouse.audit")
-_COLUMNS = [c for c in AuditEvent.__table__.columns]
 
 
 @dataclass
@@ -66,7 +62,7 @@ def prune(now=None, retention_days=None, batch_size=5000, archive_dir=None):
     while done < last_id:
         upper = min(done + batch_size, last_id)
         if archive_dir:
-            archives.update(_archive(Path(archive_dir), done, upper))
+            archives.update(archive.write(archive_dir, done, upper))  # files and manifest before the delete
         with db.engine.begin() as conn:
             conn.execute(delete(AuditEvent).where(AuditEvent.id > done, AuditEvent.id <= upper))
         done = upper
@@ -107,26 +103,4 @@ def _refuse(verdict, cutoff, first_id, last_id):
            actor="system", details={"cutoff": iso_utc(cutoff), "from_id": first_id, "upto_id": last_id,
                                     "bad_id": verdict.bad_id, "problem": verdict.problem}, strict=False)
     return PruneResult(0, cutoff, refused=str(verdict))
-
-
-def _archive(folder, after_id, upto_id):
-    """Append rows after_id < id <= upto_id to gzip JSON Lines files, one per UTC day."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = db.session.execute(
-        select(*_COLUMNS).where(AuditEvent.id > after_id, AuditEvent.id <= upto_id).order_by(AuditEvent.id)
-    ).mappings().all()
-    db.session.rollback()
-    by_day = {}
-    for row in rows:
-        line = {key: (iso_utc(value) if isinstance(value, datetime) else value) for key, value in row.items()}
-        by_day.setdefault(row["occurred_at"].strftime("%Y-%m-%d"), []).append(json.dumps(line, sort_keys=True))
-    written = []
-    for day, lines in by_day.items():
-        path = folder / f"audit-{day}.jsonl.gz"
-        with gzip.open(path, "at", encoding="utf-8") as handle:
-            handle.write("\n".join(lines) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        written.append(str(path))
-    return written
 
