@@ -3,6 +3,7 @@ import hashlib
 import json
 import logging
 import threading
+from contextlib import contextmanager
 
 from flask import current_app, g, has_request_context, request
 from flask_login import current_user
@@ -173,6 +174,24 @@ def _append(row):
         if targets:
             conn.execute(insert(AuditOutbox), [
                 {"target": target, "event_id": row["id"], "queued_at": row["occurred_at"]} for target in targets])
+    if targets:  # committed: wake this process's senders now rather than at their next poll
+        for waiting in _senders:
+            waiting.set()
+
+
+# One event per sender loop of this process, set after a write that queued outbox rows.
+_senders = []
+
+
+@contextmanager
+def woken_on_queue():
+    """Give a sender loop an event set whenever this process queues outbox rows (it waits on it, with a timeout)."""
+    waiting = threading.Event()
+    _senders.append(waiting)
+    try:
+        yield waiting
+    finally:
+        _senders.remove(waiting)
 
 
 def alerts(row, config):

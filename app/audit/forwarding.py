@@ -19,7 +19,7 @@ from flask import current_app
 from sqlalchemy import delete, func, select
 
 from config import SYSLOG_FACILITIES
-from app.audit.events import record
+from app.audit.events import record, woken_on_queue
 from app.audit.models import ALERT_TARGET, AuditEvent, AuditOutbox
 from app.dbtypes import now_utc
 from app.extensions import db
@@ -36,7 +36,9 @@ SD_FIELDS = ("id", "actor", "user_id", "outcome", "severity", "source_ip", "targ
 BOM = b"\xef\xbb\xbf"
 
 BATCH = 500  # rows read and sent per step and target
-POLL_SECONDS = 0.2  # an idle sender looks for new rows this often: the delay an event waits at most
+# An idle sender looks for new rows this often; an event written by this process wakes it at once, one written
+# by another process of the cluster waits at most this long.
+POLL_SECONDS = 0.2
 # A TCP write that returned is kept queued this long: a receiver that dies sooner is seen (its end of the
 # socket becomes readable) and everything since the oldest unconfirmed row is sent again.
 CONFIRM_SECONDS = 1.0
@@ -256,15 +258,17 @@ def stop():
 def _loop(app):
     """Step the sender until stopped; a failure is logged at ERROR and the loop goes on."""
     sender = Sender(app)
-    while not _stop.is_set():
-        busy = False
-        with app.app_context():
-            try:
-                busy = sender.step()
-            except Exception:
-                log.exception("forwarding failed")
-                time.sleep(1.0)
-        if not busy:
-            _stop.wait(POLL_SECONDS)
+    with woken_on_queue() as queued:
+        while not _stop.is_set():
+            busy = False
+            queued.clear()  # before the step: rows queued during it wake the wait below at once
+            with app.app_context():
+                try:
+                    busy = sender.step()
+                except Exception:
+                    log.exception("forwarding failed")
+                    time.sleep(1.0)
+            if not busy:
+                queued.wait(POLL_SECONDS)
     for target in sender.targets:
         target.close()
