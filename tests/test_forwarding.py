@@ -372,7 +372,8 @@ def test_two_processes_on_postgresql_one_sends_the_other_takes_over(tmp_path, rs
         with app.app_context():
             for i in range(20):
                 record("auth.logout", f"before the kill {i}", actor="two")
-        time.sleep(0.3)  # sent, not yet confirmed (the confirmation window is 1 s)
+        # Received, not yet confirmed (the confirmation window is 1 s): the heir must send these again.
+        wait_for(lambda: len(rsyslog.ids()) >= len(all_ids(app)), timeout=10)
         sending.kill()  # no clean exit: the lease runs out and the other process takes it
         sending.wait(timeout=10)
         with app.app_context():
