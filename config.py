@@ -206,6 +206,8 @@ class Config:
         self.AUDIT_POLL_SECONDS = _int("AUDIT_POLL_SECONDS", 5, 1, 3600)
         # Expired audit rows are appended here (gzip JSON Lines, one file a day) before deletion.
         self.AUDIT_ARCHIVE_DIR = _str("AUDIT_ARCHIVE_DIR")
+        # A running server walks the chain and its checkpoints this often (one process a day by default); 0: never.
+        self.AUDIT_VERIFY_SECONDS = _int("AUDIT_VERIFY_SECONDS", 86400, 0, 30 * 86400)
         # Signs checkpoints of the chain head; kept outside the database. Unset: INSTANCE_DIR/audit_signing_key.
         self.AUDIT_SIGNING_KEY = _str("AUDIT_SIGNING_KEY")
         # How often the head is signed (only if it moved); a rewind past a checkpoint is then found.

@@ -39,6 +39,10 @@ def _loop(app, is_alive):
     prune_every = app.config["AUDIT_PRUNE_INTERVAL_SECONDS"]
     checkpoint_every = app.config["AUDIT_CHECKPOINT_SECONDS"]
     storage_every = app.config["STORAGE_CHECK_SECONDS"]
+    verify_every = app.config["AUDIT_VERIFY_SECONDS"]
+    # Not at start-up (a restart would walk the chain again): ten minutes in, then under a lease as long as the
+    # interval, so a cluster verifies once per interval whatever restarts.
+    next_verify = time.monotonic() + min(verify_every, 600) if verify_every else float("inf")
     next_beat = next_sweep = next_prune = next_checkpoint = next_storage = 0.0  # everything runs at start-up
     with app.app_context():
         if _guarded("retention lease", take_lease, "retention", 60):
@@ -53,6 +57,10 @@ def _loop(app, is_alive):
             _guarded("unwritten ends", live.retry_unwritten)
             _guarded("expired log-ins", log_ins.expire_due)  # one indexed query; ends reach terminals at once
             _guarded("lost audit writes", report_lost)  # as soon as the trail takes writes again
+            if now >= next_verify:
+                if _guarded("verify lease", take_lease, "verify", max(verify_every - 60, 1)):
+                    _guarded("verify", health.scheduled_verify)
+                next_verify = now + verify_every
             if now >= next_storage:
                 # One process per machine looks (the disks are the machine's); the events say which folder.
                 if _guarded("storage lease", take_lease, health.lease_name(), max(storage_every - 1, 1)):

@@ -4,8 +4,9 @@ import sqlite3
 
 import pytest
 import requests
-from sqlalchemy import select
+from sqlalchemy import select, update
 
+from app import maintenance
 from app.audit import health
 from app.audit.events import AuditWriteError, record, report_lost
 from app.audit.integrity import verify
@@ -149,3 +150,27 @@ def test_a_full_disk_under_gunicorn_is_warned_of_and_lost_writes_reported(tmp_pa
     assert '"auth.login_failed"' in details
     assert '"count": 3' in details and "database or disk is full" in details
     assert ADMIN_PASSWORD not in details and "wrong-password-1" not in details
+
+
+def test_scheduled_verify_records_the_verdict_and_a_broken_chain_is_critical(app):
+    with app.app_context():
+        record("auth.login", "one", actor="alice")
+        good = health.scheduled_verify()
+        db.session.execute(update(AuditEvent).where(AuditEvent.action == "auth.login").values(message="altered"))
+        db.session.commit()
+        bad = health.scheduled_verify()
+    assert good["outcome"] == "success" and good["details"]["scheduled"] is True
+    assert bad["outcome"] == "failure" and bad["severity"] == "critical"  # critical events alert by default
+    assert "scheduled verify FAILED: BROKEN at event id 2" in bad["message"] and bad["details"]["bad_id"] == 2
+
+
+def test_the_maintenance_loop_verifies_every_interval_under_a_lease(tmp_path):
+    app = make_app(tmp_path, AUDIT_VERIFY_SECONDS=1, AUDIT_CHECKPOINT_SECONDS=3600)
+    try:
+        maintenance.start(app)
+        wait_for(lambda: len(rows(app, "audit.verified")) >= 2, timeout=15)
+    finally:
+        maintenance.stop(app)
+        with app.app_context():
+            db.engine.dispose()
+    assert all(row.outcome == "success" and row.actor == "system" for row in rows(app, "audit.verified"))

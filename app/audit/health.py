@@ -1,4 +1,4 @@
-"""The trail's own health as events: disks nearly full, and retention settings changed between runs."""
+"""The trail's own health as events: the scheduled verify, disks nearly full, retention settings changed."""
 import logging
 import shutil
 import socket
@@ -9,7 +9,9 @@ from sqlalchemy import select
 
 from app.extensions import db
 
-from .events import record
+from . import checkpoints
+from .events import FAILURE, SUCCESS, record
+from .integrity import verify
 from .models import AuditEvent
 
 log = logging.getLogger("gatehouse.audit")
@@ -92,3 +94,19 @@ def check_retention():
                    f"recordings {before['recording_days']} → {now['recording_days']} days ({archive})")
     return record("audit.retention_changed", message, actor="system", details={**now, "previous": last and before},
                   strict=False)
+
+
+def scheduled_verify():
+    """Walk the chain and its checkpoints as `flask audit verify` does; record audit.verified (critical if broken)."""
+    verdict = verify()
+    signed = checkpoints.verify_checkpoints()
+    ok = verdict.ok and not signed.problems
+    message = ("scheduled verify: audit trail and checkpoints verified" if ok else
+               "scheduled verify FAILED: " + "; ".join(([str(verdict)] if not verdict.ok else []) + signed.problems))
+    details = {"scheduled": True, "count": verdict.count, "bad_id": verdict.bad_id, "problem": verdict.problem,
+               "checkpoints_verified": signed.checked, "checkpoint_problems": len(signed.problems),
+               "signatures_checked": signed.signatures_checked}
+    if not ok:
+        log.error("%s", message)
+    return record("audit.verified", message[:1000], outcome=SUCCESS if ok else FAILURE, actor="system",
+                  details=details, strict=False)
