@@ -1,9 +1,10 @@
-"""Background work of one serving process: heartbeats, end requests, orphan sweep, audit pruning, checkpoints."""
+"""Background work of one serving process: heartbeats, end requests, orphan sweep, audit pruning, checkpoints,
+the overdue review check."""
 import logging
 import threading
 import time
 
-from app.audit import forwarding, health
+from app.audit import forwarding, health, review
 from app.audit.checkpoints import checkpoint
 from app.audit.events import report_lost
 from app.audit.retention import prune
@@ -14,6 +15,7 @@ from app.terminals import live, records
 
 log = logging.getLogger("gatehouse.maintenance")
 _stop = threading.Event()
+REVIEW_CHECK_SECONDS = 600  # how often an unreviewed period is checked against AUDIT_REVIEW_DAYS
 
 
 def start(app, is_alive=lambda: True):
@@ -43,7 +45,7 @@ def _loop(app, is_alive):
     # Not at start-up (a restart would walk the chain again): ten minutes in, then under a lease as long as the
     # interval, so a cluster verifies once per interval whatever restarts.
     next_verify = time.monotonic() + min(verify_every, 600) if verify_every else float("inf")
-    next_beat = next_sweep = next_prune = next_checkpoint = next_storage = 0.0  # everything runs at start-up
+    next_beat = next_sweep = next_prune = next_checkpoint = next_storage = next_review = 0.0  # all run at start-up
     with app.app_context():
         if _guarded("retention lease", take_lease, "retention", 60):
             _guarded("retention", health.check_retention)
@@ -81,6 +83,11 @@ def _loop(app, is_alive):
                 if _guarded("checkpoint lease", take_lease, "checkpoint", max(checkpoint_every - 1, 1)):
                     _guarded("checkpoint", checkpoint)
                 next_checkpoint = now + checkpoint_every
+            if now >= next_review:
+                # One process of a cluster looks; check_overdue() itself records at most once a day per period.
+                if _guarded("review lease", take_lease, "review", REVIEW_CHECK_SECONDS - 10):
+                    _guarded("review overdue", review.check_overdue)
+                next_review = now + REVIEW_CHECK_SECONDS
             db.session.remove()
         _stop.wait(1.0)
 

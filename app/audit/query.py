@@ -3,7 +3,7 @@ import hashlib
 import ipaddress
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import func, or_, select
 
@@ -51,7 +51,7 @@ class Filters:
         """Return the non-default filters as query parameters (for URLs, polling, export)."""
         values = {"user": self.user, "action": self.action, "outcome": self.outcome, "severity": self.severity,
                   "ip": self.ip, "q": self.q,
-                  "command": self.command, "since": _format_time(self.since), "until": _format_time(self.until)}
+                  "command": self.command, "since": time_arg(self.since), "until": time_arg(self.until)}
         args = {key: value for key, value in values.items() if value}
         if self.size != 50:
             args["size"] = self.size
@@ -72,7 +72,10 @@ class Filters:
         return {**self.args, "page": page} if page > 1 else self.args
 
 
-def _format_time(value):
+def time_arg(value, round_up=False):
+    """Return a UTC time as the viewer's URLs say it, to the second (round_up: the next whole second)."""
+    if value and round_up and value.microsecond:
+        value = value.replace(microsecond=0) + timedelta(seconds=1)
     return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else ""
 
 

@@ -38,6 +38,13 @@
     const dialog = auditDialog();
     if (dialog && event.detail.target.id === "audit-dialog-body" && !dialog.open) dialog.showModal();
   });
+  // A tab chosen in the panel keeps the keyboard on the tabs: focus goes to the new current one.
+  document.addEventListener("htmx:afterSwap", function (event) {
+    const source = event.detail.requestConfig && event.detail.requestConfig.elt;
+    if (event.detail.target.id !== "audit-dialog-body" || !source || !source.matches("[data-tab]")) return;
+    const current = document.querySelector("#audit-dialog-body [data-tab][aria-current]");
+    if (current) current.focus();
+  });
   document.addEventListener("click", function (event) {
     if (event.target.closest("[data-close-dialog]")) auditDialog().close();
   });

@@ -1,0 +1,124 @@
+"""The security summary for admins: the last 24 h of failed log-ins, lock-outs, host-key mismatches and sessions,
+and the chain's state, each read from the trail itself with the indexes it has."""
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from app.dbtypes import now_utc
+from app.extensions import db
+
+from .forwarding import queue_status
+from .models import ALERT_TARGET, AuditEvent, AuditOutbox
+
+try:  # the alert webhook's own module says how its queue stands, where it exists
+    from .alerts import queue_status as alerts_queue_status
+except ImportError:
+    alerts_queue_status = None
+
+WINDOW = timedelta(hours=24)
+TOP = 10
+
+
+@dataclass
+class Tally:
+    """How many events of one action, and the top values of one column among them: (value, count, last time)."""
+
+    total: int = 0
+    rows: list = field(default_factory=list)
+
+
+@dataclass
+class Summary:
+    """Everything the summary tab shows; `since` is the window's start to the second, as the links say it."""
+
+    since: datetime
+    failed_by_ip: Tally
+    failed_by_user: Tally
+    locked: Tally
+    mismatches: Tally
+    sessions: Tally
+    head_id: int
+    verified: AuditEvent | None
+    checkpoint: AuditEvent | None
+    syslog: tuple | None
+    alerts: tuple | None
+
+
+def window_start(now=None):
+    """Return the start of the last 24 h, cut to the second (the viewer's filters speak whole seconds)."""
+    return ((now or now_utc()) - WINDOW).replace(microsecond=0)
+
+
+def first_id_at(moment):
+    """Return the id of the first event at or after moment, or None; ids follow time (both are given under one lock)."""
+    return db.session.scalar(select(AuditEvent.id).where(AuditEvent.occurred_at >= moment)
+                             .order_by(AuditEvent.occurred_at).limit(1))
+
+
+def tally(action, column, first_id, last_id=None, since=None, limit=TOP):
+    """Count one action's events with ids first_id..last_id (times from since) and the top values of column."""
+    where = [AuditEvent.action == action, AuditEvent.id >= first_id]  # the (action, id) index finds these rows
+    if last_id is not None:
+        where.append(AuditEvent.id <= last_id)
+    if since is not None:  # a clock stepped back can put an older time after first_id: the time decides
+        where.append(AuditEvent.occurred_at >= since)
+    total = db.session.scalar(select(func.count()).select_from(AuditEvent).where(*where))
+    if not total:
+        return Tally()
+    count, last = func.count().label("n"), func.max(AuditEvent.occurred_at).label("last")
+    rows = db.session.execute(select(column, count, last).where(*where).group_by(column)
+                              .order_by(count.desc(), last.desc()).limit(limit)).all()
+    return Tally(total, [tuple(row) for row in rows])
+
+
+def newest(action):
+    """Return the newest event of one action, or None."""
+    return db.session.scalars(select(AuditEvent).where(AuditEvent.action == action)
+                              .order_by(AuditEvent.id.desc()).limit(1)).first()
+
+
+def alert_queue():
+    """Return the alert webhook's (depth, oldest age in seconds or None, last error or None)."""
+    if alerts_queue_status is not None:
+        depth, age, error = alerts_queue_status()
+    else:
+        depth, age, error = _alert_outbox()
+    secret = current_app.config.get("ALERT_WEBHOOK_URL")
+    # The webhook's address often carries a token: an error message that quotes it does not reach the page.
+    return depth, age, error.replace(secret, "(webhook)")[:200] if error and secret else error
+
+
+def _alert_outbox():
+    """Read the alert webhook's queue from its outbox rows: (depth, oldest age or None, newest error or None)."""
+    depth, oldest = db.session.execute(
+        select(func.count(), func.min(AuditOutbox.queued_at)).where(AuditOutbox.target == ALERT_TARGET)).one()
+    error = db.session.scalar(select(AuditOutbox.last_error).where(AuditOutbox.target == ALERT_TARGET,
+                                                                   AuditOutbox.last_error.is_not(None))
+                              .order_by(AuditOutbox.event_id.desc()).limit(1))
+    return depth, None if oldest is None else (now_utc() - oldest).total_seconds(), error
+
+
+def build(now=None):
+    """Return the summary of the last 24 h and the chain's state."""
+    since = window_start(now)
+    first = first_id_at(since)
+    config = current_app.config
+    if first is None:  # nothing happened in the window
+        empty = Tally()
+        failed_by_ip = failed_by_user = locked = mismatches = sessions = empty
+    else:
+        failed_by_ip = tally("auth.login_failed", AuditEvent.source_ip, first, since=since)
+        failed_by_user = tally("auth.login_failed", AuditEvent.actor, first, since=since)
+        locked = tally("auth.locked", AuditEvent.actor, first, since=since)
+        mismatches = tally("hostkey.mismatch", AuditEvent.target, first, since=since)
+        sessions = tally("session.started", AuditEvent.actor, first, since=since)
+    return Summary(
+        since=since, failed_by_ip=failed_by_ip, failed_by_user=failed_by_user, locked=locked,
+        mismatches=mismatches, sessions=sessions,
+        head_id=db.session.scalar(select(func.max(AuditEvent.id))) or 0,
+        verified=newest("audit.verified"), checkpoint=newest("audit.checkpoint"),
+        syslog=queue_status() if config.get("SYSLOG_TARGETS") else None,
+        alerts=alert_queue() if config.get("ALERT_WEBHOOK_URL") else None,
+    )
