@@ -7,7 +7,7 @@ _signals = Namespace()
 # deleted user) with login_id and reason; the terminals of that log-in listen and close.
 login_ended = _signals.signal("login-ended")
 
-# The trail depends on nothing it records, so it reaches recordings only through the two signals
+# The trail depends on nothing it records, so it reaches recordings only through the signals
 # below: it asks and prints the answers, app.terminals.retention answers. Signals rather than a hook
 # registered on the app, because the terminals already listen here (login_ended) and an app without
 # terminals then simply verifies and prunes the chain alone.
@@ -18,3 +18,8 @@ verify_requested = _signals.signal("verify-requested")
 # Sent by app.audit.retention after a prune, with now and the events' cutoff; receivers prune what must
 # go with the events (recordings) and return one line saying what went, or None.
 audit_pruned = _signals.signal("audit-pruned")
+
+# Sent by app.audit.bundle while it writes an evidence bundle; receivers return a function that takes a
+# session id and yields that session's plaintext asciicast piece by piece (raising when it cannot be read),
+# or None. The bundle streams the pieces into its zip, so a 100 MB recording is never held whole.
+recordings_requested = _signals.signal("recordings-requested")

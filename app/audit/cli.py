@@ -1,4 +1,4 @@
-"""`flask audit ...`: verify the chain, its checkpoints and archives; prune; print the public key; export checkpoints."""
+"""`flask audit ...`: verify the chain, checkpoints, archives, bundles; prune; write bundles; keys and checkpoints."""
 import json
 import sys
 
@@ -8,7 +8,7 @@ from flask.cli import AppGroup
 
 from app.signals import verify_requested
 
-from . import archive, checkpoints
+from . import archive, bundle, checkpoints
 from .events import FAILURE, SUCCESS, record
 from .integrity import verify
 from .retention import prune
@@ -25,9 +25,17 @@ def audit_cli():
               help="Also check the trail against checkpoints exported earlier (JSON Lines); may be repeated.")
 @click.option("--archive", "archive_dir", type=click.Path(file_okay=False),
               help="Check the archive folder instead: its signed manifests, files and rows, and the link to the trail.")
+@click.option("--bundle", "bundle_file", type=click.Path(exists=True, dir_okay=False),
+              help="Check an evidence bundle instead, offline: the database is not touched.")
 @click.option("--pubkey", help="Public key for the signatures (base64 or PEM, or a file); default: the signing key's.")
-def verify_command(recordings, against, archive_dir, pubkey):
+def verify_command(recordings, against, archive_dir, bundle_file, pubkey):
     """Walk the hash chain and its checkpoints; exit 1 and name what was tampered with."""
+    if bundle_file:  # before anything reads the database or the key: a bundle is checked where neither is
+        try:
+            public = bundle.parse_public_key(pubkey) if pubkey else None
+        except ValueError as exc:
+            raise click.BadParameter(f"neither base64 of 32 bytes nor PEM: {exc}", param_hint="--pubkey") from None
+        sys.exit(bundle.report(bundle.check(bundle_file, public), echo=click.echo))
     try:
         public = checkpoints.parse_public_key(pubkey) if pubkey else None
     except checkpoints.BadKey as exc:
@@ -94,6 +102,30 @@ def _verify_archive(folder, public):
         click.echo(problem)
     click.echo(str(verdict))
     sys.exit(1 if verdict.problems else 0)
+
+
+@audit_cli.command("bundle")
+@click.option("--from", "start", required=True, help="First moment, ISO-8601 (UTC unless a zone is given).")
+@click.option("--to", "end", required=True, help="Last moment, ISO-8601, included (a date alone: its midnight).")
+@click.option("--user", help="Only this user's events (actor).")
+@click.option("--session", help="Only this terminal session's events.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, writable=True), help="The bundle file (zip).")
+def bundle_command(start, end, user, session, out):
+    """Write an evidence bundle: the selected events, the chain to a signed checkpoint, the sealed recordings."""
+    try:
+        start_at, end_at = bundle.parse_time(start), bundle.parse_time(end)
+    except ValueError as exc:
+        raise click.BadParameter(f"not an ISO-8601 time: {exc}") from None
+    try:
+        summary, notes = bundle.write(out, start_at, end_at, user=user, session=session)
+    except bundle.BundleError as exc:
+        click.echo(f"no bundle written: {exc}")
+        sys.exit(1)
+    for note in notes:
+        click.echo(f"warning: {note}")
+    click.echo(f"wrote {out}: {summary['events']} events ({summary['selected']} selected), ids {summary['first_id']}.."
+               f"{summary['last_id']}, {summary['checkpoints']} checkpoints, {summary['recordings']} recordings; "
+               f"SHA-256 {summary['sha256']}")
 
 
 @audit_cli.command("pubkey")

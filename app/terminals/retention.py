@@ -1,8 +1,8 @@
 """Recordings at rest: checked against the seals in the trail, pruned after the events that name them.
 
-The trail knows nothing of recordings (app.audit imports nothing from here); it announces a verify and
-a prune through app.signals and this module answers. The app imports this module with the terminals'
-websocket route, so the receivers are connected wherever terminals exist.
+The trail knows nothing of recordings (app.audit imports nothing from here); it announces a verify,
+a prune and an evidence bundle through app.signals and this module answers. The app imports this
+module with the terminals' websocket route, so the receivers are connected wherever terminals exist.
 """
 import logging
 from datetime import timedelta
@@ -15,7 +15,7 @@ from app.audit.models import AuditEvent
 from app.dbtypes import iso_utc, now_utc
 from app.devices.secrets import recording_key
 from app.extensions import db
-from app.signals import audit_pruned, verify_requested
+from app.signals import audit_pruned, recordings_requested, verify_requested
 
 from . import recording
 from .models import SessionCommand, TerminalSession
@@ -115,6 +115,13 @@ def _parts(ids):
 def _on_verify(_sender, recordings=False, **_):
     """Answer `flask audit verify --recordings`."""
     return verify_recordings() if recordings else None
+
+
+@recordings_requested.connect
+def _on_recordings_requested(_sender, **_):
+    """Answer `flask audit bundle`: a function that yields one session's plaintext asciicast piece by piece."""
+    store, key = recording_store(), recording_key()
+    return lambda session_id: recording.iter_cast(store, session_id, key)
 
 
 def prune_recordings(now=None):

@@ -1,0 +1,242 @@
+"""Issue 13, item 7: an evidence bundle of two users' events and a real recorded session, checked offline with
+the public key alone, and every tampering named."""
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+import zipfile
+from datetime import timedelta
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import select
+
+from app import create_app
+from app.audit import bundle, checkpoints, events
+from app.audit.models import AuditEvent
+from app.dbtypes import iso_utc, now_utc
+from app.extensions import db
+from tests.support import ROOT, SECRET_KEY, LiveServer, connect_terminal, new_user, read_until
+
+
+def app_of(server):
+    """Return the app on a live server's database, instance folder and recordings."""
+    return create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
+                       "INSTANCE_DIR": str(server.workdir), "RECORDINGS_DIR": str(server.workdir / "recordings")})
+
+
+def session_of(ws):
+    """Read frames until the connected message; return the session id."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        frame = ws.receive(timeout=0.5)
+        if isinstance(frame, str) and json.loads(frame).get("type") == "connected":
+            return json.loads(frame)["session"]
+    raise AssertionError("no connected message")
+
+
+def ended_seal(app, session_id, timeout=10):
+    """Wait for the session.ended event of a session; return its recording's seal."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with app.app_context():
+            details = db.session.scalar(select(AuditEvent.details).where(AuditEvent.action == "session.ended",
+                                                                         AuditEvent.session_id == session_id))
+            db.session.rollback()
+        if details is not None:
+            return details["recording"]
+        time.sleep(0.2)
+    raise AssertionError(f"no session.ended for {session_id}")
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory, sshd):
+    """Two users act on a real server, the admin records one terminal session; then two bundles are written."""
+    workdir = tmp_path_factory.mktemp("bundle")
+    server = LiveServer(workdir / "server").start()
+    start = now_utc() - timedelta(seconds=1)
+    try:
+        other, password = new_user(server)  # first, so that a bundle of theirs holds the admin's events too
+        server.login(other, password)
+        http = server.login()
+        device = server.add_device(http, sshd, "bundled-" + uuid.uuid4().hex[:6])
+        ws = connect_terminal(f"{server.ws_url}/terminals/{device}/ws", http, server.url)
+        session_id = session_of(ws)
+        ws.send(b"echo evidence-$((40+2))\r")
+        read_until(ws, b"evidence-42")
+        ws.send(b"exit\r")
+        app = app_of(server)
+        seal = ended_seal(app, session_id)
+        runner = app.test_cli_runner()
+        paths = {"all": workdir / "all.zip", "user": workdir / "user.zip"}
+        window = ["--from", iso_utc(start), "--to", iso_utc(now_utc() + timedelta(minutes=1))]
+        outputs = {name: runner.invoke(args=["audit", "bundle", *window, "--out", str(path)]
+                                       + (["--user", other] if name == "user" else [])) for name, path in paths.items()}
+        pubkey = runner.invoke(args=["audit", "pubkey"]).output.strip()
+        with app.app_context():
+            bundled = db.session.execute(select(AuditEvent.actor, AuditEvent.details)
+                                         .where(AuditEvent.action == "audit.bundled").order_by(AuditEvent.id)).all()
+            db.engine.dispose()
+    finally:
+        server.stop()
+    return {"paths": paths, "outputs": outputs, "pubkey": pubkey, "session": session_id, "seal": seal,
+            "other": other, "bundled": bundled, "workdir": workdir}
+
+
+def members(path):
+    """Return the bundle's members as {name: bytes}."""
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def rows_of(content):
+    return [json.loads(line) for line in content.decode().splitlines()]
+
+
+def test_a_bundle_of_two_users_and_a_recorded_session_verifies_offline(made, tmp_path):
+    path = made["paths"]["all"]
+    assert made["outputs"]["all"].exit_code == 0, made["outputs"]["all"].output
+    output = made["outputs"]["all"].output
+    assert output.startswith(f"wrote {path}: ") and "1 recordings" in output
+    found = members(path)
+    assert set(found) == {"bundle.json", "events.jsonl", "checkpoints.jsonl", "README.txt",
+                          f"recordings/{made['session']}.cast"}
+    cast = found[f"recordings/{made['session']}.cast"]
+    assert hashlib.sha256(cast).hexdigest() == made["seal"]["sha256"] and b"evidence-42" in cast
+    rows = rows_of(found["events.jsonl"])
+    actors = {row["actor"] for row in rows if row["selected"]}
+    assert {"admin", made["other"]} <= actors
+    meta = json.loads(found["bundle.json"])
+    assert meta["selected"] == sum(row["selected"] for row in rows) and meta["events"] == len(rows)
+    assert meta["public_key"] == made["pubkey"] and meta["recordings"][0]["session_id"] == made["session"]
+    everything = b"".join(found.values())
+    assert b"PRIVATE KEY" not in everything and SECRET_KEY.encode() not in everything
+
+    # On a machine without the database: no DATABASE_URL, an empty instance folder that stays empty, another cwd.
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "GATEHOUSE_INSTANCE": str(instance)}
+    done = subprocess.run([sys.executable, "-m", "app.audit.bundle", str(path), "--pubkey", made["pubkey"]],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith(f"OK: bundle {path}: {len(rows)} events ({meta['selected']} selected)")
+    assert done.stdout.rstrip().endswith("1 recordings verified") and not done.stderr
+    assert list(instance.iterdir()) == []
+
+    # Without --pubkey the key inside is used, and said to prove nothing by itself.
+    assert bundle.main([str(path)]) == 0
+    verdict = bundle.check(path)
+    assert not verdict.problems and "compare it with the one kept elsewhere" in verdict.notes[0]
+
+    # Writing it was audited, with the file's hash, not its content.
+    written = made["bundled"][0]
+    assert written.details["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert written.details["recordings"] == 1 and written.details["file"] == "all.zip" and written.actor == "console"
+
+
+def test_flask_verify_bundle_branches_before_the_database(made, tmp_path):
+    """`flask audit verify --bundle` checks the file alone: the app's database is never read."""
+    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'none.db'}",
+                      "INSTANCE_DIR": str(tmp_path)})  # an empty database without the schema
+    result = app.test_cli_runner().invoke(args=["audit", "verify", "--bundle", str(made["paths"]["all"]),
+                                                "--pubkey", made["pubkey"]])
+    assert result.exit_code == 0 and result.output.startswith("OK: bundle "), result.output
+
+
+def test_the_user_filter_selects_only_that_users_events(made):
+    path = made["paths"]["user"]
+    assert made["outputs"]["user"].exit_code == 0, made["outputs"]["user"].output
+    rows = rows_of(members(path)["events.jsonl"])
+    selected = [row for row in rows if row["selected"]]
+    assert selected and all(row["actor"] == made["other"] for row in selected)
+    assert rows[0]["selected"] and rows[0]["action"] == "auth.login"  # the segment starts at their first event
+    assert {row["action"] for row in rows if not row["selected"]} >= {"session.started", "session.ended"}
+    assert not [name for name in members(path) if name.startswith("recordings/")]  # the admin's session is not theirs
+    verdict = bundle.check(path, bundle.parse_public_key(made["pubkey"]))
+    assert not verdict.problems and verdict.selected == len(selected)
+    assert made["bundled"][1].details["user"] == made["other"]
+
+
+def rewrite(path, out, change):
+    """Copy a bundle with change(members) applied to its members."""
+    found = members(path)
+    change(found)
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, content in found.items():
+            archive.writestr(name, content)
+    return out
+
+
+def edit_event(found, session_id):
+    rows = rows_of(found["events.jsonl"])
+    target = next(row for row in rows if row["selected"] and row["action"] == "session.started")
+    target["target"] = "somewhere else (10.9.9.9:22)"
+    found["events.jsonl"] = "".join(json.dumps(row) + "\n" for row in rows).encode()
+    return [f"EVENT {target['id']}: its content was altered"]
+
+
+def remove_middle_row(found, session_id):
+    rows = rows_of(found["events.jsonl"])
+    gone = rows.pop(len(rows) // 2)
+    found["events.jsonl"] = "".join(json.dumps(row) + "\n" for row in rows).encode()
+    return [f"EVENT {gone['id'] + 1}: events {gone['id']}..{gone['id']} are missing from the bundle"]
+
+
+def forge_checkpoint_signature(found, session_id):
+    lines = rows_of(found["checkpoints.jsonl"])
+    signature = bytearray(base64.b64decode(lines[-1]["signature"]))
+    signature[0] ^= 1
+    lines[-1]["signature"] = base64.b64encode(bytes(signature)).decode()
+    found["checkpoints.jsonl"] = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    return [f"CHECKPOINT event {lines[-1]['event_id']}: its signature does not verify",
+            "is not the head of a checkpoint that verifies"]
+
+
+def change_recording(found, session_id):
+    name = f"recordings/{session_id}.cast"
+    found[name] = found[name].replace(b"evidence-42", b"evidence-43")
+    return [f"RECORDING {session_id}: ", "(altered)"]
+
+
+def remove_recording(found, session_id):
+    del found[f"recordings/{session_id}.cast"]
+    return [f"RECORDING {session_id}: missing (sealed by event "]
+
+
+TAMPERS = [edit_event, remove_middle_row, forge_checkpoint_signature, change_recording, remove_recording]
+
+
+@pytest.mark.parametrize("tamper", TAMPERS, ids=[t.__name__ for t in TAMPERS])
+def test_a_tampered_bundle_is_detected_and_named(made, tmp_path, tamper):
+    expected = []
+    path = rewrite(made["paths"]["all"], tmp_path / "tampered.zip",
+                   lambda found: expected.extend(tamper(found, made["session"])))
+    verdict = bundle.check(path, bundle.parse_public_key(made["pubkey"]))
+    text = "\n".join(verdict.problems)
+    assert all(part in text for part in expected), text
+    assert str(verdict).startswith("BUNDLE FAILED (")
+    assert bundle.main([str(path), "--pubkey", made["pubkey"]]) == 1
+
+
+def test_a_wrong_public_key_fails(made):
+    other = checkpoints.public_text(Ed25519PrivateKey.generate().public_key())
+    verdict = bundle.check(made["paths"]["all"], bundle.parse_public_key(other))
+    assert any("not by the given key" in problem for problem in verdict.problems), verdict.problems
+
+
+def test_the_checker_restates_the_chains_forms_exactly():
+    """The offline half carries its own copy of the documented forms: they must equal the app's."""
+    assert bundle.HASHED_FIELDS == events.HASHED_FIELDS
+    assert bundle.checkpoint_bytes(7, "ab" * 32, "2026-01-01T00:00:00.000000Z", "k") == checkpoints.signed_bytes(
+        7, "ab" * 32, "2026-01-01T00:00:00.000000Z", "k")
+    key = Ed25519PrivateKey.generate().public_key()
+    assert bundle.key_id(key) == checkpoints.key_id(key)
+    row = {"id": 3, "occurred_at": now_utc(), "actor": "zoë", "user_id": None, "action": "auth.login", "outcome":
+           "success", "severity": "info", "message": "logged in", "source_ip": "::1", "user_agent": None,
+           "request_id": "r", "target": None, "session_id": None, "details": {"b": [1, 2.5], "a": "é"}}
+    plain = events.plain(row)
+    assert bundle.row_hash({**plain, "prev_hash": "0" * 64}) == events.chain_hash("0" * 64, row)
