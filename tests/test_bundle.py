@@ -126,6 +126,12 @@ def test_a_bundle_of_two_users_and_a_recorded_session_verifies_offline(made, tmp
     assert done.stdout.startswith(f"OK: bundle {path}: {len(rows)} events ({meta['selected']} selected)")
     assert done.stdout.rstrip().endswith("1 recordings verified") and not done.stderr
     assert list(instance.iterdir()) == []
+    (tmp_path / "alone").mkdir()  # the checking half needs no other file of the project
+    alone = tmp_path / "alone" / "bundle.py"
+    alone.write_bytes((ROOT / "app" / "audit" / "bundle.py").read_bytes())
+    done = subprocess.run([sys.executable, str(alone), str(path), "--pubkey", made["pubkey"]], cwd=tmp_path,
+                          env={"PATH": os.environ["PATH"]}, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith("OK: bundle "), done.stdout + done.stderr
 
     # Without --pubkey the key inside is used, and said to prove nothing by itself.
     assert bundle.main([str(path)]) == 0
