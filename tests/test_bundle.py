@@ -246,3 +246,12 @@ def test_the_checker_restates_the_chains_forms_exactly():
            "request_id": "r", "target": None, "session_id": None, "details": {"b": [1, 2.5], "a": "é"}}
     plain = events.plain(row)
     assert bundle.row_hash({**plain, "prev_hash": "0" * 64}) == events.chain_hash("0" * 64, row)
+
+
+def test_a_range_that_selects_nothing_writes_no_file(runner, tmp_path):
+    out = tmp_path / "empty.zip"
+    result = runner.invoke(args=["audit", "bundle", "--from", "2001-01-01", "--to", "2001-01-02", "--out", str(out)])
+    assert result.exit_code == 1 and result.output == "no bundle written: no kept event matches: nothing to bundle\n"
+    assert not out.exists()
+    result = runner.invoke(args=["audit", "bundle", "--from", "yesterday", "--to", "2001-01-02", "--out", str(out)])
+    assert result.exit_code == 2 and "not an ISO-8601 time" in result.output

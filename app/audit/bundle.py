@@ -349,11 +349,12 @@ def write(out, start, end, user=None, session=None):
 
     request = {"from": iso_utc(start), "to": iso_utc(end), "user": user or None, "session": session or None}
     head = checkpoints.checkpoint(force=True)  # so the newest selected event is under a signature
+    with snapshot() as conn:  # before the file exists: a request that selects nothing leaves no file behind
+        first, last = _selected_ids(conn, start, end, user, session, head["head_id"])
+        signed = _covering(conn, first, last, head["event_id"])
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # recordings inside: private from the start
     with os.fdopen(fd, "wb") as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_DEFLATED) as bundle:
         with snapshot() as conn:
-            first, last = _selected_ids(conn, start, end, user, session, head["head_id"])
-            signed = _covering(conn, first, last, head["event_id"])
             counts, seals = _write_events(bundle, conn, first, signed[-1]["head_id"], request)
         bundle.writestr("checkpoints.jsonl", "".join(json.dumps(line, sort_keys=True) + "\n" for line in signed))
         readers = [reader for _, reader in recordings_requested.send(current_app._get_current_object()) if reader]
