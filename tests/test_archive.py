@@ -185,3 +185,16 @@ def test_an_altered_archive_is_detected_on_postgresql(pg_app, monkeypatch, tmp_p
     expected = edit_a_row_and_rehash(folder, manifests)
     code, output = verify_archive(pg_app, folder, "--pubkey", pubkey(pg_app))
     assert code == 1 and all(text in output for text in expected), output
+
+
+def test_a_batch_archived_by_an_interrupted_prune_is_not_archived_twice(app, monkeypatch, tmp_path):
+    """Killed between its archive and its delete, a prune leaves a manifest; the next one goes on after it."""
+    folder = tmp_path / "archive"
+    with app.app_context():
+        archive.write(folder, 0, 5)  # the rows stay: the delete never happened
+        assert archive.write(folder, 0, 5) == []  # nothing new, nothing rewritten
+    manifests = prune_into_archive(app, monkeypatch, folder)
+    assert [path.name for path in manifests][:3] == ["audit-1-1.manifest.json", "audit-2-3.manifest.json",
+                                                    "audit-4-6.manifest.json"]
+    code, output = verify_archive(app, folder)
+    assert code == 0, output

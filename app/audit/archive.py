@@ -48,6 +48,7 @@ def write(folder, after_id, upto_id):
         select(*_COLUMNS).where(AuditEvent.id > after_id, AuditEvent.id <= upto_id).order_by(AuditEvent.id)
     ).mappings().all()
     db.session.rollback()
+    rows = _not_yet_archived(folder, rows)
     if not rows:
         return []
     by_day = {}
@@ -72,6 +73,25 @@ def write(folder, after_id, upto_id):
     _write_durably(folder / name, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode("utf-8"))
     paths.append(str(folder / name))
     return paths
+
+
+def _not_yet_archived(folder, rows):
+    """Drop the leading rows that a prune interrupted before its delete already archived under a manifest."""
+    # Its rows were never deleted, so they come again; archiving them twice would make manifests overlap.
+    while rows:
+        first, done = rows[0]["id"], None
+        for path in folder.glob(f"audit-{first}-*.manifest.json"):
+            try:
+                manifest = json.loads(path.read_text(encoding="utf-8"))
+                last = manifest["last_id"]
+                if first <= last <= rows[-1]["id"] and rows[last - first]["hash"] == manifest["last_hash"]:
+                    done = max(done or last, last)
+            except (OSError, ValueError, KeyError, TypeError, IndexError):
+                continue  # not a manifest this batch can rely on: write the rows again, verify will tell
+        if done is None:
+            return rows
+        rows = rows[done - first + 1:]
+    return rows
 
 
 def _write_durably(path, data):
