@@ -1,6 +1,7 @@
 """The review tab (PCI DSS 10.4): the period, its sections, marking it reviewed, refusals, the overdue alert."""
 import html as htmlib
 import re
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -11,7 +12,8 @@ from app.audit.events import record
 from app.audit.models import AuditEvent
 from app.dbtypes import now_utc
 from app.extensions import db
-from tests.support import AuthActions, csrf_from, logged_in_user, make_app, reset_postgres
+from tests.support import AuthActions, browser_login, csrf_from, logged_in_user, make_app, reset_postgres
+from tests.test_audit_summary import SHOTS, fail_login, shoot_fresh
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -176,7 +178,7 @@ def test_sections_with_a_local_time_zone(tmp_path, monkeypatch):
     client = app.test_client()
     AuthActions(client).login()
     page = text(client.get("/audit/?tab=review"))
-    late = re.findall(r"<td>(\w[\w-]*)</td><td>\1 \(10\.0\.0\.1:22\)</td>", page)
+    late = re.findall(r'<span class="who">(\w[\w-]*)</span></div>\s*<div class="what">\1 \(10\.0\.0\.1:22\)', page)
     assert late == ["saturday", "night", "late-berlin"]  # newest id first
     assert "Sat 2026-11-28 12:00" in page and "Wed 2026-11-25 19:30" in page  # local times
     assert "07:00 to 19:00" in page and "Europe/Berlin" in page
@@ -248,3 +250,38 @@ def test_overdue_raised_once_a_day_and_not_after_a_review(tmp_path, monkeypatch)
     assert check(start + timedelta(days=4)) is None
     assert len(overdue_events(app)) == 2
     assert check(start + timedelta(days=5, minutes=10))  # the new period, left two days: overdue again
+
+
+# --- in the browser ---------------------------------------------------------------------------------
+
+def test_review_in_the_browser(page, live_server):
+    """Panel → Review; a comment and Mark reviewed record the period shown; the page and the panel at two sizes."""
+    fail_login(live_server, "<b>mallory</b>")
+    browser_login(page, live_server)
+    shoot_fresh(page, live_server.url + "/audit/?tab=review", "audit-review", ".review-form",
+                sizes=((1280, 800), (390, 844), (390, 2400)))
+    page.click("#audit-icon")
+    dialog = page.locator("#audit-dialog")
+    dialog.locator("#audit-results").wait_for()
+    dialog.locator("[data-tab=summary]").click()
+    dialog.locator("#audit-summary").wait_for()
+    dialog.locator("[data-tab=review]").click()
+    form = dialog.locator(".review-form")
+    form.wait_for()
+    assert dialog.get_by_text("<b>mallory</b>").count() >= 1  # shown as text, not markup
+    to_id = int(form.locator("input[name=to_id]").input_value())
+    comment = f"checked <i>{uuid.uuid4().hex[:6]}</i>"
+    form.locator("textarea").fill(comment)
+    form.get_by_role("button", name="Mark reviewed").click()
+    dialog.get_by_text(re.compile(rf"Marked events \d+ to {to_id} reviewed\.")).wait_for()
+    assert page.url == live_server.url + "/"
+    history = dialog.locator(".review-history")
+    history.get_by_text(comment).wait_for()
+    assert history.locator("i").count() == 0
+    new_to = int(dialog.locator(".review-form input[name=to_id]").input_value())
+    assert new_to > to_id  # the next period starts after the one just marked
+    shoot_fresh(page, live_server.url + "/audit/?tab=review", "audit-review-after", ".review-history")
+    if SHOTS:
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.wait_for_timeout(200)
+        page.screenshot(path=f"{SHOTS}/audit-review-panel-390x844.png")

@@ -1,9 +1,13 @@
 """The security summary tab: its numbers on seeded events, the links behind them, who may see it, its polling."""
 import html as htmlib
+import os
 import re
+import uuid
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+import requests
 from sqlalchemy import insert
 
 from app.audit import events
@@ -11,7 +15,7 @@ from app.audit.events import record
 from app.audit.models import ALERT_TARGET, AuditOutbox
 from app.dbtypes import now_utc
 from app.extensions import db
-from tests.support import AuthActions, logged_in_user, make_app, reset_postgres
+from tests.support import AuthActions, browser_login, csrf_from, logged_in_user, make_app, reset_postgres
 
 
 def seed_failures(app, monkeypatch):
@@ -168,3 +172,66 @@ def test_hostile_values_are_escaped(app):
     html = text(admin_client(app).get("/audit/summary"))
     assert "<script>alert" not in html and "<img src=x" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+# --- in the browser ---------------------------------------------------------------------------------
+
+SHOTS = os.environ.get("GATEHOUSE_SHOTS")  # look at the pages: GATEHOUSE_SHOTS=/tmp/gatehouse-shots pytest ...
+
+
+def shoot_fresh(page, url, name, ready, sizes=((1280, 800), (390, 844))):
+    """Open url in a new tab at each size and save a screenshot when GATEHOUSE_SHOTS names a folder."""
+    if not SHOTS:
+        return
+    Path(SHOTS).mkdir(parents=True, exist_ok=True)
+    for width, height in sizes:
+        fresh = page.context.new_page()
+        fresh.set_viewport_size({"width": width, "height": height})
+        fresh.goto(url)
+        fresh.locator(ready).first.wait_for()
+        fresh.screenshot(path=f"{SHOTS}/{name}-{width}x{height}.png", full_page=True)
+        fresh.close()
+
+
+def fail_login(server, name):
+    """Fail a log-in through the real form."""
+    http = requests.Session()
+    token = csrf_from(http.get(server.url + "/login", timeout=10).text)
+    http.post(server.url + "/login", data={"username": name, "password": "wrong-password-123", "csrf_token": token},
+              timeout=10)
+
+
+def test_summary_in_the_browser(page, live_server):
+    """Panel → Summary by keyboard; a failed log-in elsewhere shows up by itself; a number opens the Events tab."""
+    browser_login(page, live_server)
+    page.click("#audit-icon")
+    dialog = page.locator("#audit-dialog")
+    dialog.locator("#audit-results").wait_for()
+    dialog.locator("[data-tab=summary]").focus()
+    page.keyboard.press("Enter")
+    dialog.locator("#audit-summary").wait_for()
+    assert page.url == live_server.url + "/"  # still a panel over the page
+    assert page.evaluate("document.activeElement.dataset.tab") == "summary"  # the keyboard stays on the tabs
+    assert dialog.locator("[data-tab=summary]").get_attribute("aria-current") == "page"
+    failed = dialog.locator('[data-count="failed"] a')
+    before = int(failed.inner_text())
+    name = "nobody-" + uuid.uuid4().hex[:6]
+    fail_login(live_server, name)
+    # No reload: the poll (every 2 s on the test server) brings the new count and the name.
+    page.wait_for_function(f"() => +document.querySelector('[data-count=failed] a').textContent === {before + 1}",
+                           timeout=10000)
+    dialog.get_by_text(name).wait_for(timeout=1000)
+    dialog.locator("tr", has_text=name).locator("a.trail").click()
+    dialog.locator("#audit-results").wait_for()
+    assert dialog.locator("[data-tab=events]").get_attribute("aria-current") == "page"
+    assert page.locator("#audit-filters input[name=user]").input_value() == name
+    actions = dialog.locator("tr[data-action]").evaluate_all("rows => rows.map(r => r.dataset.action)")
+    assert actions == ["auth.login_failed"]
+    if SHOTS:
+        page.screenshot(path=f"{SHOTS}/audit-events-panel-1280x800.png")
+    shoot_fresh(page, live_server.url + "/audit/?tab=summary", "audit-summary", "#audit-summary")
+    if SHOTS:  # the panel too, on a phone
+        page.set_viewport_size({"width": 390, "height": 844})
+        dialog.locator("[data-tab=summary]").click()
+        dialog.locator("#audit-summary").wait_for()
+        page.screenshot(path=f"{SHOTS}/audit-summary-panel-390x844.png")
