@@ -41,7 +41,7 @@ def verify_command(recordings, against, archive_dir, bundle_file, pubkey):
     except checkpoints.BadKey as exc:
         raise click.BadParameter(str(exc), param_hint="--pubkey") from None
     if archive_dir:
-        _verify_archive(archive_dir, public)
+        sys.exit(_verify_archive(archive_dir, public))
     verdict = verify()
     details = {"count": verdict.count, "bad_id": verdict.bad_id, "problem": verdict.problem}
     problems, summary = [], str(verdict)
@@ -79,7 +79,7 @@ def verify_command(recordings, against, archive_dir, bundle_file, pubkey):
 
 
 def _verify_archive(folder, public):
-    """Check an archive folder and its link to the kept trail; print each problem, record the result, exit."""
+    """Check an archive folder and its link to the kept trail; print each problem, record it; return the exit code."""
     if public is None:
         private = checkpoints.signing_key(create=False)
         public = private.public_key() if private else None
@@ -101,7 +101,7 @@ def _verify_archive(folder, public):
     for problem in verdict.problems:
         click.echo(problem)
     click.echo(str(verdict))
-    sys.exit(1 if verdict.problems else 0)
+    return 1 if verdict.problems else 0
 
 
 @audit_cli.command("bundle")
