@@ -64,6 +64,8 @@ def test_marking_records_the_period_and_the_next_starts_after_it(any_app):
     with any_app.app_context():
         record("auth.login_failed", "failed log in as eve", outcome="failure", actor="eve", source_ip="10.0.0.9")
         record("auth.locked", "account eve locked", outcome="failure", actor="eve")
+        record("user.role_changed", "changed role of eve to user", details={"username": "eve", "role": "user"})
+        record("user.role_changed", "changed role of ann to admin", details={"username": "ann", "role": "admin"})
     page, to_id, token = shown(client)
     assert to_id == head(any_app) - 1 and "(ids 1 to" in page  # its own audit.viewed comes after
     record_after = None
@@ -75,6 +77,7 @@ def test_marking_records_the_period_and_the_next_starts_after_it(any_app):
     assert first.actor == "admin" and first.details["from_id"] == 1 and first.details["to_id"] == to_id
     assert first.details["comment"] == "looked at eve's failures"
     assert first.details["counts"]["failed_logins"] == 1 and first.details["counts"]["critical"] == 1
+    assert first.details["counts"]["new_admins"] == 2  # ann and the first admin, on SQLite and PostgreSQL
     assert first.details["from"].endswith("Z") and first.details["to"] > first.details["from"]
     assert first.message == f"reviewed audit events 1 to {to_id} ({to_id} events)"
 

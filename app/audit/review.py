@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select, true
 
 from app.dbtypes import iso_utc, now_utc
 from app.extensions import db
@@ -87,18 +87,22 @@ def outside_hours(local, config):
 
 
 def _late_sessions(p, config):
-    """Return (event, local time) for each session of p started outside usual hours, newest first."""
+    """Return how many sessions of p started outside usual hours, and the newest of them as (event, local time)."""
     zone = ZoneInfo(config["AUDIT_TIMEZONE"])
-    started = db.session.scalars(_in(p, AuditEvent.action == "session.started")).all()
-    local = ((event, event.occurred_at.astimezone(zone)) for event in started)
-    return [(event, moment) for event, moment in local if outside_hours(moment, config)]
+    started = db.session.execute(select(AuditEvent.id, AuditEvent.occurred_at).where(
+        AuditEvent.action == "session.started", AuditEvent.id >= p.from_id, AuditEvent.id <= p.to_id)).all()
+    late = sorted(((row.id, local) for row in started
+                   if outside_hours(local := row.occurred_at.astimezone(zone), config)), reverse=True)
+    shown = dict(late[:LISTED])
+    events = db.session.scalars(select(AuditEvent).where(AuditEvent.id.in_(shown)).order_by(AuditEvent.id.desc()))
+    return len(late), [(event, shown[event.id]) for event in events]
 
 
 def _new_admins(p):
     """Return the events of p that made someone an admin: a role changed to admin, an admin created."""
-    events = db.session.scalars(_in(p, AuditEvent.action.in_(("user.role_changed", "user.created")))).all()
-    return [e for e in events if (e.details or {}).get("role" if e.action == "user.role_changed" else "admin")
-            in ("admin", True)]
+    made = or_(and_(AuditEvent.action == "user.role_changed", AuditEvent.details["role"].as_string() == "admin"),
+               and_(AuditEvent.action == "user.created", AuditEvent.details["admin"].as_boolean() == true()))
+    return db.session.scalars(_in(p, AuditEvent.action.in_(("user.role_changed", "user.created")), made)).all()
 
 
 def findings(p):
@@ -114,7 +118,7 @@ def findings(p):
         select(AuditEvent.action, func.count()).where(AuditEvent.id >= p.from_id, AuditEvent.id <= p.to_id,
                                                       AuditEvent.action.in_(HOSTKEY_ACTIONS))
         .group_by(AuditEvent.action)).all())
-    late = _late_sessions(p, config)
+    late_count, late = _late_sessions(p, config)
     admins = _new_admins(p)
     return {
         "severe": {level: severe.get(level, 0) for level in SEVERE},
@@ -124,13 +128,13 @@ def findings(p):
         "admins": admins,
         "hostkeys": {action: hostkeys.get(action, 0) for action in HOSTKEY_ACTIONS},
         "hostkey_events": db.session.scalars(_in(p, AuditEvent.action.in_(HOSTKEY_ACTIONS)).limit(LISTED)).all(),
-        "late_sessions": late[:LISTED],
+        "late_sessions": late,
         "counts": {
             "critical": severe.get("critical", 0), "warning": severe.get("warning", 0),
             "failed_logins": db.session.scalar(select(func.count()).select_from(AuditEvent).where(
                 AuditEvent.action == "auth.login_failed", AuditEvent.id >= p.from_id, AuditEvent.id <= p.to_id)),
             "new_admins": len(admins), "hostkey_changes": sum(hostkeys.values()),
-            "sessions_outside_hours": len(late),
+            "sessions_outside_hours": late_count,
         },
     }
 
