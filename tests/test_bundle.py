@@ -72,10 +72,11 @@ def made(tmp_path_factory, sshd):
         app = app_of(server)
         seal = ended_seal(app, session_id)
         runner = app.test_cli_runner()
-        paths = {"all": workdir / "all.zip", "user": workdir / "user.zip"}
         window = ["--from", iso_utc(start), "--to", iso_utc(now_utc() + timedelta(minutes=1))]
-        outputs = {name: runner.invoke(args=["audit", "bundle", *window, "--out", str(path)]
-                                       + (["--user", other] if name == "user" else [])) for name, path in paths.items()}
+        filters = {"all": [], "user": ["--user", other], "session": ["--session", session_id]}
+        paths = {name: workdir / f"{name}.zip" for name in filters}
+        outputs = {name: runner.invoke(args=["audit", "bundle", *window, "--out", str(paths[name]), *filters[name]])
+                   for name in filters}
         pubkey = runner.invoke(args=["audit", "pubkey"]).output.strip()
         with app.app_context():
             bundled = db.session.execute(select(AuditEvent.actor, AuditEvent.details)
@@ -165,6 +166,18 @@ def test_the_user_filter_selects_only_that_users_events(made):
     verdict = bundle.check(path, bundle.parse_public_key(made["pubkey"]))
     assert not verdict.problems and verdict.selected == len(selected)
     assert made["bundled"][1].details["user"] == made["other"]
+
+
+def test_the_session_filter_selects_that_sessions_events_and_recording(made):
+    path = made["paths"]["session"]
+    assert made["outputs"]["session"].exit_code == 0, made["outputs"]["session"].output
+    found = members(path)
+    selected = [row for row in rows_of(found["events.jsonl"]) if row["selected"]]
+    assert {row["action"] for row in selected} == {"session.started", "session.ended"}
+    assert all(row["session_id"] == made["session"] for row in selected)
+    assert f"recordings/{made['session']}.cast" in found
+    verdict = bundle.check(path, bundle.parse_public_key(made["pubkey"]))
+    assert not verdict.problems and verdict.recordings == 1
 
 
 def rewrite(path, out, change):

@@ -43,9 +43,11 @@ checkpoints.jsonl  the signed checkpoint(s): Ed25519 over the head (id, hash) of
 recordings/        the plaintext asciicast (v2) of each selected session that ended with a sealed
                    recording; its SHA-256 and size are in the details.recording of its session.ended event.
 
-Check it, without the gateway's database, from a Gatehouse checkout with its Python requirements:
+Check it, without the gateway's database, from a Gatehouse checkout with its Python requirements, or
+with its file app/audit/bundle.py alone and the Python package `cryptography`:
 
     python -m app.audit.bundle THIS-FILE --pubkey PUBLIC-KEY
+    python bundle.py THIS-FILE --pubkey PUBLIC-KEY
 
 By hand: hash = sha256(prev_hash || canonical(event)) for every event, each prev_hash equals the hash of
 the event before, the last event's (id, hash) is the (head_id, head_hash) of a checkpoint whose signature
