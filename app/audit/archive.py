@@ -26,8 +26,6 @@ from .events import chain_hash
 from .models import GENESIS_HASH, AuditEvent
 
 FORMAT = "gatehouse-audit-archive-v1"
-MANIFEST_FIELDS = ("format", "first_id", "last_id", "count", "prev_hash", "last_hash", "files", "created_at",
-                   "key_id")
 _COLUMNS = [c for c in AuditEvent.__table__.columns]
 _DATA = re.compile(r"^audit-\d{4}-\d{2}-\d{2}-(\d+)-(\d+)\.jsonl\.gz$")
 _OLD_DATA = re.compile(r"^audit-\d{4}-\d{2}-\d{2}\.jsonl\.gz$")  # appended per day before manifests existed
@@ -146,7 +144,7 @@ def verify_archive(folder, public=None):
         if manifest is None:
             continue
         verdict.manifests += 1
-        covered.update(entry.get("name") for entry in manifest["files"] if isinstance(entry, dict))
+        covered.update(entry.get("name") for entry in manifest["files"])
         _check_signature(path.name, manifest, public, verdict)
         _check_files(folder, path.name, manifest, verdict)
         _check_link(path.name, manifest, previous, verdict)
@@ -177,9 +175,12 @@ def _read_manifest(path, verdict):
     except (OSError, ValueError) as exc:
         verdict.problems.append(f"ARCHIVE {path.name}: the manifest cannot be read ({exc})")
         return None
-    if not isinstance(manifest, dict) or any(name not in manifest for name in MANIFEST_FIELDS) \
-            or not isinstance(manifest["files"], list) or manifest["format"] != FORMAT:
-        verdict.problems.append(f"ARCHIVE {path.name}: not a {FORMAT} manifest (fields missing)")
+    kinds = {"first_id": int, "last_id": int, "count": int, "prev_hash": str, "last_hash": str, "files": list,
+             "key_id": str}
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT \
+            or any(not isinstance(manifest.get(name), kind) for name, kind in kinds.items()) \
+            or not all(isinstance(entry, dict) for entry in manifest["files"]):
+        verdict.problems.append(f"ARCHIVE {path.name}: not a {FORMAT} manifest (fields missing or malformed)")
         return None
     return manifest
 
