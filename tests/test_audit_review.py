@@ -13,7 +13,7 @@ from app.audit.models import AuditEvent
 from app.dbtypes import now_utc
 from app.extensions import db
 from tests.support import AuthActions, browser_login, csrf_from, logged_in_user, make_app, reset_postgres
-from tests.test_audit_summary import SHOTS, fail_login, shoot_fresh
+from tests.test_audit_summary import SHOTS, fail_login, shoot_fresh, wait_processed
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -113,6 +113,18 @@ def test_stale_to_id_refused(app, admin):
     assert f"Events up to {to_id} are already reviewed" in text(again)
     assert mark(admin, to_id - 1, token).status_code == 422
     assert len(reviews(app)) == 1
+
+
+def test_nothing_marked_when_the_trail_cannot_be_written(app, admin, monkeypatch):
+    _, to_id, token = shown(admin)
+
+    def broken(*args, **kwargs):
+        raise events.AuditWriteError("disk full")
+
+    monkeypatch.setattr(review, "record", broken)
+    response = mark(admin, to_id, token, "kept")
+    assert response.status_code == 503 and "the review was not recorded" in text(response)
+    assert ">kept</textarea>" in text(response) and reviews(app) == []
 
 
 def test_csrf_and_users(app, admin):
@@ -266,11 +278,14 @@ def test_review_in_the_browser(page, live_server):
     page.click("#audit-icon")
     dialog = page.locator("#audit-dialog")
     dialog.locator("#audit-results").wait_for()
+    wait_processed(page, "#audit-dialog [data-tab=summary]")
     dialog.locator("[data-tab=summary]").click()
     dialog.locator("#audit-summary").wait_for()
+    wait_processed(page, "#audit-dialog [data-tab=review]")
     dialog.locator("[data-tab=review]").click()
     form = dialog.locator(".review-form")
     form.wait_for()
+    wait_processed(page, "#audit-dialog .review-form")
     assert dialog.get_by_text("<b>mallory</b>").count() >= 1  # shown as text, not markup
     to_id = int(form.locator("input[name=to_id]").input_value())
     comment = f"checked <i>{uuid.uuid4().hex[:6]}</i>"

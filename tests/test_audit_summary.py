@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from app.audit import events
 from app.audit.events import record
-from app.audit.models import ALERT_TARGET, AuditOutbox
+from app.audit.models import ALERT_TARGET, AuditEvent, AuditOutbox
 from app.dbtypes import now_utc
 from app.extensions import db
 from tests.support import AuthActions, browser_login, csrf_from, logged_in_user, make_app, reset_postgres
@@ -126,11 +126,17 @@ def test_tabs_keep_the_choice_in_the_url(app):
     assert client.get("/audit/?tab=nonsense").status_code == 404
 
 
-def test_polled_like_the_table(app):
-    html = text(admin_client(app).get("/audit/panel?tab=summary"))
+def test_polled_like_the_table_and_opened_once(app):
+    client = admin_client(app)
+    html = text(client.get("/audit/panel?tab=summary"))
     polled = re.search(r'<div id="audit-summary"[^>]*>', html).group(0)
     assert "data-poll" in polled and 'hx-get="/audit/summary"' in polled
     assert 'hx-trigger="every 5s, refresh"' in polled and 'hx-swap="outerHTML"' in polled
+    for _ in range(3):
+        client.get("/audit/summary")
+    with app.app_context():
+        viewed = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "audit.viewed")).all()
+    assert [event.details for event in viewed] == [{"filters": {}, "tab": "summary"}]  # polls are not openings
 
 
 def test_not_for_users(app):
@@ -201,12 +207,18 @@ def fail_login(server, name):
               timeout=10)
 
 
+def wait_processed(page, selector):
+    """Wait until htmx has taken over the element (a click before that is a plain navigation)."""
+    page.wait_for_function(f"() => !!(document.querySelector({selector!r}) || {{}})['htmx-internal-data']")
+
+
 def test_summary_in_the_browser(page, live_server):
     """Panel → Summary by keyboard; a failed log-in elsewhere shows up by itself; a number opens the Events tab."""
     browser_login(page, live_server)
     page.click("#audit-icon")
     dialog = page.locator("#audit-dialog")
     dialog.locator("#audit-results").wait_for()
+    wait_processed(page, "#audit-dialog [data-tab=summary]")
     dialog.locator("[data-tab=summary]").focus()
     page.keyboard.press("Enter")
     dialog.locator("#audit-summary").wait_for()
@@ -221,6 +233,17 @@ def test_summary_in_the_browser(page, live_server):
     page.wait_for_function(f"() => +document.querySelector('[data-count=failed] a').textContent === {before + 1}",
                            timeout=10000)
     dialog.get_by_text(name).wait_for(timeout=1000)
+    wait_processed(page, "#audit-summary a.trail")
+    polls = []
+    page.on("request", lambda request: polls.append(1) if "/audit/summary" in request.url else None)
+    page.evaluate("""() => { Object.defineProperty(document, 'hidden', {configurable: true, get: () => true});
+                             document.dispatchEvent(new Event('visibilitychange')); }""")
+    page.wait_for_timeout(2300)  # a little over AUDIT_POLL_SECONDS=2 on the test server
+    assert polls == []  # no polls from a hidden tab
+    page.evaluate("""() => { Object.defineProperty(document, 'hidden', {configurable: true, get: () => false});
+                             document.dispatchEvent(new Event('visibilitychange')); }""")
+    page.wait_for_timeout(500)
+    assert polls == [1]  # shown again: one at once
     dialog.locator("tr", has_text=name).locator("a.trail").click()
     dialog.locator("#audit-results").wait_for()
     assert dialog.locator("[data-tab=events]").get_attribute("aria-current") == "page"
@@ -232,6 +255,7 @@ def test_summary_in_the_browser(page, live_server):
     shoot_fresh(page, live_server.url + "/audit/?tab=summary", "audit-summary", "#audit-summary")
     if SHOTS:  # the panel too, on a phone
         page.set_viewport_size({"width": 390, "height": 844})
+        wait_processed(page, "#audit-dialog [data-tab=summary]")
         dialog.locator("[data-tab=summary]").click()
         dialog.locator("#audit-summary").wait_for()
         page.screenshot(path=f"{SHOTS}/audit-summary-panel-390x844.png")

@@ -45,6 +45,13 @@
     const current = document.querySelector("#audit-dialog-body [data-tab][aria-current]");
     if (current) current.focus();
   });
+  // The panel shows why a review was not recorded when the trail cannot be written (503 is not swapped by default).
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    if (event.detail.xhr.status === 503 && event.detail.target.id === "audit-dialog-body") {
+      event.detail.shouldSwap = true;
+      event.detail.isError = false;
+    }
+  });
   document.addEventListener("click", function (event) {
     if (event.target.closest("[data-close-dialog]")) auditDialog().close();
   });
