@@ -4,7 +4,7 @@ import logging
 import threading
 import time
 
-from app.audit import forwarding, health, review
+from app.audit import alerts, forwarding, health, review
 from app.audit.checkpoints import checkpoint
 from app.audit.events import report_lost
 from app.audit.retention import prune
@@ -24,6 +24,7 @@ def start(app, is_alive=lambda: True):
     thread = threading.Thread(target=_loop, args=(app, is_alive), name="gatehouse-maintenance", daemon=True)
     thread.start()
     forwarding.start(app)  # its own loop: a slow syslog server never delays heartbeats
+    alerts.start(app)  # its own loop too: a slow webhook delays neither heartbeats nor syslog
     return thread
 
 
@@ -31,6 +32,7 @@ def stop(app):
     """Close what this process still holds, on a clean shutdown."""
     _stop.set()
     forwarding.stop()
+    alerts.stop()
     with app.app_context():
         live.close_all("server_restart")
 

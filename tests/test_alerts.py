@@ -1,0 +1,450 @@
+"""Issue 13, item 3: chosen events are pushed to a webhook, signed, retried with back-off, never slowing a request."""
+import hashlib
+import hmac
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from app import create_app
+from app.audit import alerts
+from app.audit.events import plain, record
+from app.audit.models import ALERT_TARGET, AuditEvent, AuditOutbox
+from app.extensions import db
+from config import ConfigError
+from tests.support import ROOT, LiveServer, csrf_from, free_port, make_app, reset_postgres, wait_for
+
+TOKEN = "tok-9f3c2a71d0e84b5c"  # stands for the token a webhook address often carries
+SECRET = "whsec-" + "s3cr3t" * 5
+
+
+@dataclass
+class Received:
+    """One request the listener got."""
+
+    at: float
+    path: str
+    headers: dict
+    body: bytes
+    status: int = 0
+
+    @property
+    def event(self):
+        return json.loads(self.body)
+
+    @property
+    def event_id(self):
+        return int(self.headers["X-Gatehouse-Event-Id"])
+
+
+class Listener:
+    """A webhook receiver on 127.0.0.1: records each POST and answers what answer(request, n) says (status, delay)."""
+
+    def __init__(self, answer=lambda request, n: (200, 0.0)):
+        self.answer, self.requests = answer, []
+        listener = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                got = Received(time.monotonic(), self.path, dict(self.headers),
+                               self.rfile.read(int(self.headers["Content-Length"])))
+                listener.requests.append(got)
+                got.status, delay = listener.answer(got, len(listener.requests))
+                time.sleep(delay)
+                self.send_response(got.status)
+                if got.status in (301, 302, 307, 308):
+                    self.send_header("Location", "/elsewhere")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}/hook/{TOKEN}?key={TOKEN}"
+
+    def delivered(self):
+        """Return the requests answered with a 2xx."""
+        return [got for got in self.requests if 200 <= got.status < 300]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def listener():
+    server = Listener()
+    yield server
+    server.close()
+
+
+def alert_app(tmp_path, url, **overrides):
+    """Return the app with the webhook at url."""
+    return make_app(tmp_path, ALERT_WEBHOOK_URL=url, ALERT_WEBHOOK_SECRET=SECRET, **overrides)
+
+
+def valid_signature(got, secret=SECRET, max_age=300):
+    """Check a request as docs/audit.md tells a receiver to: HMAC over "<timestamp>.<body>", timestamp recent."""
+    timestamp = got.headers["X-Gatehouse-Timestamp"]
+    expected = "sha256=" + hmac.new(secret.encode(), f"{timestamp}.".encode() + got.body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, got.headers["X-Gatehouse-Signature"]) and \
+        abs(time.time() - int(timestamp)) <= max_age
+
+
+def queued(app):
+    """Return the event ids waiting for the webhook, with their attempts and last errors."""
+    with app.app_context():
+        rows = db.session.execute(select(AuditOutbox.event_id, AuditOutbox.attempts, AuditOutbox.last_error)
+                                  .where(AuditOutbox.target == ALERT_TARGET).order_by(AuditOutbox.event_id)).all()
+        db.session.remove()
+        return [tuple(row) for row in rows]
+
+
+def lock(name="bob"):
+    """Record a lock-out (critical: alerts by default); return its row."""
+    return record("auth.locked", f"account {name} locked for 15 minutes after repeated failed log-ins",
+                  outcome="failure", actor=name, details={"minutes": 15})
+
+
+@pytest.fixture
+def running():
+    """Start the real sender loop of this process for an app; stop it after the test."""
+    threads = []
+
+    def run(app):
+        threads.append(alerts.start(app))
+
+    yield run
+    alerts.stop()
+    for thread in threads:
+        thread.join(timeout=5)
+
+
+# --- (a) an alert arrives, signed, within seconds; the rest does not -------------------------------------------
+
+
+def test_an_alert_arrives_signed_within_seconds_and_nothing_else_does(tmp_path, listener, running, caplog):
+    caplog.set_level("DEBUG")
+    app = alert_app(tmp_path, listener.url, PUBLIC_URL="https://gatehouse.example.org:8443")
+    running(app)
+    with app.app_context():
+        record("auth.logout", "bob logged out", actor="bob")  # info: not an alert
+        written = time.monotonic()
+        row = lock()
+        record("auth.login_failed", "failed log in as bob", outcome="failure", actor="bob")  # warning: not by default
+    got = wait_for(lambda: listener.delivered(), timeout=5)[0]
+    latency = got.at - written
+    time.sleep(1.0)  # anything else would have arrived by now
+    assert [r.event_id for r in listener.requests] == [row["id"]]
+    assert latency < 2.0, latency
+    assert valid_signature(got)
+    assert got.path == f"/hook/{TOKEN}?key={TOKEN}"
+    assert got.headers["Content-Type"] == "application/json"
+    body = got.event
+    with app.app_context():
+        event = db.session.get(AuditEvent, row["id"])
+        expected = plain(event)
+        assert {key: body[key] for key in expected} == expected
+        assert (body["hash"], body["prev_hash"]) == (event.hash, event.prev_hash)
+    assert body["action"] == "auth.locked" and body["severity"] == "critical" and body["label"] == "Account locked"
+    assert body["host"] == socket.gethostname() and body["details"] == {"minutes": 15}
+    since = event.occurred_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert body["link"].startswith(f"https://gatehouse.example.org:8443/audit/?action=auth.locked&since={since}&until=")
+    assert queued(app) == []
+    print(f"alert write-to-receipt: {latency * 1000:.0f} ms")
+    assert_no_secret(app, caplog)
+
+
+def assert_no_secret(app, caplog):
+    """The webhook's token and secret appear in no log line and no audit event."""
+    assert caplog.records
+    for text in (TOKEN, SECRET):
+        assert text not in caplog.text
+    with app.app_context():
+        for event in db.session.scalars(select(AuditEvent)):
+            stored = json.dumps({**plain(event), "hash": event.hash}, default=str)
+            assert TOKEN not in stored and SECRET not in stored
+
+
+def test_without_a_public_url_no_link(tmp_path, listener):
+    app = alert_app(tmp_path, listener.url)
+    with app.app_context():
+        lock()
+        alerts.Sender(app).step()
+    assert "link" not in listener.delivered()[0].event
+
+
+# --- (b) which actions alert is configurable --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("actions, alerting", [
+    (None, {"auth.locked", "user.role_changed"}),  # the default: critical events and chosen ones
+    (("auth.login_failed",), {"auth.login_failed"}),
+    (("warning",), {"auth.login_failed", "auth.locked", "user.role_changed"}),
+    (("critical", "auth.password_changed"), {"auth.locked", "auth.password_changed"}),
+])
+def test_the_actions_that_alert_are_configurable(tmp_path, listener, actions, alerting):
+    app = alert_app(tmp_path, listener.url, **({"ALERT_ACTIONS": actions} if actions else {}))
+    with app.app_context():
+        ids = {
+            "auth.login_failed": record("auth.login_failed", "failed", outcome="failure", actor="bob")["id"],
+            "auth.locked": lock()["id"],
+            "user.role_changed": record("user.role_changed", "bob made admin", details={"is_admin": True})["id"],
+            "auth.password_changed": record("auth.password_changed", "changed", actor="bob")["id"],
+            "auth.logout": record("auth.logout", "bye", actor="bob")["id"],
+        }
+        alerts.Sender(app).step()
+    arrived = {got.event["action"] for got in listener.delivered()}
+    assert arrived == alerting
+    assert sorted(got.event_id for got in listener.requests) == sorted(ids[action] for action in alerting)
+    assert all(valid_signature(got) for got in listener.requests)
+
+
+def test_an_unknown_action_is_refused_at_start(tmp_path):
+    with pytest.raises(ConfigError, match="ALERT_ACTIONS"):
+        alert_app(tmp_path, "http://127.0.0.1:9/hook", ALERT_ACTIONS=("auth.lockedd",))
+
+
+# --- (c) failures: retries with back-off, then delivery once -----------------------------------------------------
+
+
+def test_a_failing_receiver_gets_retries_with_growing_gaps_then_one_delivery(tmp_path, running, monkeypatch):
+    monkeypatch.setattr(alerts, "BACKOFF_MIN", 0.2)
+    monkeypatch.setattr(alerts, "POLL_SECONDS", 0.05)  # looks for due rows finely enough to see 0.2 s gaps
+    receiver = Listener(lambda got, n: (500 if n <= 3 else 200, 0.0))
+    try:
+        app = alert_app(tmp_path, receiver.url)
+        running(app)
+        with app.app_context():
+            row = lock()
+        wait_for(receiver.delivered, timeout=10)
+        time.sleep(1.0)  # a second delivery would show now
+        tries = receiver.requests
+        assert [got.status for got in tries] == [500, 500, 500, 200]
+        assert {got.event_id for got in tries} == {row["id"]}
+        assert all(valid_signature(got) for got in tries)  # each try is signed afresh
+        gaps = [later.at - earlier.at for earlier, later in zip(tries, tries[1:])]
+        assert gaps[0] >= 0.18 and gaps[1] >= 1.5 * gaps[0] and gaps[2] >= 1.5 * gaps[1], gaps
+        assert queued(app) == []
+        print("retry gaps: " + ", ".join(f"{gap:.2f} s" for gap in gaps))
+    finally:
+        receiver.close()
+
+
+def test_a_failed_try_is_noted_on_its_row_and_waits_its_back_off(tmp_path):
+    receiver = Listener(lambda got, n: (500, 0.0))
+    try:
+        app = alert_app(tmp_path, receiver.url)
+        sender = alerts.Sender(app)
+        with app.app_context():
+            row = lock()
+            sender.step()
+            assert queued(app) == [(row["id"], 1, "HTTP 500")]
+            outbox = db.session.execute(select(AuditOutbox).where(AuditOutbox.target == ALERT_TARGET)).scalar_one()
+            wait = (outbox.next_attempt_at - outbox.queued_at).total_seconds()
+            assert 0.9 <= wait <= 2.0, wait
+            depth, age, error = alerts.queue_status()
+            assert depth == 1 and age >= 0 and error == "HTTP 500"
+            sender.step()  # not due yet
+        assert len(receiver.requests) == 1
+        assert [alerts.backoff(n) for n in (1, 2, 3, 9, 10, 30)] == [1, 2, 4, 256, 300, 300]
+    finally:
+        receiver.close()
+
+
+def test_one_event_the_receiver_refuses_does_not_hold_back_the_others(tmp_path, monkeypatch):
+    monkeypatch.setattr(alerts, "BACKOFF_MIN", 0.1)
+    refused = []
+    receiver = Listener(lambda got, n: (500 if got.event_id in refused else 200, 0.0))
+    try:
+        app = alert_app(tmp_path, receiver.url)
+        sender = alerts.Sender(app)
+        with app.app_context():
+            first, second, third = lock("a")["id"], lock("b")["id"], lock("c")["id"]
+            refused.append(first)
+            sender.step()
+            assert [got.event_id for got in receiver.requests] == [first, second, third]
+            assert [row[0] for row in queued(app)] == [first]
+            time.sleep(0.15)
+            fourth = lock("d")["id"]
+            sender.step()  # the refused one again, then the new one
+        assert [got.event_id for got in receiver.requests[3:]] == [first, fourth]
+        assert queued(app) == [(first, 2, "HTTP 500")]
+    finally:
+        receiver.close()
+
+
+def test_a_receiver_that_is_down_gets_two_tries_per_back_off_and_order_is_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(alerts, "BACKOFF_MIN", 0.2)
+    down = [True]
+    receiver = Listener(lambda got, n: (503 if down[0] else 204, 0.0))
+    try:
+        app = alert_app(tmp_path, receiver.url)
+        sender = alerts.Sender(app)
+        with app.app_context():
+            ids = [lock(f"user{i}")["id"] for i in range(5)]
+            sender.step()
+            sender.step()  # paused: nothing is tried
+            assert [got.event_id for got in receiver.requests] == ids[:2]
+            time.sleep(0.25)
+            sender.step()  # the same two, and only them
+            assert [got.event_id for got in receiver.requests] == ids[:2] * 2
+            down[0] = False
+            time.sleep(0.45)
+            sender.step()
+        assert [got.event_id for got in receiver.delivered()] == ids  # in order once it is back
+        assert queued(app) == []
+    finally:
+        receiver.close()
+
+
+@pytest.mark.parametrize("how, reason", [("refused", "connection refused"), ("silent", "timed out"),
+                                         ("redirect", "HTTP 302")])
+def test_failures_are_named_in_a_few_words_never_with_the_address(tmp_path, monkeypatch, caplog, how, reason):
+    monkeypatch.setattr(alerts, "TIMEOUT", 0.5)
+    receiver = None
+    if how == "refused":
+        url = f"http://127.0.0.1:{free_port()}/hook/{TOKEN}?key={TOKEN}"
+    else:
+        receiver = Listener(lambda got, n: (302, 0.0) if how == "redirect" else (200, 1.5))
+        url = receiver.url
+    try:
+        app = alert_app(tmp_path, url)
+        with app.app_context():
+            row = lock()
+            alerts.Sender(app).step()
+            assert alerts.queue_status()[2] == reason
+        assert queued(app) == [(row["id"], 1, reason)]
+        if receiver:
+            assert len(receiver.requests) == 1  # a redirect is not followed
+        warnings = [r.getMessage() for r in caplog.records if r.name == "gatehouse.alerts"]
+        assert any(reason in line and f"event {row['id']}" in line for line in warnings), warnings
+        assert_no_secret(app, caplog)
+    finally:
+        if receiver:
+            receiver.close()
+
+
+# --- (f) give up after a day ---------------------------------------------------------------------------------
+
+
+def test_an_alert_not_delivered_in_time_is_dropped_and_recorded(tmp_path, monkeypatch):
+    monkeypatch.setattr(alerts, "GIVE_UP_SECONDS", 1)
+    app = alert_app(tmp_path, f"http://127.0.0.1:{free_port()}/hook/{TOKEN}", ALERT_ACTIONS=("warning",))
+    sender = alerts.Sender(app)
+    with app.app_context():
+        row = lock()
+        sender.step()
+        assert queued(app) == [(row["id"], 1, "connection refused")]
+        time.sleep(1.1)
+        sender.leased_until = 0.0  # the next step renews the lease, and drops what is too old then
+        sender.step()
+        dropped = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "alert.dropped")).all()
+    assert queued(app) == []  # alert.dropped (a warning here) is not itself queued
+    assert len(dropped) == 1
+    assert dropped[0].details == {"event_id": row["id"], "event_action": "auth.locked", "attempts": 1,
+                                  "last_error": "connection refused"}
+    assert f"event {row['id']} (auth.locked)" in dropped[0].message and dropped[0].severity == "warning"
+
+
+# --- (d) the request that caused the alert is not slowed -----------------------------------------------------
+
+
+def test_a_slow_failing_webhook_does_not_slow_log_ins_under_gunicorn(tmp_path):
+    delay = 3.0
+    receiver = Listener(lambda got, n: (500, delay) if n == 1 else (200, 0.0))
+    server = LiveServer(tmp_path / "live", env={
+        "ALERT_WEBHOOK_URL": receiver.url, "ALERT_WEBHOOK_SECRET": SECRET, "LOCKOUT_MODE": "lock",
+        "STORAGE_WARN_FREE_PERCENT": "0"}).start()
+    http = requests.Session()
+
+    def wrong_password():
+        """Post one wrong password for admin; return the seconds the POST took."""
+        token = csrf_from(http.get(server.url + "/login", timeout=10).text)
+        began = time.monotonic()
+        response = http.post(server.url + "/login", data={"username": "admin", "password": "wrong-password-1",
+                                                          "csrf_token": token}, allow_redirects=False, timeout=10)
+        assert response.status_code == 401
+        return time.monotonic() - began
+
+    try:
+        times = [wrong_password() for _ in range(5)]  # the fifth locks the account: auth.locked, critical
+        wait_for(lambda: receiver.requests, timeout=5)  # the webhook now holds the sender for `delay` seconds
+        times += [wrong_password() for _ in range(3)]
+        assert all(not r.status or r.status == 500 for r in receiver.requests)  # still inside the slow answer
+        assert max(times) < delay / 3, times
+        wait_for(receiver.delivered, timeout=10)
+        log = server.log_text()
+    finally:
+        server.stop()
+        receiver.close()
+    tries = receiver.requests
+    assert [got.status for got in tries] == [500, 200]
+    assert {got.event["action"] for got in tries} == {"auth.locked"}
+    assert all(valid_signature(got) for got in tries)
+    assert "HTTP 500" in log and TOKEN not in log and SECRET not in log
+    print(f"log-in POSTs while the webhook hung for {delay:.0f} s: max {max(times) * 1000:.0f} ms")
+
+
+# --- (e) two processes on PostgreSQL: one sends -----------------------------------------------------------------
+
+
+SENDER = """
+import sys
+from app import create_app
+from app.audit import alerts
+alerts.LEASE_SECONDS, alerts.LEASE_RENEW_SECONDS = 3, 1
+app = create_app({"SECRET_KEY": "s" * 40, "SQLALCHEMY_DATABASE_URI": sys.argv[1], "INSTANCE_DIR": sys.argv[2],
+                  "ALERT_WEBHOOK_URL": sys.argv[3], "ALERT_WEBHOOK_SECRET": sys.argv[4]})
+alerts._loop(app)
+"""
+
+
+def test_two_processes_on_postgresql_send_each_alert_once(tmp_path, listener):
+    from app.leases import Lease
+
+    url = reset_postgres()
+    app = alert_app(tmp_path, listener.url, SQLALCHEMY_DATABASE_URI=url)
+    procs = [subprocess.Popen([sys.executable, "-c", SENDER, url, str(tmp_path), listener.url, SECRET], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+    try:
+        with app.app_context():
+            first = [lock(f"pg{i}")["id"] for i in range(20)]
+        wait_for(lambda: {got.event_id for got in listener.requests} >= set(first), timeout=15)
+        time.sleep(1.0)
+        assert [got.event_id for got in listener.requests] == first  # one sender: once each, in order
+        with app.app_context():
+            holder = db.session.get(Lease, "alerts").holder
+            db.session.remove()
+        sending = next(proc for proc in procs if holder.endswith(f":{proc.pid}"))
+        sending.kill()  # the lease runs out and the other process takes it
+        sending.wait(timeout=10)
+        with app.app_context():
+            after = [lock(f"heir{i}")["id"] for i in range(5)]
+        wait_for(lambda: {got.event_id for got in listener.requests} >= set(after), timeout=15)
+        time.sleep(1.0)
+        received = [got.event_id for got in listener.requests]
+        assert received == first + after
+        assert queued(app) == []
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(timeout=10)
+        with app.app_context():
+            db.engine.dispose()
