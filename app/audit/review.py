@@ -38,10 +38,12 @@ class Period:
 
     @property
     def empty(self):
+        """True if the period holds no event."""
         return self.start is None
 
     @property
     def size(self):
+        """Return how many events the period holds."""
         return 0 if self.empty else self.to_id - self.from_id + 1
 
     def args(self, **filters):
@@ -62,6 +64,7 @@ def _newest(action):
 
 
 def _time_of(event_id):
+    """Return when an event happened."""
     return db.session.scalar(select(AuditEvent.occurred_at).where(AuditEvent.id == event_id))
 
 
@@ -149,12 +152,9 @@ def history(limit=HISTORY):
 def covered(event):
     """Return the period a review event says it covered."""
     details = event.details or {}
-
-    def moment(text):
-        return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
-
-    return Period(details.get("from_id", 0), details.get("to_id", 0), moment(details.get("from")),
-                  moment(details.get("to")))
+    start, end = (datetime.fromisoformat(details[key].replace("Z", "+00:00")) if details.get(key) else None
+                  for key in ("from", "to"))
+    return Period(details.get("from_id", 0), details.get("to_id", 0), start, end)
 
 
 def _clean_comment(raw):
