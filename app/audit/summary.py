@@ -9,13 +9,8 @@ from sqlalchemy import func, select
 from app.dbtypes import now_utc
 from app.extensions import db
 
-from .forwarding import queue_status
-from .models import ALERT_TARGET, AuditEvent, AuditOutbox
-
-try:  # the alert webhook's own module says how its queue stands, where it exists
-    from .alerts import queue_status as alerts_queue_status
-except ImportError:
-    alerts_queue_status = None
+from . import alerts, forwarding
+from .models import AuditEvent
 
 WINDOW = timedelta(hours=24)
 TOP = 10
@@ -80,24 +75,11 @@ def newest(action):
 
 
 def alert_queue():
-    """Return the alert webhook's (depth, oldest age in seconds or None, last error or None)."""
-    if alerts_queue_status is not None:
-        depth, age, error = alerts_queue_status()
-    else:
-        depth, age, error = _alert_outbox()
+    """Return the alert webhook's (depth, oldest age in seconds or None, newest error or None)."""
+    depth, age, error = alerts.queue_status()
     secret = current_app.config.get("ALERT_WEBHOOK_URL")
     # The webhook's address often carries a token: an error message that quotes it does not reach the page.
     return depth, age, error.replace(secret, "(webhook)")[:200] if error and secret else error
-
-
-def _alert_outbox():
-    """Read the alert webhook's queue from its outbox rows: (depth, oldest age or None, newest error or None)."""
-    depth, oldest = db.session.execute(
-        select(func.count(), func.min(AuditOutbox.queued_at)).where(AuditOutbox.target == ALERT_TARGET)).one()
-    error = db.session.scalar(select(AuditOutbox.last_error).where(AuditOutbox.target == ALERT_TARGET,
-                                                                   AuditOutbox.last_error.is_not(None))
-                              .order_by(AuditOutbox.event_id.desc()).limit(1))
-    return depth, None if oldest is None else (now_utc() - oldest).total_seconds(), error
 
 
 def build(now=None):
@@ -119,6 +101,6 @@ def build(now=None):
         mismatches=mismatches, sessions=sessions,
         head_id=db.session.scalar(select(func.max(AuditEvent.id))) or 0,
         verified=newest("audit.verified"), checkpoint=newest("audit.checkpoint"),
-        syslog=queue_status() if config.get("SYSLOG_TARGETS") else None,
+        syslog=forwarding.queue_status() if config.get("SYSLOG_TARGETS") else None,
         alerts=alert_queue() if config.get("ALERT_WEBHOOK_URL") else None,
     )
