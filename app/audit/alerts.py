@@ -36,7 +36,9 @@ POLL_SECONDS = 0.5
 TIMEOUT = 5.0  # seconds to connect, and for each read of the answer
 BACKOFF_MIN, BACKOFF_MAX = 1.0, 300.0  # a failed alert waits 1 s, doubling up to 5 min
 GIVE_UP_SECONDS = 24 * 3600  # an alert not delivered a day after its event is dropped (alert.dropped)
-LEASE_SECONDS, LEASE_RENEW_SECONDS = 15, 5  # a sender that dies is replaced within 15 s
+# A sender that dies is replaced within 30 s. The lease is renewed every 5 s, also between POSTs, so a try that
+# uses every timeout (connect, TLS, send, read: 5 s each) still ends inside it.
+LEASE_SECONDS, LEASE_RENEW_SECONDS = 30, 5
 TIMESTAMP_HEADER = "X-Gatehouse-Timestamp"
 SIGNATURE_HEADER = "X-Gatehouse-Signature"
 EVENT_ID_HEADER = "X-Gatehouse-Event-Id"
@@ -135,22 +137,29 @@ class Sender:
         self.webhook = Webhook(app.config["ALERT_WEBHOOK_URL"], app.config["ALERT_WEBHOOK_SECRET"])
         self.leased_until = self.next_lease_try = self.paused_until = 0.0
 
+    def holds_lease(self):
+        """Return True if this process holds the alerts lease, renewing it (and dropping stale alerts) when due."""
+        now = time.monotonic()
+        if now < self.leased_until - (LEASE_SECONDS - LEASE_RENEW_SECONDS):
+            return True
+        if now < self.next_lease_try:
+            return False  # another process sends; asking every step would only load the database
+        if not take_lease("alerts", LEASE_SECONDS):
+            self.leased_until, self.next_lease_try = 0.0, now + LEASE_RENEW_SECONDS
+            return False
+        self.leased_until = now + LEASE_SECONDS
+        self.drop_expired()
+        return True
+
     def step(self):
         """Send what is due; return True if a full batch went out (more may be waiting)."""
-        now = time.monotonic()
-        if now >= self.leased_until - (LEASE_SECONDS - LEASE_RENEW_SECONDS):
-            if now < self.next_lease_try:
-                return False  # another process sends; asking every step would only load the database
-            if not take_lease("alerts", LEASE_SECONDS):
-                self.leased_until, self.next_lease_try = 0.0, now + LEASE_RENEW_SECONDS
-                return False
-            self.leased_until = now + LEASE_SECONDS
-            self.drop_expired()
-        if now < self.paused_until:
+        if not self.holds_lease() or time.monotonic() < self.paused_until:
             return False
         events = self.due()
         first_wait = None  # the back-off of a failure just before, if the last try failed
         for event, attempts in events:
+            if not self.holds_lease():  # renewed between POSTs: a slow receiver must not let the lease lapse
+                return False
             error = self.webhook.post(event.id, payload(event, self.app.config))
             if error is None:
                 self.delivered(event)
