@@ -55,11 +55,11 @@ def sign(secret, timestamp, body):
     return f"sha256={digest}"
 
 
-def payload(event, config, hostname=None):
+def payload(event, config):
     """Return the JSON body of one event's alert (bytes)."""
     body = plain(event)
     body.update(hash=event.hash, prev_hash=event.prev_hash, label=CATALOGUE[event.action][0],
-                host=hostname or socket.gethostname())
+                host=socket.gethostname())
     if config.get("PUBLIC_URL"):
         body["link"] = config["PUBLIC_URL"] + _viewer_path(event)
     return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
@@ -76,7 +76,7 @@ def _reason(exc):
     """Describe a failed POST in a few fixed words: never the address, which may carry a token."""
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
-    if isinstance(exc, (TimeoutError, socket.timeout)):
+    if isinstance(exc, TimeoutError):  # socket.timeout too
         return "timed out"
     if isinstance(exc, ConnectionResetError):
         return "connection reset"
@@ -213,7 +213,7 @@ class Sender:
         try:
             rows = db.session.execute(
                 select(AuditOutbox.event_id, AuditOutbox.attempts, AuditOutbox.last_error, AuditEvent.action)
-                .join(AuditEvent, AuditEvent.id == AuditOutbox.event_id)
+                .outerjoin(AuditEvent, AuditEvent.id == AuditOutbox.event_id)  # pruned meanwhile: dropped too
                 .where(AuditOutbox.target == ALERT_TARGET, AuditOutbox.queued_at < cutoff)
                 .order_by(AuditOutbox.event_id).limit(BATCH)
             ).all()
@@ -225,9 +225,9 @@ class Sender:
                                                               AuditOutbox.event_id == event_id)).rowcount
             if not gone:
                 continue
-            why = error or "never tried"
-            log.warning("alert for event %d (%s) dropped after %d failed tries: %s", event_id, action, attempts, why)
-            record("alert.dropped", f"alert for event {event_id} ({action}) dropped: not delivered after "
+            why, what = error or "never tried", action or "pruned from the trail"
+            log.warning("alert for event %d (%s) dropped after %d failed tries: %s", event_id, what, attempts, why)
+            record("alert.dropped", f"alert for event {event_id} ({what}) dropped: not delivered after "
                    f"{attempts} tries (last: {why})",
                    details={"event_id": event_id, "event_action": action, "attempts": attempts, "last_error": error},
                    strict=False)
