@@ -192,9 +192,18 @@ class Config:
         self.ADMIN_USER = _str("ADMIN_USER", "admin")
         self.ADMIN_PASSWORD = _str("ADMIN_PASSWORD")
         self.PASSWORD_MIN_LENGTH = _int("PASSWORD_MIN_LENGTH", 12, 8, 1024)
-        # Failed log-ins before an account is locked, and for how long.
+        # delay: an account's failures earn a growing wait (nobody can lock the real user out); lock: PCI DSS 8.3.4.
+        self.LOCKOUT_MODE = _choice("LOCKOUT_MODE", "delay", ("delay", "lock"))
+        # Failed log-ins in a row before an account waits (delay) or is locked (lock), and how long a lock lasts.
         self.LOGIN_MAX_FAILURES = _int("LOGIN_MAX_FAILURES", 5, 1, 1000)
-        self.LOGIN_LOCK_MINUTES = _int("LOGIN_LOCK_MINUTES", 15, 1, 24 * 60)
+        self.LOGIN_LOCK_MINUTES = _int("LOGIN_LOCK_MINUTES", 30 if self.LOCKOUT_MODE == "lock" else 15, 1, 24 * 60)
+        if self.LOCKOUT_MODE == "lock" and (self.LOGIN_MAX_FAILURES > 10 or self.LOGIN_LOCK_MINUTES < 30):
+            raise ConfigError(f"LOCKOUT_MODE=lock (PCI DSS 8.3.4) needs LOGIN_MAX_FAILURES at most 10 (it is "
+                              f"{self.LOGIN_MAX_FAILURES}) and LOGIN_LOCK_MINUTES at least 30 (it is {self.LOGIN_LOCK_MINUTES})")
+        # Failures from one address (an IPv6 /64) within the window before it is refused for the block time; 0: off.
+        self.LOGIN_MAX_FAILURES_PER_IP = _int("LOGIN_MAX_FAILURES_PER_IP", 20, 0, 100000)
+        self.LOGIN_IP_WINDOW_MINUTES = _int("LOGIN_IP_WINDOW_MINUTES", 15, 1, 24 * 60)
+        self.LOGIN_IP_BLOCK_MINUTES = _int("LOGIN_IP_BLOCK_MINUTES", 15, 1, 7 * 24 * 60)
         self.SESSION_TTL_HOURS = _int("SESSION_TTL_HOURS", 8, 1, 24 * 30)
         # Reverse proxies in front of the app; 0 ignores X-Forwarded-For entirely.
         self.TRUSTED_PROXY_HOPS = _int("TRUSTED_PROXY_HOPS", 0, 0, 10)

@@ -9,6 +9,7 @@ from app.audit.checkpoints import checkpoint
 from app.audit.events import report_lost
 from app.audit.retention import prune
 from app.auth import sessions as log_ins
+from app.auth import throttle
 from app.extensions import db
 from app.leases import take_lease
 from app.terminals import live, records
@@ -60,6 +61,7 @@ def _loop(app, is_alive):
             _guarded("recordings", live.flush_recordings)  # a killed process loses at most this second
             _guarded("unwritten ends", live.retry_unwritten)
             _guarded("expired log-ins", log_ins.expire_due)  # one indexed query; ends reach terminals at once
+            _guarded("log-in blocks", throttle.sweep)  # an address block that ran out is reported once
             _guarded("lost audit writes", report_lost)  # as soon as the trail takes writes again
             if now >= next_verify:
                 if _guarded("verify lease", take_lease, "verify", max(verify_every - 60, 1)):

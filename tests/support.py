@@ -285,6 +285,7 @@ class LiveServer:
             "GATEHOUSE_BIND": f"127.0.0.1:{self.port}", "GATEHOUSE_ACCESS_LOG": "",
             "SESSION_HEARTBEAT_SECONDS": "1", "WS_PING_SECONDS": "2", "SSH_CONNECT_TIMEOUT": "3",
             "GATEHOUSE_GRACEFUL_TIMEOUT": "3", "AUDIT_POLL_SECONDS": "2",
+            "LOGIN_MAX_FAILURES_PER_IP": "0",  # every test comes from 127.0.0.1; tests/test_throttle.py turns it on
         })
         env.update({k: str(v) for k, v in self.env.items()})
         return env

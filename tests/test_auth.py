@@ -76,7 +76,7 @@ def test_secure_cookie_over_https(app):
 
 
 def test_lockout_after_repeated_failures(app, client, auth):
-    app.config["LOGIN_MAX_FAILURES"] = 3
+    app.config.update(LOCKOUT_MODE="lock", LOGIN_MAX_FAILURES=3)  # the default, delay, is in tests/test_throttle.py
     for _ in range(3):
         assert auth.login("admin", "wrong").status_code == 401
     assert auth.login().status_code == 401  # locked, even with the right password

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from app import create_app
 from app.audit.models import AuditEvent
 from app.extensions import db
-from tests.support import ROOT, SECRET_KEY, AuthActions, csrf_from
+from tests.support import ROOT, SECRET_KEY, AuthActions, LiveServer, csrf_from
 
 
 def trail(server, action, actor):
@@ -33,7 +33,16 @@ def guess(server, username, password):
                      allow_redirects=False, timeout=30).status_code
 
 
-def test_parallel_wrong_passwords_lock_the_account(live_server):
+@pytest.fixture
+def lock_server(tmp_path):
+    """The app under gunicorn in LOCKOUT_MODE=lock (the default, delay, is in tests/test_throttle.py)."""
+    server = LiveServer(tmp_path, env={"LOCKOUT_MODE": "lock"}).start()
+    yield server
+    server.stop()
+
+
+def test_parallel_wrong_passwords_lock_the_account(lock_server):
+    live_server = lock_server
     name, password = "guess-" + uuid.uuid4().hex[:6], "the-right-password"
     subprocess.run([sys.executable, "-m", "flask", "--app", "app", "users", "create", name, "--password", password],
                    cwd=ROOT, env=live_server.environment(), check=True, capture_output=True)

@@ -77,6 +77,8 @@ class LoginSession(db.Model):
     user_agent: Mapped[str | None] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc)
+    # The last request or terminal input of its user (background polls do not count): the idle limit runs from here.
+    active_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc, index=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoke_reason: Mapped[str | None] = mapped_column(String(32))
@@ -86,3 +88,25 @@ class LoginSession(db.Model):
     def handle(self):
         """Return the short public name of this log-in, as shown in lists and the trail."""
         return self.id[:12]
+
+
+class LoginThrottle(db.Model):
+    """Failed log-ins counted for one source address (kind "ip") or one typed account name (kind "account").
+
+    Rows exist for unknown names too, so a refusal never tells whether an account exists. blocked_at marks a
+    block (or an account's delay) that is still to be reported as lifted; refused counts the attempts turned
+    away meanwhile, which are not written to the trail one by one.
+    """
+
+    __tablename__ = "login_throttle"
+
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)  # an address, an IPv6 /64, or a lower-case name
+    failures: Mapped[int] = mapped_column(default=0)  # within the window that started at window_started_at
+    window_started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc)
+    last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc)
+    blocked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    refused: Mapped[int] = mapped_column(default=0)
+    # A name's attempts are checked one at a time: the one being checked holds this until its outcome is counted.
+    checking_until: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -1,5 +1,5 @@
-"""User administration (admins only): create, disable, change role, delete."""
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+"""User administration (admins only): create, disable, change role, delete; current log-in blocks, lifted."""
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
 
@@ -7,7 +7,7 @@ from app.access import admin_required
 from app.audit.events import record
 from app.extensions import db
 
-from . import sessions
+from . import sessions, throttle
 from .accounts import AccountError, create_user
 from .forms import NewUserForm
 from .models import User
@@ -26,6 +26,7 @@ def get_user_or_404(user_id):
 
 
 def _page(form, status=200):
+    """Render the user list with the new-user form."""
     users = db.session.scalars(select(User).order_by(User.username)).all()
     return render_template("auth/users.html", users=users, form=form), status
 
@@ -94,3 +95,24 @@ def delete(user_id):
     record("user.deleted", f"deleted user {username}", details={"username": username})
     flash(f"User {username} deleted.", "info")
     return redirect(url_for("users.index"))
+
+
+@bp.get("/blocks")
+@admin_required
+def blocks():
+    """List what refuses log-ins now: blocked addresses, names that must wait, locked accounts."""
+    return render_template("auth/blocks.html", blocks=throttle.current_blocks())
+
+
+@bp.post("/blocks/lift")
+@admin_required
+def lift_block():
+    """Lift one current block at once (audited with the attempts it refused)."""
+    kind, key = request.form.get("kind", ""), request.form.get("key", "")
+    if kind not in ("ip", "account", "locked") or not key or len(key) > 80:
+        abort(400, "No such block.")
+    if throttle.lift(kind, key, current_user.username):
+        flash(f"Lifted the block of {key}.", "info")
+    else:
+        flash(f"{key} was no longer blocked.", "info")
+    return redirect(url_for("users.blocks"))

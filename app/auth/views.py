@@ -11,7 +11,7 @@ from app.audit.events import FAILURE, AuditWriteError, record
 from app.dbtypes import now_utc
 from app.extensions import db, login_manager
 
-from . import sessions
+from . import sessions, throttle
 from .accounts import find_user
 from .forms import LoginForm, PasswordForm
 from .models import LoginSession, User
@@ -49,10 +49,11 @@ def _safe_next(target):
 
 
 def _fail_login(username, user, reason):
-    """Record a failed log-in; lock the account after too many."""
+    """Record a failed log-in; count it against the address and the name, or lock the account (LOCKOUT_MODE=lock)."""
     record("auth.login_failed", f"failed log in as {username}", outcome=FAILURE, actor=username,
            user_id=user.id if user else None, details={"reason": reason}, strict=False)
-    if user is None or reason == "locked":
+    throttle.count_failure(request.remote_addr, username, account=reason != "throttled")
+    if user is None or reason == "locked" or current_app.config["LOCKOUT_MODE"] != "lock":
         return
     minutes = current_app.config["LOGIN_LOCK_MINUTES"]
     # One atomic statement counts the failure and, at the limit, locks and restarts the count: parallel
@@ -78,6 +79,9 @@ def login():
     form = LoginForm()
     if form.validate_on_submit():
         username = form.username.data.strip()
+        refused = throttle.refusal(request.remote_addr, username)
+        if refused:
+            return _refuse(username, refused)
         user = find_user(username)
         if user is None:
             User.burn_password_check(form.password.data)
@@ -98,6 +102,7 @@ def login():
             user.locked_until = None
             user.last_login_at = now_utc()
             db.session.commit()
+            throttle.forget_account(username)
             session.clear()
             login_user(user)
             session.permanent = True  # the cookie may outlive a browser restart; the row decides
@@ -105,6 +110,16 @@ def login():
         flash(BAD_LOGIN, "error")
         return render_template("auth/login.html", form=form), 401
     return render_template("auth/login.html", form=form), 422 if request.method == "POST" else 200
+
+
+def _refuse(username, refused):
+    """Turn an attempt away unchecked: a blocked address writes nothing, a waiting name a failed log-in."""
+    if refused.kind == throttle.ACCOUNT:
+        user = find_user(username)
+        _fail_login(username, user, "throttled")
+    flash(refused.message, "error")
+    form = LoginForm(formdata=None, username=username)
+    return render_template("auth/login.html", form=form), 429, {"Retry-After": str(refused.seconds)}
 
 
 @bp.post("/logout")
