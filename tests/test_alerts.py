@@ -221,6 +221,20 @@ def test_the_actions_that_alert_are_configurable(tmp_path, listener, actions, al
     assert all(valid_signature(got) for got in listener.requests)
 
 
+def test_a_user_created_as_admin_alerts_like_a_role_change(tmp_path, listener):
+    app = alert_app(tmp_path, listener.url)
+    with app.app_context():
+        made = record("user.created", "created user root2", actor="admin",
+                      details={"username": "root2", "admin": True})["id"]
+        record("user.created", "created user alice", details={"username": "alice", "admin": False})
+        alerts.Sender(app).step()
+    assert [got.event_id for got in listener.requests] == [made]  # not 1: the first admin, made by the system
+    app.config["ALERT_ACTIONS"] = ("critical",)  # without user.role_changed, neither alerts
+    with app.app_context():
+        record("user.created", "created user root3", actor="admin", details={"username": "root3", "admin": True})
+    assert queued(app) == []
+
+
 def test_an_unknown_action_is_refused_at_start(tmp_path):
     with pytest.raises(ConfigError, match="ALERT_ACTIONS"):
         alert_app(tmp_path, "http://127.0.0.1:9/hook", ALERT_ACTIONS=("auth.lockedd",))
@@ -376,7 +390,8 @@ def test_an_alert_whose_event_was_pruned_is_dropped_too(tmp_path, monkeypatch):
         db.session.execute(AuditEvent.__table__.delete().where(AuditEvent.id == row["id"]))  # as a prune would
         db.session.commit()
         alerts.Sender(app).step()
-        dropped = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "alert.dropped")).one()
+        dropped = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "alert.dropped")
+                                     .order_by(AuditEvent.id.desc()).limit(1)).one()
     assert queued(app) == []
     assert dropped.details["event_id"] == row["id"] and "pruned from the trail" in dropped.message
 

@@ -204,6 +204,11 @@ def alerts(row, config):
     chosen = config.get("ALERT_ACTIONS") or ()
     if row["action"] in chosen:
         return True
+    # A user created as an admin by someone is "a user made admin" as much as a role change is (the first admin,
+    # made by the system at the first start, is not).
+    if row["action"] == "user.created" and (row["details"] or {}).get("admin") and row["actor"] != "system" \
+            and "user.role_changed" in chosen:
+        return True
     rank = SEVERITY_ORDER.index(row["severity"])
     return any(word in SEVERITY_ORDER and rank >= SEVERITY_ORDER.index(word) for word in chosen)
 

@@ -14,7 +14,7 @@ from . import archive
 from .checkpoints import checkpoint
 from .events import FAILURE, record
 from .integrity import verify
-from .models import AuditEvent
+from .models import AuditEvent, AuditOutbox
 
 log = logging.getLogger("gatehouse.audit")
 
@@ -52,11 +52,16 @@ def prune(now=None, retention_days=None, batch_size=5000, archive_dir=None):
     if not verdict.ok:
         return _refuse(verdict, cutoff, first_id, last_id)
     anchor_hash = db.session.scalar(select(AuditEvent.hash).where(AuditEvent.id == last_id))
+    # Events still queued for syslog or the webhook go with their rows: said here, since they never reach it.
+    undelivered = db.session.scalar(select(func.count(func.distinct(AuditOutbox.event_id)))
+                                    .where(AuditOutbox.event_id <= last_id))
+    db.session.rollback()
+    unsent = f"; {undelivered} of them were never delivered to syslog or the alert webhook" if undelivered else ""
     # Written before deleting, so the trail says what is about to go and where the chain resumes.
-    record("audit.pruned", f"pruning {count} audit events older than {iso_utc(cutoff)}", actor="system",
+    record("audit.pruned", f"pruning {count} audit events older than {iso_utc(cutoff)}{unsent}", actor="system",
            details={"count": count, "cutoff": iso_utc(cutoff), "from_id": first_id, "anchor_id": last_id,
                     "anchor_hash": anchor_hash, "retention_days": retention_days,
-                    "archived": bool(archive_dir)})
+                    "archived": bool(archive_dir), "undelivered": undelivered})
     archives = set()
     done = first_id - 1
     while done < last_id:
@@ -64,6 +69,7 @@ def prune(now=None, retention_days=None, batch_size=5000, archive_dir=None):
         if archive_dir:
             archives.update(archive.write(archive_dir, done, upper))  # files and manifest before the delete
         with db.engine.begin() as conn:
+            conn.execute(delete(AuditOutbox).where(AuditOutbox.event_id > done, AuditOutbox.event_id <= upper))
             conn.execute(delete(AuditEvent).where(AuditEvent.id > done, AuditEvent.id <= upper))
         done = upper
     log.info("pruned %d audit events older than %s", count, iso_utc(cutoff))
