@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 from flask import current_app
 from sqlalchemy import delete, func, select, update
 
-from app.audit.events import CATALOGUE, plain, record, woken_on_queue
+from app.audit import outbox
+from app.audit.events import CATALOGUE, plain, record
 from app.audit.models import ALERT_TARGET, AuditEvent, AuditOutbox
 from app.audit.query import time_arg
 from app.dbtypes import now_utc
@@ -247,13 +248,8 @@ _stop = threading.Event()
 
 
 def start(app):
-    """Start the sender beside the maintenance loop (a greenlet under gevent); nothing if no webhook is set."""
-    if not app.config.get("ALERT_WEBHOOK_URL"):
-        return None
-    _stop.clear()
-    thread = threading.Thread(target=_loop, args=(app,), name="gatehouse-alerts", daemon=True)
-    thread.start()
-    return thread
+    """Start the sender beside the maintenance loop; nothing if no webhook is set."""
+    return outbox.start("alerts", _loop, app, _stop) if app.config.get("ALERT_WEBHOOK_URL") else None
 
 
 def stop():
@@ -263,16 +259,4 @@ def stop():
 
 def _loop(app):
     """Step the sender until stopped; a failure is logged at ERROR and the loop goes on."""
-    sender = Sender(app)
-    with woken_on_queue() as queued:
-        while not _stop.is_set():
-            busy = False
-            queued.clear()  # before the step: rows queued during it wake the wait below at once
-            with app.app_context():
-                try:
-                    busy = sender.step()
-                except Exception:
-                    log.exception("alerts failed")
-                    time.sleep(1.0)
-            if not busy:
-                queued.wait(POLL_SECONDS)
+    outbox.run(app, Sender(app), _stop, lambda: POLL_SECONDS, "alerts")

@@ -3,7 +3,6 @@ import hashlib
 import json
 import logging
 import threading
-from contextlib import contextmanager
 
 from flask import current_app, g, has_request_context, request
 from flask_login import current_user
@@ -11,6 +10,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import insert, update
 
 from app.audit.models import ALERT_TARGET, AuditChainHead, AuditEvent, AuditOutbox
+from app.audit.outbox import wake_senders
 from app.blocking import release_idle_connection
 from app.dbtypes import iso_utc, now_utc
 from app.extensions import db
@@ -178,23 +178,7 @@ def _append(row):
             conn.execute(insert(AuditOutbox), [
                 {"target": target, "event_id": row["id"], "queued_at": row["occurred_at"]} for target in targets])
     if targets:  # committed: wake this process's senders now rather than at their next poll
-        for waiting in _senders:
-            waiting.set()
-
-
-# One event per sender loop of this process, set after a write that queued outbox rows.
-_senders = []
-
-
-@contextmanager
-def woken_on_queue():
-    """Give a sender loop an event set whenever this process queues outbox rows (it waits on it, with a timeout)."""
-    waiting = threading.Event()
-    _senders.append(waiting)
-    try:
-        yield waiting
-    finally:
-        _senders.remove(waiting)
+        wake_senders()
 
 
 def alerts(row, config):

@@ -15,11 +15,11 @@ import threading
 import time
 from datetime import timezone
 
-from flask import current_app
 from sqlalchemy import delete, func, select
 
 from config import SYSLOG_FACILITIES
-from app.audit.events import record, woken_on_queue
+from app.audit import outbox
+from app.audit.events import record
 from app.audit.models import ALERT_TARGET, AuditEvent, AuditOutbox
 from app.dbtypes import now_utc
 from app.extensions import db
@@ -241,13 +241,8 @@ _stop = threading.Event()
 
 
 def start(app):
-    """Start the sender beside the maintenance loop (a greenlet under gevent); nothing if no target is set."""
-    if not app.config.get("SYSLOG_TARGETS"):
-        return None
-    _stop.clear()
-    thread = threading.Thread(target=_loop, args=(app,), name="gatehouse-forwarding", daemon=True)
-    thread.start()
-    return thread
+    """Start the sender beside the maintenance loop; nothing if no target is set."""
+    return outbox.start("forwarding", _loop, app, _stop) if app.config.get("SYSLOG_TARGETS") else None
 
 
 def stop():
@@ -258,17 +253,6 @@ def stop():
 def _loop(app):
     """Step the sender until stopped; a failure is logged at ERROR and the loop goes on."""
     sender = Sender(app)
-    with woken_on_queue() as queued:
-        while not _stop.is_set():
-            busy = False
-            queued.clear()  # before the step: rows queued during it wake the wait below at once
-            with app.app_context():
-                try:
-                    busy = sender.step()
-                except Exception:
-                    log.exception("forwarding failed")
-                    time.sleep(1.0)
-            if not busy:
-                queued.wait(POLL_SECONDS)
+    outbox.run(app, sender, _stop, lambda: POLL_SECONDS, "forwarding")
     for target in sender.targets:
         target.close()
