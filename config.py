@@ -199,12 +199,16 @@ class Config:
         self.LOGIN_LOCK_MINUTES = _int("LOGIN_LOCK_MINUTES", 30 if self.LOCKOUT_MODE == "lock" else 15, 1, 24 * 60)
         if self.LOCKOUT_MODE == "lock" and (self.LOGIN_MAX_FAILURES > 10 or self.LOGIN_LOCK_MINUTES < 30):
             raise ConfigError(f"LOCKOUT_MODE=lock (PCI DSS 8.3.4) needs LOGIN_MAX_FAILURES at most 10 (it is "
-                              f"{self.LOGIN_MAX_FAILURES}) and LOGIN_LOCK_MINUTES at least 30 (it is {self.LOGIN_LOCK_MINUTES})")
+                              f"{self.LOGIN_MAX_FAILURES}) and LOGIN_LOCK_MINUTES at least 30 "
+                              f"(it is {self.LOGIN_LOCK_MINUTES})")
         # Failures from one address (an IPv6 /64) within the window before it is refused for the block time; 0: off.
         self.LOGIN_MAX_FAILURES_PER_IP = _int("LOGIN_MAX_FAILURES_PER_IP", 20, 0, 100000)
         self.LOGIN_IP_WINDOW_MINUTES = _int("LOGIN_IP_WINDOW_MINUTES", 15, 1, 24 * 60)
         self.LOGIN_IP_BLOCK_MINUTES = _int("LOGIN_IP_BLOCK_MINUTES", 15, 1, 7 * 24 * 60)
         self.SESSION_TTL_HOURS = _int("SESSION_TTL_HOURS", 8, 1, 24 * 30)
+        # A log-in without activity for this long ends (PCI DSS 8.2.8 asks 15); 0: no idle limit. Tests use seconds.
+        self.SESSION_IDLE_MINUTES = _int("SESSION_IDLE_MINUTES", 15, 0, 24 * 60)
+        self.SESSION_IDLE_SECONDS = _int("SESSION_IDLE_SECONDS", self.SESSION_IDLE_MINUTES * 60, 0, 24 * 3600)
         # Reverse proxies in front of the app; 0 ignores X-Forwarded-For entirely.
         self.TRUSTED_PROXY_HOPS = _int("TRUSTED_PROXY_HOPS", 0, 0, 10)
         # The address people type (scheme://host[:port]); terminals accept only this Origin. Unset: from the request.

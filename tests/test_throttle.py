@@ -179,7 +179,8 @@ def test_an_admin_sees_and_lifts_a_block_a_user_cannot(proxied):
     assert AuthActions(bob).login("bob", BOB, headers={"X-Forwarded-For": "10.9.9.10"}).status_code == 302
     assert bob.get("/users/blocks").status_code == 403
     token = AuthActions(bob).csrf("/")
-    assert bob.post("/users/blocks/lift", data={"kind": "ip", "key": "10.8.8.8", "csrf_token": token}).status_code == 403
+    lift = {"kind": "ip", "key": "10.8.8.8", "csrf_token": token}
+    assert bob.post("/users/blocks/lift", data=lift).status_code == 403
     assert admin.post("/users/blocks/lift", data={"kind": "ip", "key": "10.8.8.8"}).status_code == 400  # no CSRF token
     response = admin.post("/users/blocks/lift", data={"kind": "ip", "key": "10.8.8.8",
                                                       "csrf_token": AuthActions(admin).csrf("/users/blocks")})

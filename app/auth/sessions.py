@@ -1,5 +1,8 @@
 """Log-in sessions on the server: a row per log-in, checked on every request; revoke() ends one.
 
+A log-in ends at its absolute lifetime (SESSION_TTL_HOURS) or after SESSION_IDLE_MINUTES without activity:
+any request but a background poll (POLL_HEADER), and terminal input.
+
 The database is the truth, so a log-out served by one process or node ends the cookie on all
 of them, and a copy of an old cookie opens nothing.
 """
@@ -9,6 +12,7 @@ from datetime import timedelta
 
 from flask import abort, current_app, request
 from sqlalchemy import select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.audit.events import AuditWriteError, record
 from app.dbtypes import now_utc
@@ -26,9 +30,12 @@ REASONS = {
     "user_disabled": "user disabled",
     "user_deleted": "user deleted",
     "expired": "expired",
+    "idle_timeout": "no activity for too long",
 }
 # last_seen_at is refreshed at most this often: a write per request would serialise every page.
 _TOUCH_EVERY = timedelta(seconds=60)
+# Requests with this header are background polls (htmx's "every", the badge's clock): not the user's activity.
+POLL_HEADER = "X-Gatehouse-Poll"
 
 
 def token_id(token):
@@ -42,7 +49,7 @@ def start(user, method="password"):
     now = now_utc()
     row = LoginSession(id=token_id(token), user_id=user.id, method=method, source_ip=request.remote_addr,
                        user_agent=(request.user_agent.string or "")[:256] or None, created_at=now, last_seen_at=now,
-                       expires_at=now + timedelta(hours=current_app.config["SESSION_TTL_HOURS"]))
+                       active_at=now, expires_at=now + timedelta(hours=current_app.config["SESSION_TTL_HOURS"]))
     db.session.add(row)
     db.session.commit()
     try:  # fail closed: a log-in that cannot be audited does not happen
@@ -62,16 +69,63 @@ def load(token):
         return None
     row = db.session.get(LoginSession, token_id(token))
     now = now_utc()
-    if row is None or row.revoked_at is not None or row.expires_at <= now:
-        return None
+    if row is None or row.revoked_at is not None or row.expires_at <= now or _idle_until(row) <= now:
+        return None  # an idle one is refused at once; the maintenance loop revokes it (audited) within a second
     user = db.session.get(User, row.user_id)
     if user is None or user.disabled:
         return None
+    touch = {}
     if now - row.last_seen_at > _TOUCH_EVERY:
-        db.session.execute(update(LoginSession).where(LoginSession.id == row.id).values(last_seen_at=now))
+        touch["last_seen_at"] = now
+    if not request.headers.get(POLL_HEADER) and now - row.active_at >= touch_every():
+        touch["active_at"] = now
+    if touch:
+        db.session.execute(update(LoginSession).where(LoginSession.id == row.id).values(**touch))
         db.session.commit()
+        for name, value in touch.items():
+            set_committed_value(row, name, value)
     user.login_token, user.login_session = token, row
     return user
+
+
+def idle_limit():
+    """Return how long a log-in may go without activity (SESSION_IDLE_SECONDS), or None when there is no limit."""
+    seconds = current_app.config["SESSION_IDLE_SECONDS"]
+    return timedelta(seconds=seconds) if seconds else None
+
+
+def touch_every():
+    """Return how often activity is written: once a minute, or more often for an idle limit under 15 minutes."""
+    limit = idle_limit()
+    return _TOUCH_EVERY if limit is None else min(_TOUCH_EVERY, max(timedelta(seconds=1), limit / 15))
+
+
+def _idle_until(row):
+    """Return when a log-in ends for lack of activity (its absolute end when there is no idle limit)."""
+    limit = idle_limit()
+    return row.expires_at if limit is None else min(row.expires_at, row.active_at + limit)
+
+
+def seconds_left(row):
+    """Return the whole seconds until a log-in ends, by its idle limit or its absolute lifetime, whichever first."""
+    return max(0, int((_idle_until(row) - now_utc()).total_seconds()))
+
+
+def note_activity(row):
+    """Count now as the log-in's activity (the "Stay logged in" button)."""
+    now = now_utc()
+    db.session.execute(update(LoginSession).where(LoginSession.id == row.id, LoginSession.revoked_at.is_(None))
+                       .values(active_at=now, last_seen_at=now))
+    db.session.commit()
+    set_committed_value(row, "active_at", now)
+
+
+def note_terminal_input(login_ids):
+    """Count terminal input as activity of these log-ins (the terminals batch it: at most once per touch_every())."""
+    if login_ids:
+        with db.engine.begin() as conn:
+            conn.execute(update(LoginSession).where(LoginSession.id.in_(login_ids), LoginSession.revoked_at.is_(None))
+                         .values(active_at=now_utc()))
 
 
 def revoke(row, reason, by=None):
@@ -121,7 +175,14 @@ def get_active_or_404(login_handle, user):
 
 
 def expire_due():
-    """End the log-ins past their lifetime (reason expired): audited, and their terminals told."""
+    """End the log-ins past their lifetime (reason expired) or idle too long (idle_timeout): audited, terminals told."""
+    now = now_utc()
     rows = db.session.scalars(select(LoginSession).where(LoginSession.revoked_at.is_(None),
-                                                         LoginSession.expires_at <= now_utc())).all()
-    return sum(revoke(row, "expired", by="system") for row in rows)
+                                                         LoginSession.expires_at <= now)).all()
+    ended = sum(revoke(row, "expired", by="system") for row in rows)
+    limit = idle_limit()
+    if limit is not None:
+        rows = db.session.scalars(select(LoginSession).where(LoginSession.revoked_at.is_(None),
+                                                             LoginSession.active_at <= now - limit)).all()
+        ended += sum(revoke(row, "idle_timeout", by="system") for row in rows)
+    return ended

@@ -240,7 +240,7 @@ class Block:
 
 
 def current_blocks():
-    """Return what refuses log-ins now: blocked addresses, waiting names (delay) and locked users (lock), newest first."""
+    """Return what refuses log-ins now: blocked addresses, waiting names and locked users, the longest first."""
     now = now_utc()
     blocks = [Block(row.kind, row.key, row.blocked_at or row.last_failure_at, row.blocked_until, row.failures,
                     row.refused)

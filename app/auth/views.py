@@ -165,6 +165,29 @@ def change_password():
     return render_template("auth/password.html", form=form)
 
 
+@bp.app_context_processor
+def login_clock():
+    """Give every page the seconds its log-in has left, for the badge in the header."""
+    login = current_login()
+    return {"login_seconds_left": sessions.seconds_left(login) if login else None}
+
+
+@bp.get("/account/idle")
+def idle_status():
+    """Tell the badge how many seconds the log-in has left (it asks as a poll, which is not activity)."""
+    login = current_login()
+    return {"left": sessions.seconds_left(login) if login else 0}
+
+
+@bp.post("/account/idle/extend")
+@login_required
+def stay_logged_in():
+    """Count this click as activity: the idle limit starts again."""
+    login = current_login()
+    sessions.note_activity(login)
+    return {"left": sessions.seconds_left(login)}
+
+
 @bp.get("/account/sessions")
 @login_required
 def login_sessions():

@@ -7,10 +7,12 @@ their hearts, ends those somebody asked to end, and retries ends that could not 
 import json
 import logging
 import threading
+import time
 
 from simple_websocket import ConnectionClosed
 
 from app.audit.events import AuditWriteError
+from app.auth import sessions as log_ins
 from app.blocking import run_blocking
 from app.dbtypes import now_utc
 from app.devices.credentials import CredentialError, open_credentials
@@ -34,6 +36,7 @@ END_MESSAGES = {
     "logged_out": "You logged out in another window.",
     "password_changed": "Your password was changed; this log-in has ended.",
     "login_expired": "Your log-in session expired; log in again.",
+    "expired": "Your log-in expired after a time without activity; log in again.",
     "ended_by_user": "This log-in was ended from the active log-ins list.",
     "ended_by_admin": "An admin ended your log-in.",
     "user_disabled": "Your account was disabled.",
@@ -43,7 +46,7 @@ END_MESSAGES = {
     "disconnected": "The connection to the device was lost.",
 }
 # A log-in's end reason as its terminals report it.
-_LOGIN_REASONS = {"expired": "login_expired"}
+_LOGIN_REASONS = {"expired": "login_expired", "idle_timeout": "expired"}
 # Close codes from the browser (RFC 6455): none received or abnormal means the network dropped.
 _NO_CLOSE_FRAME = (1005, 1006, None)
 _PROTOCOL_ERRORS = (1002, 1003, 1007, 1009)
@@ -69,6 +72,8 @@ class LiveTerminal:
         self.size = size  # columns and rows of the browser's terminal
         self.watchers = ()  # replaced, never changed in place: the pump reads it without a lock
         self._closed = False
+        # Input is the user's activity: noted here, written for the log-in by heartbeat() at most once per interval.
+        self.input_at = self.activity_written_at = 0.0
 
     def send(self, data):
         """Send one frame; the pump and the receive loop both write to the socket."""
@@ -228,6 +233,7 @@ class LiveTerminal:
             while not bridge.closed.is_set():
                 message = self.websocket.receive(timeout=1)
                 if isinstance(message, bytes):
+                    self.input_at = time.monotonic()
                     if self.recorder is not None:
                         self.recorder.input(message)
                     bridge.write(message)
@@ -359,11 +365,22 @@ def _flush_each(recorders):
 
 
 def heartbeat():
-    """Refresh heartbeat and byte counters of every terminal this process holds."""
+    """Refresh heartbeat and byte counters of every terminal this process holds; note their input as activity."""
     terminals = live_terminals()
     if terminals:
         records.heartbeat([(t.facts.id, t.bridge.bytes_in, t.bridge.bytes_out) for t in terminals])
+        _note_input(terminals)
     return len(terminals)
+
+
+def _note_input(terminals):
+    """Count the input typed since the last note as activity of each terminal's log-in (idle timeout)."""
+    now, every = time.monotonic(), log_ins.touch_every().total_seconds()
+    due = [t for t in terminals
+           if t.login_id and t.input_at > t.activity_written_at and now - t.activity_written_at >= every]
+    for terminal in due:
+        terminal.activity_written_at = now
+    log_ins.note_terminal_input(sorted({t.login_id for t in due}))
 
 
 def watch():
