@@ -209,6 +209,23 @@ class Config:
         # A log-in without activity for this long ends (PCI DSS 8.2.8 asks 15); 0: no idle limit. Tests use seconds.
         self.SESSION_IDLE_MINUTES = _int("SESSION_IDLE_MINUTES", 15, 0, 24 * 60)
         self.SESSION_IDLE_SECONDS = _int("SESSION_IDLE_SECONDS", self.SESSION_IDLE_MINUTES * 60, 0, 24 * 3600)
+        # Single sign-on with an OpenID Connect provider (discovery from the issuer); unset: local log-in only.
+        self.OIDC_ISSUER = _str("OIDC_ISSUER")
+        self.OIDC_CLIENT_ID = _str("OIDC_CLIENT_ID")
+        self.OIDC_CLIENT_SECRET = _str("OIDC_CLIENT_SECRET")
+        if self.OIDC_ISSUER and not self.OIDC_CLIENT_ID:
+            raise ConfigError("OIDC_CLIENT_ID must be set when OIDC_ISSUER is")
+        self.OIDC_DISPLAY_NAME = _str("OIDC_DISPLAY_NAME", "single sign-on")
+        self.OIDC_SCOPES = _str("OIDC_SCOPES", "openid profile email")
+        # First log-in of an unknown person creates their user (role from the groups claim); off: an admin links them.
+        self.OIDC_AUTO_CREATE = _choice("OIDC_AUTO_CREATE", "off", ("on", "off"))
+        self.OIDC_USERNAME_CLAIM = _str("OIDC_USERNAME_CLAIM", "preferred_username")
+        self.OIDC_GROUPS_CLAIM = _str("OIDC_GROUPS_CLAIM", "groups")
+        self.OIDC_ADMIN_GROUP = _str("OIDC_ADMIN_GROUP")
+        # off hides the password form (single sign-on only); `flask users` keeps an emergency way in.
+        self.LOCAL_LOGIN = _choice("LOCAL_LOGIN", "on", ("on", "off"))
+        # Who needs a second factor (TOTP) at a local log-in: admins, all, or off.
+        self.REQUIRE_2FA = _choice("REQUIRE_2FA", "admins", ("admins", "all", "off"))
         # Reverse proxies in front of the app; 0 ignores X-Forwarded-For entirely.
         self.TRUSTED_PROXY_HOPS = _int("TRUSTED_PROXY_HOPS", 0, 0, 10)
         # The address people type (scheme://host[:port]); terminals accept only this Origin. Unset: from the request.
