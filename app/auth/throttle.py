@@ -8,7 +8,9 @@ an account has them or not, so no answer tells an existing account from an unkno
 keeps the lock on the user row (auth/views.py).
 
 Every count is one atomic statement (INSERT ... ON CONFLICT DO UPDATE ... RETURNING, on SQLite and PostgreSQL);
-a block is set by a conditional UPDATE that only one request can win, so each block is audited once.
+a block is set by a conditional UPDATE that only one request can win, so each block is audited once. In delay
+mode the attempts at one name are checked one at a time (a claim on its row), so parallel guesses get one check
+between them. docs/logins.md has the trade-off between delay and lock.
 """
 import ipaddress
 import logging
