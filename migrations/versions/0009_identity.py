@@ -13,7 +13,8 @@ depends_on = None
 
 
 def upgrade():
-    with op.batch_alter_table("users") as batch:
+    # SQLite rebuilds the table: keep AUTOINCREMENT, so a deleted user's id is never handed out again.
+    with op.batch_alter_table("users", table_kwargs={"sqlite_autoincrement": True}) as batch:
         batch.add_column(sa.Column("oidc_issuer", sa.String(length=300), nullable=True))
         batch.add_column(sa.Column("oidc_subject", sa.String(length=255), nullable=True))
         batch.add_column(sa.Column("totp_secret_enc", sa.LargeBinary(), nullable=True))
@@ -36,7 +37,7 @@ def upgrade():
 def downgrade():
     op.drop_index("ix_recovery_codes_user_id", table_name="recovery_codes")
     op.drop_table("recovery_codes")
-    with op.batch_alter_table("users") as batch:
+    with op.batch_alter_table("users", table_kwargs={"sqlite_autoincrement": True}) as batch:
         batch.drop_constraint("uq_users_oidc_identity", type_="unique")
         batch.drop_column("totp_last_step")
         batch.drop_column("totp_enabled_at")
