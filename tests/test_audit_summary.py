@@ -259,3 +259,16 @@ def test_summary_in_the_browser(page, live_server):
         dialog.locator("[data-tab=summary]").click()
         dialog.locator("#audit-summary").wait_for()
         page.screenshot(path=f"{SHOTS}/audit-summary-panel-390x844.png")
+
+
+def test_blocked_addresses_and_slowed_names_are_counted(app):
+    with app.app_context():
+        record("auth.address_blocked", "address 10.1.1.1 blocked for 15 minutes after 20 failed log-ins",
+               outcome="failure", actor="system", source_ip="10.1.1.1", details={"address": "10.1.1.1"})
+        for _ in range(2):
+            record("auth.throttled", "log-ins as carol slowed after 5 failures in a row", outcome="failure",
+                   actor="carol", source_ip="10.2.2.2")
+    html = text(admin_client(app).get("/audit/summary"))
+    assert big(html, "blocked") == 1 and big(html, "slowed") == 2
+    assert re.search(r'href="/audit/\?[^"]*action=auth.address_blocked[^"]*ip=10.1.1.1[^"]*"[^>]*>1</a>', html)
+    assert re.search(r'href="/audit/\?[^"]*action=auth.throttled[^"]*user=carol[^"]*"[^>]*>2</a>', html)

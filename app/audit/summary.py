@@ -1,5 +1,5 @@
-"""The security summary for admins: the last 24 h of failed log-ins, lock-outs, host-key mismatches and sessions,
-and the chain's state, each read from the trail itself with the indexes it has."""
+"""The security summary for admins: the last 24 h of failed log-ins, lock-outs and blocks, host-key mismatches and
+sessions, and the chain's state, each read from the trail itself with the indexes it has."""
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -32,6 +32,8 @@ class Summary:
     failed_by_ip: Tally
     failed_by_user: Tally
     locked: Tally
+    blocked: Tally
+    slowed: Tally
     mismatches: Tally
     sessions: Tally
     head_id: int
@@ -89,16 +91,18 @@ def build(now=None):
     config = current_app.config
     if first is None:  # nothing happened in the window
         empty = Tally()
-        failed_by_ip = failed_by_user = locked = mismatches = sessions = empty
+        failed_by_ip = failed_by_user = locked = blocked = slowed = mismatches = sessions = empty
     else:
         failed_by_ip = tally("auth.login_failed", AuditEvent.source_ip, first, since=since)
         failed_by_user = tally("auth.login_failed", AuditEvent.actor, first, since=since)
         locked = tally("auth.locked", AuditEvent.actor, first, since=since)
+        blocked = tally("auth.address_blocked", AuditEvent.source_ip, first, since=since)
+        slowed = tally("auth.throttled", AuditEvent.actor, first, since=since)
         mismatches = tally("hostkey.mismatch", AuditEvent.target, first, since=since)
         sessions = tally("session.started", AuditEvent.actor, first, since=since)
     return Summary(
-        since=since, failed_by_ip=failed_by_ip, failed_by_user=failed_by_user, locked=locked,
-        mismatches=mismatches, sessions=sessions,
+        since=since, failed_by_ip=failed_by_ip, failed_by_user=failed_by_user, locked=locked, blocked=blocked,
+        slowed=slowed, mismatches=mismatches, sessions=sessions,
         head_id=db.session.scalar(select(func.max(AuditEvent.id))) or 0,
         verified=newest("audit.verified"), checkpoint=newest("audit.checkpoint"),
         syslog=forwarding.queue_status() if config.get("SYSLOG_TARGETS") else None,
