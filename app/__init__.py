@@ -212,6 +212,7 @@ def _register_blueprints(app):
     """Attach the auth, devices, terminals and audit blueprints."""
     # Views are imported here, not by their packages, so models and helpers import without cycles.
     from .audit.views import bp as audit_bp
+    from .auth.twofactor_views import bp as twofactor_bp
     from .auth.users import bp as users_bp
     from .auth.views import bp as auth_bp
     from .devices.views import bp as devices_bp
@@ -220,7 +221,7 @@ def _register_blueprints(app):
     from .terminals import retention  # noqa: F401  (answers the trail's verify and prune signals)
     from .terminals.views import bp as terminals_bp
 
-    for blueprint in (auth_bp, users_bp, devices_bp, terminals_bp, audit_bp):
+    for blueprint in (auth_bp, twofactor_bp, users_bp, devices_bp, terminals_bp, audit_bp):
         app.register_blueprint(blueprint)
     app.add_template_filter(iso_utc, "iso_utc")
     app.add_template_global(now_utc, "now_utc")

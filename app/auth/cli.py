@@ -5,7 +5,7 @@ from flask.cli import AppGroup
 from app.audit.events import record
 from app.extensions import db
 
-from . import sessions
+from . import sessions, twofactor
 from .accounts import AccountError, create_user, find_user, password_problem
 
 
@@ -46,3 +46,14 @@ def reset_password(username, password):
            user_id=user.id, details={"by": "console"})
     sessions.revoke_user(user.id, "password_changed", by="console")
     click.echo(f"password of {user.username} reset")
+
+
+@users_cli.command("reset-2fa")
+@click.argument("username")
+def reset_2fa(username):
+    """Remove a user's second factor and recovery codes and end their log-in sessions (they enrol again)."""
+    user = find_user(username)
+    if user is None:
+        raise click.ClickException(f"no user {username!r}")
+    twofactor.reset(user, by="console", actor="console")
+    click.echo(f"second factor of {user.username} reset")

@@ -43,8 +43,8 @@ def token_id(token):
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def start(user, method="password"):
-    """Create the log-in session of a successful log-in; return its cookie token (audited first)."""
+def start(user, method="password", details=None):
+    """Create the log-in session of a successful log-in; return its cookie token (audited first, with details)."""
     token = secrets.token_urlsafe(32)
     now = now_utc()
     row = LoginSession(id=token_id(token), user_id=user.id, method=method, source_ip=request.remote_addr,
@@ -54,7 +54,7 @@ def start(user, method="password"):
     db.session.commit()
     try:  # fail closed: a log-in that cannot be audited does not happen
         record("auth.login", "user logged in", actor=user.username, user_id=user.id,
-               details={"login": row.handle, "method": method})
+               details={"login": row.handle, "method": method, **(details or {})})
     except AuditWriteError:
         db.session.delete(row)
         db.session.commit()

@@ -222,6 +222,13 @@ def _count_account(key, username):
                details={"failures": failures, "max_delay_seconds": MAX_DELAY}, strict=False)
 
 
+def release(username):
+    """End the claim of a name whose password was right, keeping its failures: a second factor is still to come."""
+    if _delay_on():
+        db.session.execute(update(LoginThrottle).where(_row(ACCOUNT, name_key(username))).values(checking_until=None))
+        db.session.commit()
+
+
 def forget_account(username):
     """Forget the failures of a name after its user logged in (the address keeps its count)."""
     if _delay_on():

@@ -7,7 +7,7 @@ from app.access import admin_required
 from app.audit.events import record
 from app.extensions import db
 
-from . import sessions, throttle
+from . import sessions, throttle, twofactor
 from .accounts import AccountError, create_user
 from .forms import NewUserForm
 from .models import User
@@ -94,6 +94,16 @@ def delete(user_id):
     db.session.commit()
     record("user.deleted", f"deleted user {username}", details={"username": username})
     flash(f"User {username} deleted.", "info")
+    return redirect(url_for("users.index"))
+
+
+@bp.post("/<int:user_id>/reset-2fa")
+@admin_required
+def reset_second_factor(user_id):
+    """Remove a user's second factor and recovery codes (they enrol again); their log-ins end."""
+    user = get_user_or_404(user_id)
+    twofactor.reset(user, by=current_user.username)
+    flash(f"Second factor of {user.username} reset; their log-ins have ended.", "info")
     return redirect(url_for("users.index"))
 
 

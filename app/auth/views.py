@@ -11,7 +11,7 @@ from app.audit.events import FAILURE, AuditWriteError, record
 from app.dbtypes import now_utc
 from app.extensions import db, login_manager
 
-from . import sessions, throttle
+from . import sessions, throttle, twofactor
 from .accounts import find_user
 from .forms import LoginForm, PasswordForm
 from .models import LoginSession, User
@@ -49,9 +49,14 @@ def _safe_next(target):
 
 
 def _fail_login(username, user, reason):
-    """Record a failed log-in; count it against the address and the name, or lock the account (LOCKOUT_MODE=lock)."""
+    """Record a failed log-in and count it (count_failure)."""
     record("auth.login_failed", f"failed log in as {username}", outcome=FAILURE, actor=username,
            user_id=user.id if user else None, details={"reason": reason}, strict=False)
+    count_failure(username, user, reason)
+
+
+def count_failure(username, user, reason):
+    """Count a failed password or code against the address and the name, or lock the account (LOCKOUT_MODE=lock)."""
     throttle.count_failure(request.remote_addr, username, account=reason != "throttled")
     if user is None or reason == "locked" or current_app.config["LOCKOUT_MODE"] != "lock":
         return
@@ -94,22 +99,34 @@ def login():
         elif user.disabled:
             _fail_login(username, user, "disabled")
         else:
-            try:
-                sessions.start(user)  # fail closed: a log-in that cannot be audited does not happen
-            except AuditWriteError:
-                abort(503, "The audit trail cannot be written; log-in is refused until it can.")
-            user.failed_logins = 0
-            user.locked_until = None
-            user.last_login_at = now_utc()
-            db.session.commit()
-            throttle.forget_account(username)
-            session.clear()
-            login_user(user)
-            session.permanent = True  # the cookie may outlive a browser restart; the row decides
+            # --- second factor (twofactor.py, twofactor_views.py): for a user with TOTP, or one REQUIRE_2FA asks
+            # it of, the right password only opens the code (or enrolment) step, which ends in complete_login().
+            if twofactor.enabled(user) or twofactor.required_for(user):
+                throttle.release(username)
+                step = twofactor.begin(user, username, _safe_next(request.args.get("next")))
+                return redirect(url_for(step))
+            # --- end of second factor ---
+            complete_login(user, username)
             return redirect(_safe_next(request.args.get("next")))
         flash(BAD_LOGIN, "error")
         return render_template("auth/login.html", form=form), 401
     return render_template("auth/login.html", form=form), 422 if request.method == "POST" else 200
+
+
+def complete_login(user, username, **details):
+    """Finish a successful log-in: its log-in session (audited, or 503), the counters cleared, the cookie set."""
+    try:
+        sessions.start(user, details=details)  # fail closed: a log-in that cannot be audited does not happen
+    except AuditWriteError:
+        abort(503, "The audit trail cannot be written; log-in is refused until it can.")
+    user.failed_logins = 0
+    user.locked_until = None
+    user.last_login_at = now_utc()
+    db.session.commit()
+    throttle.forget_account(username)
+    session.clear()
+    login_user(user)
+    session.permanent = True  # the cookie may outlive a browser restart; the row decides
 
 
 def _refuse(username, refused):
