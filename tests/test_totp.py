@@ -3,6 +3,8 @@ import json
 import logging
 import os
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyotp
@@ -245,6 +247,29 @@ def test_a_recovery_code_works_once(any_app, clock):
     assert send_code(client, "abcd-efgh-jkmn").status_code == 401
     assert events(app, "auth.2fa_failed")[-1].details["reason"] == "wrong_recovery_code"
     assert codes[3] not in all_event_text(app)
+
+
+def test_parallel_tries_of_one_code_or_recovery_code_win_once(any_app, clock):
+    """Four requests at once with the same code: the conditional updates let exactly one through."""
+    app = any_app
+    _, secret, codes = enrolled(app, clock)
+    barrier = threading.Barrier(4)
+
+    def attempt(use, text):
+        with app.app_context():
+            user = db.session.scalar(select(User).where(User.username == "bob"))
+            barrier.wait()
+            try:
+                outcome = use(user, text)
+                return outcome[0] if isinstance(outcome, tuple) else outcome
+            finally:
+                db.session.remove()
+
+    for use, text, lost in ((twofactor.use_totp, pyotp.TOTP(secret).at(clock.now), twofactor.REPLAYED),
+                            (twofactor.use_recovery_code, codes[0], twofactor.USED)):
+        with ThreadPoolExecutor(4) as pool:
+            outcomes = list(pool.map(attempt, [use] * 4, [text] * 4))
+        assert sorted(outcomes) == sorted([twofactor.OK] + [lost] * 3)
 
 
 def test_the_pending_state_expires(app, clock):
