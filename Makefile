@@ -9,7 +9,7 @@ VENDOR := app/static/vendor
 run: migrate
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
-test: $(VENV)/.dev $(VENDOR)/.installed
+test: $(VENV)/.dev $(VENDOR)/.installed tests/oidc/node_modules/.installed
 	$(BIN)/python -m pytest
 
 setup: $(VENV)/.run $(VENDOR)/.installed
@@ -40,5 +40,10 @@ $(VENDOR)/.installed: package.json package-lock.json Makefile
 	   node_modules/asciinema-player/dist/bundle/asciinema-player.css $(VENDOR)/
 	touch $@
 
+# The OpenID Provider that the single sign-on tests log in through (tests only; nothing of it is served).
+tests/oidc/node_modules/.installed: tests/oidc/package.json tests/oidc/package-lock.json
+	npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
+	touch $@
+
 clean:
-	rm -rf $(VENV) node_modules $(VENDOR)
+	rm -rf $(VENV) node_modules $(VENDOR) tests/oidc/node_modules

@@ -73,6 +73,9 @@ def _validate(app):
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=app.config["SESSION_TTL_HOURS"])
     from .audit.events import CATALOGUE, SEVERITY_ORDER
 
+    from .auth.oidc import check_settings
+
+    check_settings(app.config)  # single sign-on: LOCAL_LOGIN=off needs OIDC_ISSUER, which must be http(s)
     unknown = [word for word in app.config["ALERT_ACTIONS"] if word not in CATALOGUE and word not in SEVERITY_ORDER]
     if unknown:
         raise ConfigError(f"ALERT_ACTIONS names no such action: {', '.join(unknown)} (see docs/audit.md)")
@@ -223,6 +226,9 @@ def _register_blueprints(app):
 
     for blueprint in (auth_bp, twofactor_bp, users_bp, devices_bp, terminals_bp, audit_bp):
         app.register_blueprint(blueprint)
+    from .auth.oidc import bp as oidc_bp
+
+    app.register_blueprint(oidc_bp)  # single sign-on; its routes answer 404 without OIDC_ISSUER
     app.add_template_filter(iso_utc, "iso_utc")
     app.add_template_global(now_utc, "now_utc")
     app.add_template_global(public_origin, "public_origin")  # the terminal page tells its origin to terminal.js

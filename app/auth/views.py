@@ -11,7 +11,7 @@ from app.audit.events import FAILURE, AuditWriteError, record
 from app.dbtypes import now_utc
 from app.extensions import db, login_manager
 
-from . import sessions, throttle, twofactor
+from . import oidc, sessions, throttle, twofactor
 from .accounts import find_user
 from .forms import LoginForm, PasswordForm
 from .models import LoginSession, User
@@ -81,6 +81,11 @@ def login():
     """Show the log-in form and log the user in."""
     if current_user.is_authenticated:
         return redirect(url_for("terminals.index"))
+    # --- single sign-on only (LOCAL_LOGIN=off, app/auth/oidc.py): no password is looked at ---
+    if request.method == "POST" and current_app.config["LOCAL_LOGIN"] == "off":
+        flash(f"Log-in with a password is turned off here: sign in with {oidc.display_name()}.", "error")
+        return render_template("auth/login.html", form=LoginForm(formdata=None)), 403
+    # --- end of single sign-on only ---
     form = LoginForm()
     if form.validate_on_submit():
         username = form.username.data.strip()
@@ -143,9 +148,11 @@ def _refuse(username, refused):
 @login_required
 def logout():
     """Log the user out: the log-in session ends on the server, so no copy of the cookie works."""
-    sessions.revoke(current_login(), "logged_out", by=current_user.username)
+    login = current_login()
+    sessions.revoke(login, "logged_out", by=current_user.username)
     logout_user()
     session.clear()
+    oidc.note_logout(login)  # a single sign-on log-in: the log-in page offers to sign out of the provider too
     flash("You are logged out.", "info")
     return redirect(url_for("auth.login"))
 

@@ -1,0 +1,435 @@
+"""Single sign-on with an OpenID Connect provider: /login/oidc, its callback, and the offer to sign out there too.
+
+Authlib's Flask client does the protocol: discovery from OIDC_ISSUER's .well-known/openid-configuration (at
+the first click, not at start-up), the authorization code flow with PKCE (S256), state and nonce, and the
+ID token's signature (the provider's published keys), issuer, audience and expiry. Gatehouse then matches the
+person by issuer + subject, creates them on first log-in when OIDC_AUTO_CREATE=on, takes the role from the
+groups claim when OIDC_ADMIN_GROUP is set, and logs them in through sessions.start(method="oidc"), so
+revocation, the idle timeout and everything else apply as to a password log-in. The provider does the
+second factor: Gatehouse's own (TOTP) is for local accounts.
+
+Nothing secret reaches a log, an audit event or a page; the flow's state, nonce and PKCE verifier travel in
+the session cookie sealed with AES-GCM, never readable there.
+"""
+import hashlib
+import logging
+import re
+import secrets
+import time
+import unicodedata
+
+import click
+import requests
+from authlib.common.security import is_secure_transport
+from authlib.integrations.base_client import MismatchingStateError, OAuthError
+from authlib.integrations.flask_client import OAuth
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_user
+from joserfc.errors import BadSignatureError, ClaimError, ExpiredTokenError, JoseError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from app.audit.events import FAILURE, AuditWriteError, record
+from app.dbtypes import now_utc
+from app.devices.secrets import SecretError, decrypt, encrypt
+from app.extensions import db
+from app.origins import public_origin
+from config import ConfigError
+
+from . import sessions
+from .accounts import USERNAME, find_user
+from .forms import LoginForm
+from .models import User
+
+bp = Blueprint("oidc", __name__)
+log = logging.getLogger("gatehouse.auth")
+
+TIMEOUT = 5  # seconds for every request to the provider: a provider that is down gives an error page quickly
+LEEWAY = 60  # seconds of clock difference tolerated on the ID token's times
+_EXTENSION = "gatehouse.oidc"
+_SIGNED_OUT = "oidc_signed_out"  # session key: this browser just logged out of a single sign-on log-in
+# Why a single sign-on was refused: the code goes into auth.login_failed's details.reason.
+REASONS = {
+    "state_mismatch": "the sign-in did not start in this browser, or was used already",
+    "bad_token": "the provider's ID token failed its check",
+    "provider_error": "the provider did not sign the person in",
+    "provider_unreachable": "the provider could not be reached",
+    "not_allowed": "no Gatehouse user for this person (OIDC_AUTO_CREATE is off)",
+    "disabled": "the user is disabled in Gatehouse",
+    "username_taken": "the name belongs to another Gatehouse account",
+}
+
+
+class Refused(Exception):
+    """A single sign-on that does not log anyone in: why (a REASONS code), what the person reads, the status."""
+
+    def __init__(self, reason, message, status, *, actor=None, user=None, details=None):
+        super().__init__(message)
+        self.reason, self.message, self.status = reason, message, status
+        self.actor, self.user, self.details = actor, user, details or {}
+
+
+def check_settings(config):
+    """Refuse settings that cannot work: no way to log in at all, or an issuer that is no http(s) address."""
+    issuer = config.get("OIDC_ISSUER")
+    if config.get("LOCAL_LOGIN") == "off" and not issuer:
+        raise ConfigError("LOCAL_LOGIN=off needs OIDC_ISSUER (single sign-on), or nobody could log in")
+    if issuer and not (is_secure_transport(issuer) and issuer.startswith(("https://", "http://"))):
+        raise ConfigError(f"OIDC_ISSUER={issuer!r} must be an https:// address (http:// only on loopback)")
+    if issuer and not config.get("OIDC_CLIENT_ID"):
+        raise ConfigError("OIDC_CLIENT_ID must be set when OIDC_ISSUER is")
+
+
+def enabled():
+    """Say whether single sign-on is configured."""
+    return bool(current_app.config.get("OIDC_ISSUER"))
+
+
+def display_name():
+    """Return the provider's name as people know it (OIDC_DISPLAY_NAME)."""
+    return current_app.config["OIDC_DISPLAY_NAME"]
+
+
+class _SealedState:
+    """Authlib's state cache, kept in the session cookie but sealed (AES-GCM): the PKCE verifier and nonce stay
+    unreadable there, and no server-side store is needed (any worker or node finishes the flow)."""
+
+    @staticmethod
+    def get(key):
+        """Return the sealed value of key, opened, or None."""
+        entry = session.get(key + "_sealed")
+        try:
+            return decrypt(entry["blob"], key) if entry else None
+        except (SecretError, KeyError, TypeError):
+            return None
+
+    @staticmethod
+    def set(key, value, expires=None):
+        """Seal value under key; Authlib's own expiry sweep drops it with its state."""
+        session[key + "_sealed"] = {"blob": encrypt(value, key), "exp": time.time() + (expires or 600)}
+
+    @staticmethod
+    def delete(key):
+        """Forget the value of key."""
+        session.pop(key + "_sealed", None)
+
+
+def _client():
+    """Return this app's Authlib client (registered at first use; discovery happens at its first request)."""
+    app = current_app._get_current_object()
+    client = app.extensions.get(_EXTENSION)
+    if client is None:
+        config = app.config
+        scopes = config["OIDC_SCOPES"].split()
+        oauth = OAuth(app, cache=_SealedState())
+        client = oauth.register(
+            "sso", client_id=config["OIDC_CLIENT_ID"], client_secret=config.get("OIDC_CLIENT_SECRET"),
+            server_metadata_url=config["OIDC_ISSUER"].rstrip("/") + "/.well-known/openid-configuration",
+            client_kwargs={
+                "scope": " ".join(["openid"] + [scope for scope in scopes if scope != "openid"]),
+                "code_challenge_method": "S256", "default_timeout": TIMEOUT,
+                # Without a secret Gatehouse is a public client: PKCE alone protects the code.
+                "token_endpoint_auth_method": "client_secret_basic" if config.get("OIDC_CLIENT_SECRET") else "none",
+            })
+        app.extensions[_EXTENSION] = client
+    return client
+
+
+def _metadata():
+    """Return the provider's discovery document, fetched once per process; raise Refused when it cannot be had."""
+    client = _client()
+    try:
+        metadata = client.load_server_metadata()
+    except (requests.RequestException, ValueError) as exc:
+        log.warning("single sign-on: discovery at %s failed: %s", current_app.config["OIDC_ISSUER"],
+                    type(exc).__name__)
+        raise Refused("provider_unreachable", f"{display_name()} cannot be reached right now. Try again in a "
+                      "moment; if it stays so, tell an admin.", 503) from None
+    # OpenID Connect Discovery 1.0, section 4.3: the document must name the issuer it was fetched for.
+    if metadata.get("issuer", "").rstrip("/") != current_app.config["OIDC_ISSUER"].rstrip("/"):
+        client.server_metadata.clear()  # ask again next time: it may be fixed
+        log.warning("single sign-on: %s names issuer %r, not OIDC_ISSUER", current_app.config["OIDC_ISSUER"],
+                    metadata.get("issuer"))
+        raise Refused("provider_unreachable", f"{display_name()} is not set up as Gatehouse expects; tell an admin "
+                      "(the provider's issuer differs from OIDC_ISSUER).", 503)
+    return metadata
+
+
+def _redirect_uri():
+    """Return the callback address the provider sends people back to (registered there)."""
+    return public_origin() + url_for("oidc.callback")
+
+
+@bp.before_request
+def _only_when_configured():
+    """Answer 404 for every route here while single sign-on is not configured."""
+    if not enabled():
+        abort(404)
+
+
+@bp.get("/login/oidc")
+def start():
+    """Send the browser to the provider to sign in (state, nonce and the PKCE verifier sealed in the session)."""
+    if current_user.is_authenticated:
+        return redirect(url_for("terminals.index"))
+    try:
+        _metadata()
+    except Refused as refused:
+        return _refuse(refused)
+    session["oidc_next"] = _safe_next(request.args.get("next"))
+    return _client().authorize_redirect(_redirect_uri())
+
+
+@bp.get("/login/oidc/callback")
+def callback():
+    """Finish the sign-in: check state, exchange the code, verify the ID token, match the user, log them in."""
+    if current_user.is_authenticated:  # the browser's back button: nothing to do
+        return redirect(url_for("terminals.index"))
+    try:
+        claims = _verified_claims()
+        user = _match(claims)
+    except Refused as refused:
+        return _refuse(refused)
+    target = session.get("oidc_next") or url_for("terminals.index")
+    try:
+        sessions.start(user, method="oidc", details={"provider": claims["iss"], "subject": claims["sub"]})
+    except AuditWriteError:  # fail closed, as the password log-in does
+        abort(503, "The audit trail cannot be written; log-in is refused until it can.")
+    user.last_login_at = now_utc()
+    db.session.commit()
+    session.clear()
+    login_user(user)
+    session.permanent = True  # the cookie may outlive a browser restart; the row decides
+    return redirect(_safe_next(target))
+
+
+def _safe_next(target):
+    """Return target if it is a path on this site, else the home page (the password log-in's rule)."""
+    from .views import _safe_next as rule  # views imports this module: the rule is looked up at call time
+
+    return rule(target)
+
+
+def _verified_claims():
+    """Return the ID token's claims after Authlib has checked state, signature, issuer, audience, expiry, nonce."""
+    issuer = current_app.config["OIDC_ISSUER"]
+    if request.args.get("error"):
+        error = re.sub(r"[^\w.-]", "", request.args["error"])[:64]
+        raise Refused("provider_error", f"{display_name()} did not sign you in ({error}).", 401,
+                      details={"error": error})
+    metadata = _metadata()
+    sent_issuer = request.args.get("iss")  # RFC 9207: a provider that names itself in the answer must be ours
+    if sent_issuer is not None and sent_issuer != metadata["issuer"]:
+        raise Refused("bad_token", f"The answer did not come from {display_name()}; you are not logged in.", 401,
+                      details={"problem": "issuer"})
+    client = _client()
+    options = {"iss": {"essential": True, "value": metadata["issuer"]},
+               # Authlib checks aud only through azp; OpenID Connect Core 3.1.3.7 wants our client id in aud.
+               "aud": {"essential": True, "values": [client.client_id]}}
+    try:
+        token = client.authorize_access_token(claims_options=options, leeway=LEEWAY)
+    except MismatchingStateError:
+        raise Refused("state_mismatch", "This sign-in was not started in this browser, has expired or was used "
+                      "already. Start again.", 400) from None
+    except OAuthError as exc:  # the token endpoint refused the code (used, expired, another client's)
+        raise Refused("bad_token", f"{display_name()} did not accept the sign-in. Start again.", 401,
+                      details={"problem": re.sub(r"[^\w.-]", "", exc.error or "")[:64]}) from None
+    except requests.RequestException as exc:
+        log.warning("single sign-on: the token request to %s failed: %s", issuer, type(exc).__name__)
+        raise Refused("provider_unreachable", f"{display_name()} cannot be reached right now. Try again in a "
+                      "moment.", 503) from None
+    except JoseError as exc:
+        raise Refused("bad_token", f"The answer of {display_name()} failed Gatehouse's checks; you are not "
+                      "logged in. Tell an admin if it happens again.", 401,
+                      details={"problem": _problem(exc)}) from None
+    claims = dict(token.get("userinfo") or {})
+    if not claims.get("sub"):
+        raise Refused("bad_token", f"{display_name()} sent no ID token.", 401, details={"problem": "no_id_token"})
+    return _with_userinfo(client, token, claims)
+
+
+def _problem(exc):
+    """Name what an ID token failed: expired, audience, issuer, nonce, signature, or the error's own code."""
+    if isinstance(exc, ExpiredTokenError):
+        return "expired"
+    if isinstance(exc, BadSignatureError):
+        return "signature"
+    if isinstance(exc, ClaimError):
+        return {"aud": "audience", "azp": "audience", "iss": "issuer"}.get(exc.claim, exc.claim)
+    return exc.error
+
+
+def _with_userinfo(client, token, claims):
+    """Fill the name or groups claim from the userinfo endpoint when the ID token lacks it (same subject only)."""
+    config = current_app.config
+    wanted = [config["OIDC_USERNAME_CLAIM"]] + ([config["OIDC_GROUPS_CLAIM"]] if config.get("OIDC_ADMIN_GROUP") else [])
+    if all(name in claims for name in wanted) or not client.server_metadata.get("userinfo_endpoint"):
+        return claims
+    try:
+        info = client.userinfo(token=token)
+    except (requests.RequestException, OAuthError, ValueError) as exc:
+        log.warning("single sign-on: userinfo failed (%s); going on with the ID token's claims", type(exc).__name__)
+        return claims
+    if info.get("sub") != claims["sub"]:  # OpenID Connect Core 5.3.2: otherwise the answer must not be used
+        return claims
+    return {**info, **claims}
+
+
+def _match(claims):
+    """Return the Gatehouse user of these claims: by issuer + subject, created if allowed; role from the groups."""
+    config = current_app.config
+    name = str(claims.get(config["OIDC_USERNAME_CLAIM"]) or "")[:64] or None
+    facts = {"subject": claims["sub"], "claimed_name": name}
+    user = _linked_user(claims["sub"])
+    if user is None:
+        if config["OIDC_AUTO_CREATE"] != "on":
+            raise Refused("not_allowed", f"Your {display_name()} account is not allowed into Gatehouse. Ask an "
+                          "admin to let you in.", 403, actor=name, details=facts)
+        user = _create(claims, name, facts)
+    if user.disabled:
+        raise Refused("disabled", "Your Gatehouse account is disabled.", 403, actor=user.username, user=user,
+                      details=facts)
+    _apply_role(user, claims)
+    return user
+
+
+def username_from(claim):
+    """Make a claim value a valid username: accents dropped, letters, digits and . _ @ - kept, other runs one -."""
+    text = unicodedata.normalize("NFKD", str(claim or ""))
+    text = "".join(char for char in text if unicodedata.category(char) != "Mn")  # ü -> u
+    text = re.sub(r"[^A-Za-z0-9._@-]+", "-", text).strip("-._")[:60].strip("-._")
+    return text if text and USERNAME.match(text) else None
+
+
+def _linked_user(subject):
+    """Return the user linked to this subject of the configured issuer, or None."""
+    return db.session.scalar(select(User).where(User.oidc_issuer == current_app.config["OIDC_ISSUER"],
+                                                User.oidc_subject == subject))
+
+
+def _create(claims, name, facts):
+    """Create the user of a first single sign-on, linked to issuer + subject, with no usable password."""
+    base = username_from(name) or "user-" + hashlib.sha256(f"{claims['iss']} {claims['sub']}".encode()).hexdigest()[:8]
+    username = base
+    for number in range(2, 100):
+        taken = find_user(username)
+        if taken is None:
+            break
+        if taken.oidc_subject is None:  # a local account: never linked silently (`flask oidc link` does it)
+            raise Refused("username_taken", f"The name {username} belongs to a Gatehouse account that is not "
+                          f"linked to your {display_name()} account. Ask an admin to link it.", 409,
+                          actor=name, details={**facts, "username": username})
+        username = f"{base}-{number}"  # another person of single sign-on had this name first
+    admin = _in_admin_group(claims) if current_app.config.get("OIDC_ADMIN_GROUP") else False
+    user = User(username=username, is_admin=admin, oidc_issuer=current_app.config["OIDC_ISSUER"],
+                oidc_subject=claims["sub"])
+    user.set_password(secrets.token_urlsafe(32))  # nobody knows it: a local log-in fails like a wrong password
+    db.session.add(user)
+    try:
+        db.session.commit()
+    except IntegrityError:  # the same person's other tab, or the same name, a moment earlier
+        db.session.rollback()
+        user = _linked_user(claims["sub"])
+        if user is None:
+            raise Refused("username_taken", f"The name {username} was just taken. Try again.", 409, actor=name,
+                          details={**facts, "username": username}) from None
+        return user
+    role = "admin" if admin else "user"
+    record("user.created", f"created user {username} ({role}) at their first sign-in with {display_name()}",
+           actor=username, user_id=user.id, details={"username": username, "admin": admin, "method": "oidc",
+                                                     "provider": claims["iss"], "subject": claims["sub"]})
+    return user
+
+
+def _in_admin_group(claims):
+    """Say whether the groups claim names OIDC_ADMIN_GROUP (a leading / of a group path is ignored)."""
+    groups = claims.get(current_app.config["OIDC_GROUPS_CLAIM"]) or []
+    groups = [groups] if isinstance(groups, str) else groups if isinstance(groups, list) else []
+    wanted = current_app.config["OIDC_ADMIN_GROUP"].strip("/")
+    return any(isinstance(group, str) and group.strip("/") == wanted for group in groups)
+
+
+def _apply_role(user, claims):
+    """With OIDC_ADMIN_GROUP set, the groups claim decides the role at every log-in, both ways (audited)."""
+    if not current_app.config.get("OIDC_ADMIN_GROUP"):
+        return
+    admin = _in_admin_group(claims)
+    if user.is_admin == admin:
+        return
+    user.is_admin = admin
+    db.session.commit()
+    role = "admin" if admin else "user"
+    record("user.role_changed", f"changed role of {user.username} to {role} from the groups of {display_name()}",
+           actor=user.username, user_id=user.id,
+           details={"username": user.username, "role": role, "by": "oidc",
+                    "group": current_app.config["OIDC_ADMIN_GROUP"]},
+           strict=False)
+
+
+def _refuse(refused):
+    """Record a refused single sign-on (auth.login_failed with the reason) and show the log-in page with why."""
+    actor = refused.actor or "unknown"
+    record("auth.login_failed", f"failed single sign-on as {actor}: {REASONS[refused.reason]}", outcome=FAILURE,
+           actor=actor, user_id=refused.user.id if refused.user else None,
+           details={"reason": refused.reason, "method": "oidc", "provider": current_app.config["OIDC_ISSUER"],
+                    **refused.details}, strict=False)
+    flash(refused.message, "error")
+    return render_template("auth/login.html", form=LoginForm(formdata=None)), refused.status
+
+
+def note_logout(login):
+    """After a log-out of a single sign-on log-in, let the log-in page offer to sign out of the provider too."""
+    if login is None or login.method != "oidc" or not enabled():
+        return
+    try:
+        if _metadata().get("end_session_endpoint"):
+            session[_SIGNED_OUT] = True
+    except Refused:
+        pass  # the provider cannot be reached: there is nothing to offer
+
+
+@bp.get("/logout/oidc")  # a link: a form's POST could not redirect to another site under CSP form-action 'self'
+def provider_logout():
+    """Send the browser to the provider's end_session_endpoint (RP-initiated log-out), back to the log-in page."""
+    session.pop(_SIGNED_OUT, None)
+    try:
+        endpoint = _metadata().get("end_session_endpoint")
+    except Refused as refused:
+        flash(refused.message, "error")
+        return redirect(url_for("auth.login"))
+    if not endpoint:
+        return redirect(url_for("auth.login"))
+    # No id_token_hint: the ID token is kept nowhere; client_id tells the provider whose address to trust.
+    url = _client().create_logout_url(post_logout_redirect_uri=public_origin() + url_for("auth.login"),
+                                      client_id=current_app.config["OIDC_CLIENT_ID"])["url"]
+    return redirect(url)
+
+
+@bp.app_context_processor
+def single_sign_on():
+    """Give the log-in page the single sign-on button's facts (None without OIDC_ISSUER)."""
+    if not enabled():
+        return {"sso": None}
+    return {"sso": {"name": display_name(), "local_login": current_app.config["LOCAL_LOGIN"] == "on",
+                    "signed_out": bool(session.get(_SIGNED_OUT))}}
+
+
+@bp.cli.command("link")
+@click.argument("username")
+@click.argument("subject")
+def link(username, subject):
+    """Link an existing user to the provider's subject (sub), so that person's single sign-on logs in as them."""
+    if not enabled():
+        raise click.ClickException("OIDC_ISSUER is not set")
+    user = find_user(username)
+    if user is None:
+        raise click.ClickException(f"no user {username!r}")
+    issuer = current_app.config["OIDC_ISSUER"]
+    other = db.session.scalar(select(User).where(User.oidc_issuer == issuer, User.oidc_subject == subject))
+    if other is not None and other.id != user.id:
+        raise click.ClickException(f"subject {subject!r} is linked to {other.username} already")
+    user.oidc_issuer, user.oidc_subject = issuer, subject
+    db.session.commit()
+    record("user.updated", f"linked user {user.username} to single sign-on from the console", actor="console",
+           details={"username": user.username, "fields": ["oidc_subject"], "provider": issuer, "subject": subject})
+    click.echo(f"linked {user.username} to {subject} at {issuer}")
