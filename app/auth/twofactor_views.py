@@ -35,12 +35,11 @@ class _Refused(Exception):
         self.message, self.status, self.retry = message, status, retry
 
 
-def _fail(user, name, reason, during, count=True):
+def _fail(user, name, reason, during):
     """Record a refused code (never the code) and count it like a failed password."""
     record("auth.2fa_failed", f"second factor of {user.username} refused during {during}", outcome=FAILURE,
            actor=user.username, user_id=user.id, details={"reason": reason, "during": during}, strict=False)
-    if count:
-        count_failure(name, user, reason)
+    count_failure(name, user, reason)
 
 
 def _check_code(user, name, text, during):
@@ -180,18 +179,17 @@ def _checked(during):
     form = CodeForm()
     if not twofactor.enabled(user):
         return None, redirect(url_for("twofactor.settings"))
+    status, headers = 422, {}
     if form.validate_on_submit():
         try:
             _check_code(user, user.username, form.code.data, during)
             return user, None
         except _Refused as refused:
             form.code.errors.append(refused.message)
-            status = refused.status
-    else:
-        status = 422
+            status, headers = refused.status, {"Retry-After": str(refused.retry)} if refused.retry else {}
     page = render_template("auth/twofactor.html", form=form, enabled=True, left=twofactor.codes_left(user),
-                           required=twofactor.required_for(user), failed=during)
-    return None, (page, status)
+                           required=twofactor.required_for(user))
+    return None, (page, status, headers)
 
 
 @bp.post("/account/2fa/recovery-codes")
