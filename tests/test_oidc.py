@@ -6,8 +6,10 @@ the checks and refusals, and under gunicorn with real Chromium for the whole red
 import base64
 import json
 import os
+import re
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -334,6 +336,16 @@ def test_an_issuer_must_be_https_or_loopback(tmp_path, issuer):
 ])
 def test_names_from_the_provider_are_made_valid(claim, expected):
     assert username_from(claim) == expected
+
+
+def test_the_readmes_example_for_the_test_provider_is_what_the_tests_use():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("**The test provider**", 1)[1].split("make run\n```", 1)[0]
+    shown = dict(re.findall(r"^(OIDC_\w+)=(\"[^\"]*\"|\S+)", block, re.MULTILINE))
+    shown = {name: value.strip('"') for name, value in shown.items()}
+    assert shown == gatehouse_settings(SimpleNamespace(issuer="http://127.0.0.1:9400"))
+    by_hand = (Path(__file__).resolve().parent / "oidc" / "provider.mjs").read_text()
+    assert "port: 9400" in by_hand and f"client_secret: '{CLIENT_SECRET}'" in by_hand
 
 
 # --- real Chromium through the whole redirect dance, against gunicorn ---

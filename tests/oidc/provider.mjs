@@ -2,6 +2,7 @@
 //
 // node provider.mjs CONFIG.json   (written by tests/oidc/__init__.py)
 // CONFIG: {"port": 5xxxx, "clients": [{client_id, client_secret, redirect_uris, post_logout_redirect_uris}]}
+// node provider.mjs               (by hand, the README's example: port 9400, for `make run` on 127.0.0.1:8000)
 //
 // People: alice (group gatehouse-admins), bob (group staff), eve (calls herself "admin", a taken local name).
 // Consent is given by the log-in itself, so a log-in is one form. Every page is plain HTML without outside
@@ -16,7 +17,18 @@ import { readFileSync } from 'node:fs';
 import { decodeJwt, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import Provider from 'oidc-provider';
 
-const config = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+const BY_HAND = {
+  port: 9400,
+  clients: [
+    {
+      client_id: 'gatehouse', client_secret: 'gatehouse-test-client-secret',
+      redirect_uris: ['http://127.0.0.1:8000/login/oidc/callback', 'http://localhost:8000/login/oidc/callback'],
+      post_logout_redirect_uris: ['http://127.0.0.1:8000/login', 'http://localhost:8000/login'],
+    },
+    { client_id: 'other-app', client_secret: 'other-app-secret', redirect_uris: ['http://127.0.0.1:9/callback'] },
+  ],
+};
+const config = process.argv[2] ? JSON.parse(readFileSync(process.argv[2], 'utf8')) : BY_HAND;
 const issuer = `http://127.0.0.1:${config.port}`;
 
 const PEOPLE = {
