@@ -122,6 +122,19 @@ def test_bob_is_a_user_and_is_found_by_subject_not_by_name(sso_app, provider):
     assert user_named(sso_app, "bob") is None and len(events(sso_app, "user.created")) == 2  # admin, bob
 
 
+def test_sign_in_returns_to_the_page_asked_for_and_only_on_this_site(sso_app, provider):
+    client = sso_app.test_client()
+    assert client.get("/account/sessions").headers["Location"] == "/login?next=%2Faccount%2Fsessions"
+    assert b'href="/login/oidc?next=/account/sessions"' in client.get("/login?next=%2Faccount%2Fsessions").data
+    start = client.get("/login/oidc?next=/account/sessions")
+    callback = provider.sign_in(requests.Session(), start.headers["Location"], "bob")
+    assert client.get(callback[len(LOCAL):]).headers["Location"] == "/account/sessions"
+    other = sso_app.test_client()
+    start = other.get("/login/oidc?next=//evil.example/x")
+    callback = provider.sign_in(requests.Session(), start.headers["Location"], "bob")
+    assert other.get(callback[len(LOCAL):]).headers["Location"] == "/"
+
+
 def test_the_group_decides_the_role_at_every_sign_in_both_ways(sso_app, provider):
     assert sso_login(sso_app.test_client(), provider, "alice").status_code == 302
     sso_app.config["OIDC_ADMIN_GROUP"] = "auditors"  # alice is not in it: demoted
