@@ -7,6 +7,7 @@ import base64
 import json
 import os
 import re
+import time
 import zlib
 from pathlib import Path
 from types import SimpleNamespace
@@ -214,6 +215,17 @@ def test_a_callback_used_twice_or_in_another_browser_is_refused(sso_app, provide
     assert other.get(path).status_code == 400
     reasons = [event.details["reason"] for event in events(sso_app, "auth.login_failed")]
     assert reasons == ["state_mismatch", "state_mismatch"]
+
+
+def test_a_sign_in_left_unfinished_for_ten_minutes_starts_again(sso_app, provider):
+    client = sso_app.test_client()
+    path = begin(client, provider, "alice")
+    with client.session_transaction() as cookie:
+        for key in [key for key in cookie if key.endswith("_sealed")]:
+            cookie[key] = {**cookie[key], "exp": time.time() - 1}
+    response = client.get(path)
+    assert response.status_code == 400 and b"has expired" in response.data
+    assert events(sso_app, "auth.login_failed")[-1].details["reason"] == "state_mismatch"
 
 
 @pytest.mark.parametrize("mode", ["expired", "audience", "issuer", "signature"])

@@ -46,6 +46,7 @@ log = logging.getLogger("gatehouse.auth")
 
 TIMEOUT = 5  # seconds for every request to the provider: a provider that is down gives an error page quickly
 LEEWAY = 60  # seconds of clock difference tolerated on the ID token's times
+FLOW_SECONDS = 600  # a sign-in not finished within this long starts again (state_mismatch)
 _EXTENSION = "gatehouse.oidc"
 _SIGNED_OUT = "oidc_signed_out"  # session key: this browser just logged out of a single sign-on log-in
 # Why a single sign-on was refused: the code goes into auth.login_failed's details.reason.
@@ -96,17 +97,17 @@ class _SealedState:
 
     @staticmethod
     def get(key):
-        """Return the sealed value of key, opened, or None."""
+        """Return the sealed value of key, opened, or None (also once it is older than FLOW_SECONDS)."""
         entry = session.get(key + "_sealed")
         try:
-            return decrypt(entry["blob"], key) if entry else None
+            return decrypt(entry["blob"], key) if entry and entry["exp"] > time.time() else None
         except (SecretError, KeyError, TypeError):
             return None
 
     @staticmethod
     def set(key, value, expires=None):
-        """Seal value under key; Authlib's own expiry sweep drops it with its state."""
-        session[key + "_sealed"] = {"blob": encrypt(value, key), "exp": time.time() + (expires or 600)}
+        """Seal value under key (the key, naming the state, is bound in); Authlib's sweep drops it with its state."""
+        session[key + "_sealed"] = {"blob": encrypt(value, key), "exp": time.time() + FLOW_SECONDS}
 
     @staticmethod
     def delete(key):
@@ -131,6 +132,7 @@ def _client():
                 # Without a secret Gatehouse is a public client: PKCE alone protects the code.
                 "token_endpoint_auth_method": "client_secret_basic" if config.get("OIDC_CLIENT_SECRET") else "none",
             })
+        client.framework.expires_in = FLOW_SECONDS  # Authlib's own marker of each flow in the session
         app.extensions[_EXTENSION] = client
     return client
 
