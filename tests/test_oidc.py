@@ -136,6 +136,14 @@ def test_sign_in_returns_to_the_page_asked_for_and_only_on_this_site(sso_app, pr
     assert other.get(callback[len(LOCAL):]).headers["Location"] == "/"
 
 
+@pytest.mark.parametrize("claim,name", [("email", "bob@example.test"), ("nickname", None)])
+def test_the_name_comes_from_the_chosen_claim_or_from_the_subject(sso_app, provider, claim, name):
+    sso_app.config["OIDC_USERNAME_CLAIM"] = claim  # nobody has a nickname: userinfo is asked, then the subject names
+    assert sso_login(sso_app.test_client(), provider, "bob").status_code == 302
+    created = events(sso_app, "user.created")[-1].details["username"]
+    assert created == name or (name is None and re.fullmatch(r"user-[0-9a-f]{8}", created))
+
+
 def test_the_group_decides_the_role_at_every_sign_in_both_ways(sso_app, provider):
     assert sso_login(sso_app.test_client(), provider, "alice").status_code == 302
     sso_app.config["OIDC_ADMIN_GROUP"] = "auditors"  # alice is not in it: demoted

@@ -43,6 +43,8 @@ from .models import User
 
 bp = Blueprint("oidc", __name__)
 log = logging.getLogger("gatehouse.auth")
+# Authlib writes the PKCE verifier into its DEBUG lines: never let them out, whatever LOG_LEVEL or a root logger says.
+logging.getLogger("authlib").setLevel(logging.INFO)
 
 TIMEOUT = 5  # seconds for every request to the provider: a provider that is down gives an error page quickly
 LEEWAY = 60  # seconds of clock difference tolerated on the ID token's times
