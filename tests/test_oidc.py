@@ -283,6 +283,20 @@ def test_a_provider_that_is_down_gives_a_clear_page(tmp_path):
     assert events(app, "auth.login_failed")[-1].details["reason"] == "provider_unreachable"
 
 
+def test_a_provider_that_goes_down_during_the_sign_in_gives_a_clear_page(tmp_path):
+    provider = OIDCProvider(tmp_path / "op", origins=[LOCAL]).start()
+    app = make_app(tmp_path, **gatehouse_settings(provider))
+    client = app.test_client()
+    try:
+        path = begin(client, provider, "alice")
+    finally:
+        provider.stop()
+    response = client.get(path)
+    assert response.status_code == 503 and b"Test provider cannot be reached right now" in response.data
+    assert events(app, "auth.login_failed")[-1].details["reason"] == "provider_unreachable"
+    assert client.get("/").status_code == 302
+
+
 def test_sso_users_have_no_usable_password(sso_app, provider):
     assert sso_login(sso_app.test_client(), provider, "bob").status_code == 302
     auth = AuthActions(sso_app.test_client())
