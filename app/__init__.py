@@ -215,7 +215,7 @@ def _register_blueprints(app):
     """Attach the auth, devices, terminals and audit blueprints."""
     # Views are imported here, not by their packages, so models and helpers import without cycles.
     from .audit.views import bp as audit_bp
-    from .auth.twofactor_views import bp as twofactor_bp
+    from .auth.totp_views import bp as twofactor_bp
     from .auth.users import bp as users_bp
     from .auth.views import bp as auth_bp
     from .devices.views import bp as devices_bp

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from app.audit.models import AuditEvent
-from app.auth import twofactor
+from app.auth import totp
 from app.auth.accounts import create_user
 from app.auth.models import LoginSession, RecoveryCode, User
 from app.extensions import db
@@ -24,7 +24,7 @@ SHOTS = os.environ.get("GATEHOUSE_SHOTS")
 
 
 class Clock:
-    """A clock the test sets: twofactor.clock() answers its .now."""
+    """A clock the test sets: totp.clock() answers its .now."""
 
     def __init__(self, now):
         self.now = now
@@ -37,7 +37,7 @@ class Clock:
 def clock(monkeypatch):
     # 15 s into a 30 s step, so one step back or forward is never ambiguous.
     fixed = Clock(1_900_000_005.0)
-    monkeypatch.setattr(twofactor, "clock", fixed)
+    monkeypatch.setattr(totp, "clock", fixed)
     return fixed
 
 
@@ -265,17 +265,17 @@ def test_parallel_tries_of_one_code_or_recovery_code_win_once(any_app, clock):
             finally:
                 db.session.remove()
 
-    for use, text, lost in ((twofactor.use_totp, pyotp.TOTP(secret).at(clock.now), twofactor.REPLAYED),
-                            (twofactor.use_recovery_code, codes[0], twofactor.USED)):
+    for use, text, lost in ((totp.use_totp, pyotp.TOTP(secret).at(clock.now), totp.REPLAYED),
+                            (totp.use_recovery_code, codes[0], totp.USED)):
         with ThreadPoolExecutor(4) as pool:
             outcomes = list(pool.map(attempt, [use] * 4, [text] * 4))
-        assert sorted(outcomes) == sorted([twofactor.OK] + [lost] * 3)
+        assert sorted(outcomes) == sorted([totp.OK] + [lost] * 3)
 
 
 def test_the_pending_state_expires(app, clock):
     client, secret, _ = enrolled(app, clock)
     password_step(client)
-    clock.now += twofactor.PENDING_SECONDS + 1
+    clock.now += totp.PENDING_SECONDS + 1
     response = client.get("/login/code")
     assert response.status_code == 302 and response.headers["Location"] == "/login"
     assert b"That took too long" in client.get("/login").data

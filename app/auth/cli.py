@@ -5,7 +5,7 @@ from flask.cli import AppGroup
 from app.audit.events import record
 from app.extensions import db
 
-from . import sessions, twofactor
+from . import sessions, totp
 from .accounts import AccountError, create_user, find_user, password_problem
 
 
@@ -55,5 +55,5 @@ def reset_2fa(username):
     user = find_user(username)
     if user is None:
         raise click.ClickException(f"no user {username!r}")
-    twofactor.reset(user, by="console", actor="console")
+    totp.reset(user, by="console", actor="console")
     click.echo(f"second factor of {user.username} reset")

@@ -7,7 +7,7 @@ from app.access import admin_required
 from app.audit.events import record
 from app.extensions import db
 
-from . import sessions, throttle, twofactor
+from . import sessions, throttle, totp
 from .accounts import AccountError, create_user
 from .forms import NewUserForm
 from .models import User
@@ -102,7 +102,7 @@ def delete(user_id):
 def reset_second_factor(user_id):
     """Remove a user's second factor and recovery codes (they enrol again); their log-ins end."""
     user = get_user_or_404(user_id)
-    twofactor.reset(user, by=current_user.username)
+    totp.reset(user, by=current_user.username)
     flash(f"Second factor of {user.username} reset; their log-ins have ended.", "info")
     return redirect(url_for("users.index"))
 

@@ -11,7 +11,7 @@ from app.audit.events import FAILURE, AuditWriteError, record
 from app.dbtypes import now_utc
 from app.extensions import db, login_manager
 
-from . import oidc, sessions, throttle, twofactor
+from . import oidc, sessions, throttle, totp
 from .accounts import find_user
 from .forms import LoginForm, PasswordForm
 from .models import LoginSession, User
@@ -104,11 +104,11 @@ def login():
         elif user.disabled:
             _fail_login(username, user, "disabled")
         else:
-            # --- second factor (twofactor.py, twofactor_views.py): for a user with TOTP, or one REQUIRE_2FA asks
+            # --- second factor (totp.py, totp_views.py): for a user with TOTP, or one REQUIRE_2FA asks
             # it of, the right password only opens the code (or enrolment) step, which ends in complete_login().
-            if twofactor.enabled(user) or twofactor.required_for(user):
+            if totp.enabled(user) or totp.required_for(user):
                 throttle.release(username)
-                step = twofactor.begin(user, username, _safe_next(request.args.get("next")))
+                step = totp.begin(user, username, _safe_next(request.args.get("next")))
                 return redirect(url_for(step))
             # --- end of second factor ---
             complete_login(user, username)

@@ -12,7 +12,7 @@ from wtforms.validators import DataRequired, Length
 from app.audit.events import FAILURE, record
 from app.dbtypes import now_utc
 
-from . import throttle, twofactor
+from . import throttle, totp
 from .views import complete_login, count_failure
 
 bp = Blueprint("twofactor", __name__)
@@ -53,26 +53,26 @@ def _check_code(user, name, text, during):
         _fail(user, name, "locked", during)
         raise _Refused(BAD_CODE)
     text = text.strip()
-    if twofactor.recovery_shape(text):
-        outcome, left = twofactor.use_recovery_code(user, text)
-        if outcome == twofactor.OK:
+    if totp.recovery_shape(text):
+        outcome, left = totp.use_recovery_code(user, text)
+        if outcome == totp.OK:
             throttle.release(name)
             record("auth.recovery_code_used", f"{user.username} used a recovery code ({left} left)",
                    actor=user.username, user_id=user.id, details={"left": left, "during": during}, strict=False)
             return "recovery_code", left
-        _fail(user, name, "used_recovery_code" if outcome == twofactor.USED else "wrong_recovery_code", during)
+        _fail(user, name, "used_recovery_code" if outcome == totp.USED else "wrong_recovery_code", during)
         raise _Refused(BAD_CODE)
-    outcome = twofactor.use_totp(user, "".join(text.split()))
-    if outcome == twofactor.OK:
+    outcome = totp.use_totp(user, "".join(text.split()))
+    if outcome == totp.OK:
         throttle.release(name)
         return "totp", None
-    _fail(user, name, "replayed" if outcome == twofactor.REPLAYED else "wrong_code", during)
+    _fail(user, name, "replayed" if outcome == totp.REPLAYED else "wrong_code", during)
     raise _Refused(BAD_CODE)
 
 
 def _restart():
     """Send a browser whose pending log-in ran out back to the log-in page."""
-    twofactor.drop_pending()
+    totp.drop_pending()
     flash(TOO_LATE, "error")
     return redirect(url_for("auth.login"))
 
@@ -80,7 +80,7 @@ def _restart():
 @bp.route("/login/code", methods=["GET", "POST"])
 def code():
     """Ask for the second factor of a log-in whose password was right; a right code completes it."""
-    found = twofactor.pending(enrol=False)
+    found = totp.pending(enrol=False)
     if found is None:
         return _restart()
     user, name, next_path = found
@@ -102,14 +102,14 @@ def code():
 @bp.route("/login/enrol", methods=["GET", "POST"])
 def enrol():
     """Set up the second factor REQUIRE_2FA asks for before the log-in completes; the confirmed code completes it."""
-    found = twofactor.pending(enrol=True)
+    found = totp.pending(enrol=True)
     if found is None:
         return _restart()
     user, name, next_path = found
     form = CodeForm()
     if not form.validate_on_submit():
         return _enrol_page(user, form, url_for("twofactor.enrol"), 422 if request.method == "POST" else 200)
-    codes = twofactor.confirm(user, "".join(form.code.data.split()))
+    codes = totp.confirm(user, "".join(form.code.data.split()))
     if codes is None:
         return _wrong_enrolment_code(user, form, url_for("twofactor.enrol"))
     record("auth.2fa_enrolled", f"{user.username} enrolled a second factor (TOTP) at log-in", actor=user.username,
@@ -120,8 +120,8 @@ def enrol():
 
 def _enrol_page(user, form, action, status=200):
     """Render the enrolment page: the QR code as inline SVG, the secret as text, the confirm form."""
-    secret = twofactor.secret_of(user)
-    svg = twofactor.qr_svg(twofactor.provisioning_uri(user, secret))
+    secret = totp.secret_of(user)
+    svg = totp.qr_svg(totp.provisioning_uri(user, secret))
     spaced = " ".join(secret[i:i + 4] for i in range(0, len(secret), 4))
     return render_template("auth/twofactor_enrol.html", form=form, qr=svg, secret=spaced, action=action), status
 
@@ -139,9 +139,9 @@ def _wrong_enrolment_code(user, form, action):
 def settings():
     """Show the user's second factor: set it up, or make new recovery codes and turn it off."""
     user = current_user
-    return render_template("auth/twofactor.html", form=CodeForm(), enabled=twofactor.enabled(user),
-                           left=twofactor.codes_left(user) if twofactor.enabled(user) else 0,
-                           required=twofactor.required_for(user))
+    return render_template("auth/twofactor.html", form=CodeForm(), enabled=totp.enabled(user),
+                           left=totp.codes_left(user) if totp.enabled(user) else 0,
+                           required=totp.required_for(user))
 
 
 @bp.post("/account/2fa/start")
@@ -149,9 +149,9 @@ def settings():
 def start():
     """Make a fresh secret and show it for the user to add to their authenticator app."""
     user = current_user._get_current_object()
-    if twofactor.enabled(user):
+    if totp.enabled(user):
         return redirect(url_for("twofactor.settings"))
-    twofactor.new_secret(user)
+    totp.new_secret(user)
     return _enrol_page(user, CodeForm(formdata=None), url_for("twofactor.confirm"))
 
 
@@ -160,12 +160,12 @@ def start():
 def confirm():
     """Turn the second factor on with a code from the app; show the recovery codes once."""
     user = current_user._get_current_object()
-    if twofactor.enabled(user) or user.totp_secret_enc is None:
+    if totp.enabled(user) or user.totp_secret_enc is None:
         return redirect(url_for("twofactor.settings"))
     form = CodeForm()
     if not form.validate_on_submit():
         return _enrol_page(user, form, url_for("twofactor.confirm"), 422)
-    codes = twofactor.confirm(user, "".join(form.code.data.split()))
+    codes = totp.confirm(user, "".join(form.code.data.split()))
     if codes is None:
         return _wrong_enrolment_code(user, form, url_for("twofactor.confirm"))
     record("auth.2fa_enrolled", f"{user.username} enrolled a second factor (TOTP)", details={"factor": "totp"},
@@ -177,7 +177,7 @@ def _checked(during):
     """Check the code typed on the settings page; return the user, or a page to answer with when refused."""
     user = current_user._get_current_object()
     form = CodeForm()
-    if not twofactor.enabled(user):
+    if not totp.enabled(user):
         return None, redirect(url_for("twofactor.settings"))
     status, headers = 422, {}
     if form.validate_on_submit():
@@ -187,8 +187,8 @@ def _checked(during):
         except _Refused as refused:
             form.code.errors.append(refused.message)
             status, headers = refused.status, {"Retry-After": str(refused.retry)} if refused.retry else {}
-    page = render_template("auth/twofactor.html", form=form, enabled=True, left=twofactor.codes_left(user),
-                           required=twofactor.required_for(user))
+    page = render_template("auth/twofactor.html", form=form, enabled=True, left=totp.codes_left(user),
+                           required=totp.required_for(user))
     return None, (page, status, headers)
 
 
@@ -199,7 +199,7 @@ def regenerate():
     user, refused = _checked("recovery_codes")
     if refused:
         return refused
-    codes = twofactor.new_recovery_codes(user)
+    codes = totp.new_recovery_codes(user)
     record("auth.recovery_codes_regenerated", f"{user.username} made new recovery codes",
            details={"count": len(codes)}, strict=False)
     return render_template("auth/twofactor_codes.html", codes=codes, next_path=url_for("twofactor.settings"))
@@ -209,12 +209,12 @@ def regenerate():
 @login_required
 def disable():
     """Turn the second factor off (a current code needed; not while REQUIRE_2FA asks it of this user)."""
-    if twofactor.required_for(current_user):
+    if totp.required_for(current_user):
         abort(403, "A second factor is required for your account.")
     user, refused = _checked("disable")
     if refused:
         return refused
-    twofactor.turn_off(user)
+    totp.turn_off(user)
     record("auth.2fa_disabled", f"{user.username} turned their second factor off", strict=False)
     flash("Second factor turned off.", "info")
     return redirect(url_for("twofactor.settings"))
