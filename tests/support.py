@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from app import create_app
 from app.auth.accounts import create_user
+from app.audit.models import AuditEvent
 from app.auth.admin import ensure_first_admin
 from app.extensions import db
 
@@ -433,6 +434,17 @@ def wait_for(check, timeout=10.0):
             return found
         time.sleep(0.1)
     raise AssertionError("condition not met in time")
+
+
+def live_events(server, action):
+    """Return the events of one action in a live server's trail, oldest first."""
+    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
+                      "INSTANCE_DIR": str(server.workdir)})
+    with app.app_context():
+        rows = db.session.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)).all()
+        db.session.expunge_all()
+        db.engine.dispose()
+    return rows
 
 
 def new_user(server, password="user-password-long"):

@@ -12,9 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from app import create_app
 from app.audit import alerts
 from app.audit.events import plain, record
 from app.audit.models import ALERT_TARGET, AuditEvent, AuditOutbox

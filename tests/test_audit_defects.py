@@ -19,12 +19,6 @@ from tests.support import SECRET_KEY, AuthActions, csrf_from
 HUGE = "99999999999999999999999"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_app(request):
-    """The app on SQLite, then on PostgreSQL."""
-    return request.getfixturevalue("app" if request.param == "sqlite" else "pg_app")
-
-
 def fill(app, n, start=None, step=timedelta(hours=18), monkeypatch=None):
     """Record n events, from start one step apart when given (the clock is patched)."""
     with app.app_context():

@@ -12,19 +12,8 @@ from app.audit.events import record
 from app.audit.models import AuditEvent
 from app.dbtypes import now_utc
 from app.extensions import db
-from tests.support import AuthActions, browser_login, csrf_from, logged_in_user, make_app, reset_postgres
+from tests.support import AuthActions, browser_login, csrf_from, logged_in_user, make_app
 from tests.test_audit_summary import SHOTS, fail_login, shoot_fresh, wait_processed
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_app(request, tmp_path):
-    """The app on SQLite, then on PostgreSQL."""
-    url = reset_postgres() if request.param == "postgresql" else None
-    app = make_app(tmp_path, database_url=url)
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
 
 
 @pytest.fixture

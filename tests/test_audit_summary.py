@@ -6,7 +6,6 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 import requests
 from sqlalchemy import insert, select
 
@@ -15,7 +14,7 @@ from app.audit.events import record
 from app.audit.models import ALERT_TARGET, AuditEvent, AuditOutbox
 from app.dbtypes import now_utc
 from app.extensions import db
-from tests.support import AuthActions, browser_login, csrf_from, logged_in_user, make_app, reset_postgres
+from tests.support import AuthActions, browser_login, csrf_from, logged_in_user, make_app
 
 
 def seed_failures(app, monkeypatch):
@@ -35,17 +34,6 @@ def seed_failures(app, monkeypatch):
         for name, count in (("admin", 3), ("bob", 1)):
             for _ in range(count):
                 record("session.started", "started session with web1", actor=name, target="web1 (10.0.0.5:22)")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_app(request, tmp_path):
-    """The app on SQLite, then on PostgreSQL."""
-    url = reset_postgres() if request.param == "postgresql" else None
-    app = make_app(tmp_path, database_url=url)
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
 
 
 def admin_client(app):

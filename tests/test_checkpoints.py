@@ -6,7 +6,6 @@ import shutil
 import stat
 from datetime import datetime, timedelta, timezone
 
-import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import delete, func, select, update
 
@@ -16,12 +15,6 @@ from app.audit.events import chain_hash, record
 from app.audit.models import GENESIS_HASH, AuditChainHead, AuditEvent
 from app.extensions import db
 from tests.support import make_app, wait_for
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_app(request):
-    """The app on SQLite, then on PostgreSQL."""
-    return request.getfixturevalue("app" if request.param == "sqlite" else "pg_app")
 
 
 def fill(app, n):

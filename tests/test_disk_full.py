@@ -8,8 +8,7 @@ import time
 import pytest
 import simple_websocket
 
-from tests.support import LiveServer, SSHServer, connect_terminal, missing, open_terminal, read_until
-from tests.test_login_sessions import events
+from tests.support import LiveServer, SSHServer, connect_terminal, live_events, missing, open_terminal, read_until
 
 
 def established(port):
@@ -73,7 +72,7 @@ def test_full_disk_at_end_and_at_start(tmp_path, small_disk, sshd):
             time.sleep(0.05)
         assert not os.path.exists(f"/proc/{pid}"), "the remote shell outlived the session"
         time.sleep(2)
-        assert not [e for e in events(server, "session.ended") if e.target.startswith("full-a ")]
+        assert not [e for e in live_events(server, "session.ended") if e.target.startswith("full-a ")]
 
         # A session cannot start: the browser is told in a protocol message, no SSH connection stays.
         before = established(own_sshd.port)
@@ -98,7 +97,7 @@ def test_full_disk_at_end_and_at_start(tmp_path, small_disk, sshd):
         ended = []
         while not ended and time.monotonic() < deadline:
             time.sleep(0.3)
-            ended = [e for e in events(server, "session.ended") if e.target.startswith("full-a ")]
+            ended = [e for e in live_events(server, "session.ended") if e.target.startswith("full-a ")]
         assert len(ended) == 1 and ended[0].details["reason"] == "client_closed"
         from datetime import datetime
 
@@ -130,7 +129,7 @@ def test_full_disk_under_recordings_stops_the_recording_not_the_session(tmp_path
         failed = None
         deadline = time.monotonic() + 10
         while failed is None and time.monotonic() < deadline:
-            found = [e for e in events(server, "recording.failed") if e.session_id == session_id]
+            found = [e for e in live_events(server, "recording.failed") if e.session_id == session_id]
             failed = found[0] if found else None
             time.sleep(0.2)
         assert failed is not None and failed.severity == "warning" and "No space left" in failed.message

@@ -3,7 +3,6 @@ import datetime as dt
 import ipaddress
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys

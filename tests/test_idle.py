@@ -10,14 +10,14 @@ import pytest
 import simple_websocket
 from sqlalchemy import select, update
 
-from app import create_app
 from app.audit.models import AuditEvent
 from app.auth import sessions
 from app.auth.models import LoginSession
 from app.dbtypes import now_utc
 from app.extensions import db
 from config import Config, ConfigError
-from tests.support import SECRET_KEY, AuthActions, LiveServer, browser_login, make_app, new_user, open_terminal
+from tests.support import (AuthActions, LiveServer, browser_login, live_events, make_app, new_user,
+                           open_terminal)
 
 POLL = {"X-Gatehouse-Poll": "1"}
 
@@ -123,16 +123,6 @@ def idle_server(tmp_path_factory):
     server.stop()
 
 
-def _events(server, action):
-    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
-                      "INSTANCE_DIR": str(server.workdir)})
-    with app.app_context():
-        rows = db.session.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)).all()
-        db.session.expunge_all()
-        db.engine.dispose()
-    return rows
-
-
 def test_typing_keeps_a_terminal_alive_and_idleness_closes_it(idle_server, sshd):
     name, password = new_user(idle_server)
     http = idle_server.login(name, password)
@@ -159,9 +149,9 @@ def test_typing_keeps_a_terminal_alive_and_idleness_closes_it(idle_server, sshd)
     assert closed and closed[0]["reason"] == "expired", controls
     assert closed[0]["message"] == "Your log-in expired after a time without activity; log in again."
     assert http.get(idle_server.url + "/", allow_redirects=False, timeout=10).status_code == 302
-    ended = [e for e in _events(idle_server, "session.ended") if e.target.startswith(device + " ")]
+    ended = [e for e in live_events(idle_server, "session.ended") if e.target.startswith(device + " ")]
     assert ended and ended[0].details["reason"] == "expired"
-    revoked = [e for e in _events(idle_server, "auth.session_revoked") if e.details["user"] == name]
+    revoked = [e for e in live_events(idle_server, "auth.session_revoked") if e.details["user"] == name]
     assert [e.details["reason"] for e in revoked] == ["idle_timeout"]
     print(f"idle limit 6 s: the terminal closed {took:.1f} s after the last keystroke")
 
@@ -195,7 +185,7 @@ def test_the_badge_counts_down_offers_to_stay_and_leaves_at_the_end(browser, bad
                 _shot(page, f"idle-expired-{width}x{height}")
         finally:
             context.close()
-    revoked = _events(badge_server, "auth.session_revoked")
+    revoked = live_events(badge_server, "auth.session_revoked")
     assert [e.details["reason"] for e in revoked] == ["idle_timeout", "idle_timeout"]
 
 

@@ -10,31 +10,19 @@ import requests
 import simple_websocket
 from sqlalchemy import select, update
 
-from app import create_app
 from app.audit.models import AuditEvent
 from app.auth.models import LoginSession, User
 from app.dbtypes import now_utc
 from app.extensions import db
-from tests.support import (ROOT, SECRET_KEY, AuthActions, LiveServer, browser_login, connect_terminal, open_terminal,
+from tests.support import (ROOT, AuthActions, LiveServer, browser_login, connect_terminal, live_events, open_terminal,
                            reset_postgres)
-
-
-def events(server, action):
-    """Return the events of one action in a live server's trail, oldest first."""
-    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
-                      "INSTANCE_DIR": str(server.workdir)})
-    with app.app_context():
-        rows = db.session.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)).all()
-        db.session.expunge_all()
-        db.engine.dispose()
-    return rows
 
 
 def wait_for_event(server, action, match, timeout=5.0):
     """Wait until an event of action satisfying match is in the trail; return it and the seconds it took."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
-        found = [e for e in events(server, action) if match(e)]
+        found = [e for e in live_events(server, action) if match(e)]
         if found:
             return found[-1], time.monotonic() - started
         time.sleep(0.1)

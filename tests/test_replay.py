@@ -7,7 +7,6 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
 from app import create_app
@@ -22,12 +21,6 @@ from tests.support import SECRET_KEY, AuthActions, browser_login, logged_in_user
 
 SHOTS = os.environ.get("GATEHOUSE_SHOTS")  # look at the pages: GATEHOUSE_SHOTS=/tmp/gatehouse-shots pytest ...
 COMMANDS = ["echo hello", "grep -c 100%_done log", "echo it's a_b", "ls"]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_app(request):
-    """The app on SQLite, then on PostgreSQL (GATEHOUSE_TEST_PG names the database)."""
-    return request.getfixturevalue("app" if request.param == "sqlite" else "pg_app")
 
 
 def add_session(user, target="db1 (127.0.0.1:22)", end=True, recorded=True, seal=None):

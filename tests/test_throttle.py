@@ -15,8 +15,7 @@ from app.auth.models import LoginThrottle, User
 from app.dbtypes import now_utc
 from app.extensions import db
 from config import Config, ConfigError
-from tests.support import (ADMIN_PASSWORD, PG_URL, SECRET_KEY, AuthActions, LiveServer, browser_login, csrf_from,
-                           logged_in_user, make_app, new_user, reset_postgres)
+from tests.support import (ADMIN_PASSWORD, PG_URL, SECRET_KEY, AuthActions, LiveServer, browser_login, csrf_from, make_app, new_user, reset_postgres)
 
 BOB = "bob-password-long"
 

@@ -16,7 +16,7 @@ from app.auth import totp
 from app.auth.accounts import create_user
 from app.auth.models import LoginSession, RecoveryCode, User
 from app.extensions import db
-from tests.support import ADMIN_PASSWORD, AuthActions, LiveServer, csrf_from, make_app, reset_postgres
+from tests.support import ADMIN_PASSWORD, AuthActions, LiveServer, csrf_from, make_app
 
 PASSWORD = "user-password-long"
 CODE_SHAPE = re.compile(r"<code>([2-9a-z]{4}-[2-9a-z]{4}-[2-9a-z]{4})</code>")
@@ -39,17 +39,6 @@ def clock(monkeypatch):
     fixed = Clock(1_900_000_005.0)
     monkeypatch.setattr(totp, "clock", fixed)
     return fixed
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_app(request, tmp_path):
-    """The app on SQLite, then on PostgreSQL (the conditional updates are what makes a code good once)."""
-    url = reset_postgres() if request.param == "postgresql" else None
-    app = make_app(tmp_path, database_url=url)
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
 
 
 def events(app, action):
