@@ -24,13 +24,12 @@ from authlib.common.security import is_secure_transport
 from authlib.integrations.base_client import MismatchingStateError, OAuthError
 from authlib.integrations.flask_client import OAuth
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
-from flask_login import current_user, login_user
+from flask_login import current_user
 from joserfc.errors import BadSignatureError, ClaimError, ExpiredTokenError, JoseError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from app.audit.events import FAILURE, AuditWriteError, record
-from app.dbtypes import now_utc
+from app.audit.events import FAILURE, record
 from app.devices.secrets import SecretError, decrypt, encrypt
 from app.extensions import db
 from app.origins import public_origin
@@ -195,15 +194,7 @@ def callback():
     except Refused as refused:
         return _refuse(refused)
     target = session.get("oidc_next") or url_for("terminals.index")
-    try:
-        sessions.start(user, method="oidc", details={"provider": claims["iss"], "subject": claims["sub"]})
-    except AuditWriteError:  # fail closed, as the password log-in does
-        abort(503, "The audit trail cannot be written; log-in is refused until it can.")
-    user.last_login_at = now_utc()
-    db.session.commit()
-    session.clear()
-    login_user(user)
-    session.permanent = True  # the cookie may outlive a browser restart; the row decides
+    sessions.log_in(user, method="oidc", details={"provider": claims["iss"], "subject": claims["sub"]})
     return redirect(_safe_next(target))
 
 

@@ -10,7 +10,8 @@ import hashlib
 import secrets
 from datetime import timedelta
 
-from flask import abort, current_app, request
+from flask import abort, current_app, request, session
+from flask_login import login_user
 from sqlalchemy import select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -61,6 +62,19 @@ def start(user, method="password", details=None):
         raise
     user.login_token, user.login_session = token, row
     return token
+
+
+def log_in(user, method="password", details=None):
+    """Finish any successful log-in (password or single sign-on): its log-in session (audited, else 503), the cookie."""
+    try:
+        start(user, method=method, details=details)  # fail closed: a log-in that cannot be audited does not happen
+    except AuditWriteError:
+        abort(503, "The audit trail cannot be written; log-in is refused until it can.")
+    user.last_login_at = now_utc()
+    db.session.commit()
+    session.clear()
+    login_user(user)
+    session.permanent = True  # the cookie may outlive a browser restart; the row decides
 
 
 def load(token):

@@ -2,12 +2,12 @@
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_required, logout_user
 from sqlalchemy import case, update
 
 from app.access import current_login
-from app.audit.events import FAILURE, AuditWriteError, record
+from app.audit.events import FAILURE, record
 from app.dbtypes import now_utc
 from app.extensions import db, login_manager
 
@@ -119,19 +119,11 @@ def login():
 
 
 def complete_login(user, username, **details):
-    """Finish a successful log-in: its log-in session (audited, or 503), the counters cleared, the cookie set."""
-    try:
-        sessions.start(user, details=details)  # fail closed: a log-in that cannot be audited does not happen
-    except AuditWriteError:
-        abort(503, "The audit trail cannot be written; log-in is refused until it can.")
+    """Finish a password log-in (after its second factor, if any): logged in, and the name's failures forgotten."""
     user.failed_logins = 0
     user.locked_until = None
-    user.last_login_at = now_utc()
-    db.session.commit()
+    sessions.log_in(user, details=details)
     throttle.forget_account(username)
-    session.clear()
-    login_user(user)
-    session.permanent = True  # the cookie may outlive a browser restart; the row decides
 
 
 def _refuse(username, refused):
