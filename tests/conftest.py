@@ -5,7 +5,17 @@ import os
 import pytest
 
 from app.extensions import db
-from tests.support import CHROMIUM, AuthActions, LiveServer, SSHServer, make_app, missing, reset_postgres
+from tests.support import (CHROMIUM, WORKER, AuthActions, LiveServer, SSHServer, make_app, missing, reset_postgres,
+                           worker_database)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _worker_database():
+    """Under pytest-xdist, give this worker its own PostgreSQL database for the run, and drop it after."""
+    made = bool(WORKER) and worker_database(create=True)  # no server: the PostgreSQL tests say so themselves
+    yield
+    if made:
+        worker_database(create=False)
 
 
 @pytest.fixture(autouse=True)

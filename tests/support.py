@@ -25,7 +25,12 @@ from app.auth.admin import ensure_first_admin
 from app.extensions import db
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_URL = os.environ.get("GATEHOUSE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+# The suite's own PostgreSQL database; under pytest-xdist each worker has its own beside it (test_gw0, ...),
+# made and dropped by conftest.py, since tests empty the database they use.
+SUITE_PG_URL = os.environ.get("GATEHOUSE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+PG_URL = (sa.make_url(SUITE_PG_URL).set(database=f"{sa.make_url(SUITE_PG_URL).database}_{WORKER}")
+          .render_as_string(hide_password=False) if WORKER else SUITE_PG_URL)
 IN_CI = os.environ.get("CI", "").lower() == "true"
 SSHD = "/usr/sbin/sshd"
 CHROMIUM = "/usr/bin/chromium"
@@ -91,6 +96,22 @@ def make_app(tmp_path, database_url=None, **overrides):
         flask_migrate.upgrade()
         ensure_first_admin(app)
     return app
+
+
+def worker_database(create):
+    """Create (or drop) this xdist worker's own database, from the suite's; False when no server answers."""
+    name = sa.make_url(PG_URL).database
+    engine = sa.create_engine(SUITE_PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            if create:
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        return True
+    except sa.exc.OperationalError:
+        return False
+    finally:
+        engine.dispose()
 
 
 def reset_postgres(url=PG_URL):
