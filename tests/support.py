@@ -416,13 +416,19 @@ class _BoundSockets:
 
 
 def _client_class():
-    """Return a websocket client that sends Host with its port, as browsers do (the Origin check compares)."""
+    """Return a websocket client that sends Host with its port, as browsers do (the Origin check compares), and keeps
+    frames that arrive with the handshake."""
     import simple_websocket
 
     class Client(simple_websocket.Client):
         def handshake(self):
             self.host = f"{self.host}:{self.port}"
             super().handshake()
+            # Frames read together with the handshake's answer wait inside wsproto until more data comes; when the
+            # server answers, refuses and closes at once, none comes and the library would drop them: take them now.
+            # A close among them is left to the reading thread, which then meets the end of the stream.
+            self._handle_events()
+            self.connected = True
 
     return Client
 
