@@ -59,6 +59,7 @@
       this.term = new window.Terminal({
         cursorBlink: true, scrollback: 5000, fontSize: 14,
         fontFamily: 'ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace',
+        theme: window.GatehouseTheme ? window.GatehouseTheme.terminalTheme() : undefined,
       });
       this.fit = new window.FitAddon.FitAddon();
       this.term.loadAddon(this.fit);
@@ -198,6 +199,10 @@
     tabs.add(tab);
     activate(tab);
     tab.connect();
+  });
+  // The light or dark palette follows the page's theme (static/js/theme.js) while the terminals run.
+  document.addEventListener("gatehouse:theme", () => {
+    tabs.forEach((t) => { t.term.options.theme = window.GatehouseTheme.terminalTheme(); });
   });
   window.addEventListener("beforeunload", () => tabs.forEach((t) => t.socket && t.socket.close(1001)));
 })();

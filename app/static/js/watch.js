@@ -8,7 +8,9 @@
   const term = new window.Terminal({
     disableStdin: true, cursorBlink: false, scrollback: 5000, fontSize: 14,
     fontFamily: 'ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace',
+    theme: window.GatehouseTheme ? window.GatehouseTheme.terminalTheme() : undefined,
   });
+  document.addEventListener("gatehouse:theme", () => { term.options.theme = window.GatehouseTheme.terminalTheme(); });
   term.open(root.querySelector(".watch-screen"));
 
   const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host +
