@@ -32,8 +32,11 @@ def test_log_in_add_device_log_out(page, live_server, sshd):
     page.fill("#name", "")
     page.fill("#host", "bad host")
     page.click("#device-form button[type=submit]")
-    page.get_by_text("Give the device a name.").wait_for()
-    page.get_by_text("Enter a host name or an IPv4/IPv6 address.").wait_for()
+    drawer = page.locator("dialog#device-drawer[open]")  # the errors stay in the open drawer
+    drawer.get_by_text("Give the device a name.").wait_for()
+    drawer.get_by_text("Enter a host name or an IPv4/IPv6 address.").wait_for()
+    page.keyboard.press("Escape")
+    drawer.wait_for(state="detached")
 
     page.click("#logout-icon")
     page.wait_for_url(re.compile(re.escape(live_server.url) + "/login"))
