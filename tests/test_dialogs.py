@@ -262,3 +262,24 @@ def test_generated_public_key_has_a_copy_button(browser, live_server, owner):
         assert copied == shown.input_value().strip() and copied.startswith("ssh-ed25519 ")
     finally:
         context.close()
+
+
+def test_connection_test_answers_in_the_drawer(page_at, live_server, sshd, owner, size):
+    page = page_at
+    name, password, _ = owner
+    browser_login(page, live_server, name, password)
+    page.click("#add-device")
+    page.fill("#name", f"probe-{size}")
+    page.fill("#host", sshd.host)
+    page.fill("#port", str(sshd.port))
+    page.fill("#username", sshd.user)
+    page.fill("#password", "not-the-password-2")
+    page.click("#device-drawer button.test-connection")
+    result = page.locator("#device-drawer #test-result")
+    result.get_by_text("The authentication step failed.").wait_for()
+    page.fill("#password", sshd.password)
+    page.click("#device-drawer button.test-connection")
+    result.get_by_text("All steps passed.").wait_for()
+    assert f"new key ssh-ed25519 {sshd.fingerprint()}" in result.inner_text()
+    shot(page, f"dialogs-test-connection-{size}")
+    assert_in_view(page, page.locator("dialog#device-drawer[open]"))

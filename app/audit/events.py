@@ -55,6 +55,7 @@ CATALOGUE = {
     "device.updated": ("Device updated", "devices", "notice", "warning"),
     "device.deleted": ("Device deleted", "devices", "notice", "warning"),
     "device.key_generated": ("Key pair generated", "devices", "notice", "warning"),
+    "device.tested": ("Connection tested", "devices", "notice", "warning"),
     "user.created": ("User created", "users", "notice", "warning"),
     "user.updated": ("User updated", "users", "notice", "warning"),
     "user.role_changed": ("Role changed", "users", "warning", "warning"),
