@@ -280,6 +280,6 @@ def test_connection_test_answers_in_the_drawer(page_at, live_server, sshd, owner
     page.fill("#password", sshd.password)
     page.click("#device-drawer button.test-connection")
     result.get_by_text("All steps passed.").wait_for()
-    assert f"new key ssh-ed25519 {sshd.fingerprint()}" in result.inner_text()
+    assert sshd.fingerprint() in result.inner_text()  # new, or stored by a terminal opened earlier in the run
     shot(page, f"dialogs-test-connection-{size}")
     assert_in_view(page, page.locator("dialog#device-drawer[open]"))

@@ -6,14 +6,16 @@
   let answer = null;  // what to do when the open confirmation is accepted
   let asker = null;  // the button that asked, focused again when the dialog closes
 
+  // Return the one confirmation dialog of the page.
   function confirmDialog() { return document.getElementById("confirm-dialog"); }
 
+  // Ask question about what button does; call proceed only when the answer is yes.
   function ask(question, button, proceed) {
     const dialog = confirmDialog();
     if (!dialog) { proceed(); return; }
     dialog.querySelector(".confirm-question").textContent = question;
-    dialog.querySelector(".confirm-yes").textContent =
-      (button && (button.dataset.confirmLabel || button.textContent.trim())) || "Confirm";
+    const named = button && button.tagName === "BUTTON";  // hx-confirm may sit on a form: then plain "Confirm"
+    dialog.querySelector(".confirm-yes").textContent = named ? button.textContent.trim() : "Confirm";
     answer = proceed;
     asker = button;
     dialog.returnValue = "";
@@ -63,16 +65,19 @@
     if (event.target.closest("[data-drawer-close]")) event.target.closest("dialog").close();
   });
 
+  // Give the focus back to the button that opened the drawer.
   function returnFocus() {
     const opener = openerId && document.getElementById(openerId);
     openerId = null;
     if (opener) opener.focus();
   }
 
-  function openDrawers() {
+  // Open a drawer that a swap just brought, focusing its first field (or the first one in error).
+  function openDrawers(event) {
     const drawer = document.querySelector("dialog.drawer:not([open])");
-    if (!drawer) {
-      if (openerId && !document.querySelector("dialog.drawer[open]")) returnFocus();  // saved: the drawer is gone
+    if (!drawer) {  // after a save the panel comes back without its drawer: the opener is in the new content
+      const opener = openerId && document.getElementById(openerId);
+      if (event && event.detail && opener && event.target.contains(opener)) returnFocus();
       return;
     }
     drawer.showModal();
@@ -90,6 +95,7 @@
   }, true);
 
   // ---- Copy: a button with data-copy="selector" copies that element's text ----
+  // Copy the text that button points at; say "Copied", or select it for Ctrl+C when copying is refused.
   function copyText(button) {
     const source = document.querySelector(button.dataset.copy);
     const status = button.parentElement.querySelector(".copy-status");
