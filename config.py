@@ -275,6 +275,8 @@ class Config:
         # Recordings and their commands go with the events that seal them, never before.
         self.RECORDING_RETENTION_DAYS = _int("RECORDING_RETENTION_DAYS", self.AUDIT_RETENTION_DAYS, 1, 36500)
         self.SSH_CONNECT_TIMEOUT = _int("SSH_CONNECT_TIMEOUT", 10, 1, 300)
+        # The device list shows whether each device's port answers, checked this often in the background (0: never).
+        self.PORT_CHECK_SECONDS = _int("PORT_CHECK_SECONDS", 300, 0, 86400)
         self.SSH_KEEPALIVE_SECONDS = _int("SSH_KEEPALIVE_SECONDS", 15, 1, 3600)
         # A device that takes no input for this long while input waits ends the session (remote_stuck).
         self.SSH_WRITE_TIMEOUT = _int("SSH_WRITE_TIMEOUT", 30, 1, 3600)

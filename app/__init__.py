@@ -222,9 +222,10 @@ def _register_blueprints(app):
     from .terminals import socket  # noqa: F401  (adds the websocket route to the terminals blueprint)
     from .terminals import replay  # noqa: F401  (adds the session page, its .cast and the command search)
     from .terminals import retention  # noqa: F401  (answers the trail's verify and prune signals)
+    from .teams.views import bp as teams_bp
     from .terminals.views import bp as terminals_bp
 
-    for blueprint in (auth_bp, twofactor_bp, users_bp, devices_bp, terminals_bp, audit_bp):
+    for blueprint in (auth_bp, twofactor_bp, users_bp, teams_bp, devices_bp, terminals_bp, audit_bp):
         app.register_blueprint(blueprint)
     from .auth.oidc import bp as oidc_bp
 

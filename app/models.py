@@ -1,9 +1,10 @@
 """Every model, imported in one place so the metadata (and Alembic) sees all tables."""
 from app.audit.models import AuditChainHead, AuditEvent
 from app.auth.models import LoginSession, User
-from app.devices.models import Device
+from app.devices.models import Device, DeviceTag, Favourite
 from app.leases import Lease
+from app.teams.models import Grant, Team, TeamMember
 from app.terminals.models import HostKey, SessionCommand, TerminalSession
 
-__all__ = ["AuditChainHead", "AuditEvent", "Lease", "LoginSession", "User", "Device", "HostKey", "SessionCommand",
-           "TerminalSession"]
+__all__ = ["AuditChainHead", "AuditEvent", "Lease", "LoginSession", "User", "Device", "DeviceTag", "Favourite", "Grant",
+           "Team", "TeamMember", "HostKey", "SessionCommand", "TerminalSession"]

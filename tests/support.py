@@ -89,6 +89,7 @@ def make_app(tmp_path, database_url=None, **overrides):
         "SQLALCHEMY_DATABASE_URI": database_url or f"sqlite:///{tmp_path / 'test.db'}",
         "ADMIN_USER": "admin", "ADMIN_PASSWORD": ADMIN_PASSWORD, "RECORDINGS_DIR": str(tmp_path / "recordings"),
         "REQUIRE_2FA": "off",  # most tests log in with a password alone; tests/test_totp.py sets it
+        "PORT_CHECK_SECONDS": "0",  # test devices name hosts that must never be dialled; test_device_finding.py sets it
     }
     config.update(overrides)
     app = create_app(config)
@@ -310,6 +311,7 @@ class LiveServer:
             "GATEHOUSE_GRACEFUL_TIMEOUT": "3", "AUDIT_POLL_SECONDS": "2",
             "LOGIN_MAX_FAILURES_PER_IP": "0",  # every test comes from 127.0.0.1; tests/test_throttle.py turns it on
             "REQUIRE_2FA": "off",  # most tests log in with a password alone; tests/test_totp.py sets it
+            "PORT_CHECK_SECONDS": "0",  # test devices name hosts that must never be dialled
         })
         env.update({k: str(v) for k, v in self.env.items()})
         return env

@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 
 from app.extensions import db
 
@@ -19,14 +19,28 @@ SEVERITY_CHOICES = SEVERITIES + tuple(f"{level}-up" for level in SEVERITIES[1:3]
 MAX_TEXT = 200
 
 
+# Functions user -> a condition on AuditEvent (or None): more events that user may read. The package that knows
+# why registers its rule (shared access: sessions on devices an admin shared with a team), so the trail imports
+# nothing it records.
+_visibility_rules = []
+
+
+def extend_visibility(rule):
+    """Register rule(user) -> condition or None, widening what a non-admin user may read."""
+    _visibility_rules.append(rule)
+    return rule
+
+
 def visible_events(user):
-    """The one visibility rule: an admin sees every event, anyone else only their own."""
+    """The one visibility rule: an admin sees every event, anyone else their own and what a registered rule adds."""
     query = select(AuditEvent)
     if user.is_admin:
         return query
     # The id and the account's birth: an id handed out again (it is not, but ids live on in
     # archives and other databases) never opens an earlier holder's history.
-    return query.where(AuditEvent.user_id == user.id, AuditEvent.occurred_at >= user.created_at)
+    own = and_(AuditEvent.user_id == user.id, AuditEvent.occurred_at >= user.created_at)
+    extra = [condition for condition in (rule(user) for rule in _visibility_rules) if condition is not None]
+    return query.where(or_(own, *extra)) if extra else query.where(own)
 
 
 @dataclass

@@ -2,7 +2,7 @@
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, LargeBinary, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.dbtypes import UTCDateTime, now_utc
 from app.extensions import db
@@ -12,7 +12,7 @@ AUTH_KEY = "key"
 
 
 class Device(db.Model):
-    """An SSH target that belongs to one user."""
+    """An SSH target that belongs to one user (its owner); teams may be granted its use by folder or tag."""
 
     __tablename__ = "devices"
     __table_args__ = (UniqueConstraint("owner_id", "name"),)
@@ -31,8 +31,27 @@ class Device(db.Model):
     # The public half of the key, safe to show so it can be copied into authorized_keys.
     public_key: Mapped[str | None] = mapped_column(Text)
     key_type: Mapped[str | None] = mapped_column(String(32))
+    # One folder (a collapsible group in the list, and a unit of access grants) and any number of tags.
+    folder: Mapped[str | None] = mapped_column(String(64), index=True)
+    tag_rows: Mapped[list["DeviceTag"]] = relationship(cascade="all, delete-orphan", lazy="selectin",
+                                                       order_by="DeviceTag.tag")
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # the last terminal opened to it
+    # Whether its port took a TCP connection at the last background check (None: not checked).
+    port_open: Mapped[bool | None]
+    port_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc, onupdate=now_utc)
+
+    @property
+    def tags(self):
+        """Return the device's tags, sorted."""
+        return [row.tag for row in self.tag_rows]
+
+    @tags.setter
+    def tags(self, names):
+        """Replace the device's tags."""
+        keep = {row.tag: row for row in self.tag_rows}
+        self.tag_rows = [keep.get(name) or DeviceTag(tag=name) for name in sorted(set(names))]
 
     @property
     def address(self):
@@ -44,3 +63,21 @@ class Device(db.Model):
     def label(self):
         """Return the audit label of the device: name (host:port)."""
         return f"{self.name} ({self.address})"
+
+
+class DeviceTag(db.Model):
+    """One tag on one device."""
+
+    __tablename__ = "device_tags"
+
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(32), primary_key=True, index=True)
+
+
+class Favourite(db.Model):
+    """A device a user pinned to the top of their list."""
+
+    __tablename__ = "device_favourites"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True)

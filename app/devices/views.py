@@ -163,7 +163,7 @@ def create():
 @bp.get("/<int:device_id>/edit")
 def edit(device_id):
     """Open the form of an existing device (secrets stay blank: they are write-only)."""
-    device = get_device_or_404(device_id)
+    device = get_device_or_404(device_id, edit=True)
     form = DeviceForm(obj=device)
     form.auth_type.data = device.auth_type
     return _panel(form, device)
@@ -172,14 +172,14 @@ def edit(device_id):
 @bp.post("/<int:device_id>")
 def update(device_id):
     """Save changes to a device; blank secret fields keep the stored ones."""
-    device = get_device_or_404(device_id)
+    device = get_device_or_404(device_id, edit=True)
     return _save(DeviceForm(), device, creating=False)
 
 
 @bp.post("/<int:device_id>/delete")
 def delete(device_id):
     """Delete a device."""
-    device = get_device_or_404(device_id)
+    device = get_device_or_404(device_id, edit=True)
     label = device.label
     db.session.delete(device)
     db.session.commit()
@@ -234,7 +234,7 @@ def _test_result(steps=None, problem=None, status=200):
 @bp.post("/<int:device_id>/test")
 def test_connection(device_id=None):
     """Try the form's host, port, host key and credentials (the stored ones when left blank) and say what failed."""
-    device = get_device_or_404(device_id) if device_id else None
+    device = get_device_or_404(device_id, edit=True) if device_id else None  # stored credentials: editors only
     form = DeviceForm()
     form.validate()  # normalises the host; only the address fields matter to a test
     problems = [field.errors[0] for field in (form.host, form.port, form.username) if field.errors]

@@ -33,6 +33,7 @@ MAX_UNFLUSHED = 8 * 1024 * 1024
 # What the tab says when a session ends for a reason the user did not see coming.
 END_MESSAGES = {
     "terminated": "An admin ended this session.",
+    "access_revoked": "Your access to this device was revoked.",
     "logged_out": "You logged out in another window.",
     "password_changed": "Your password was changed; this log-in has ended.",
     "login_expired": "Your log-in session expired; log in again.",

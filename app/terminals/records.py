@@ -18,6 +18,7 @@ from app.audit.events import FAILURE, AuditWriteError, record
 from app.audit.models import AuditEvent
 from app.audit.query import escape_like
 from app.dbtypes import iso_utc, now_utc
+from app.devices.models import Device
 from app.devices.secrets import recording_key
 from app.extensions import db
 from app.leases import worker_id
@@ -50,6 +51,7 @@ def open_row(user, device, source_ip, login_id):
     row = TerminalSession(id=str(uuid.uuid4()), user_id=user.id, device_id=device.id, actor=user.username,
                           target=device.label, source_ip=source_ip, worker=worker_id(), login_session_id=login_id)
     db.session.add(row)
+    db.session.execute(update(Device).where(Device.id == device.id).values(last_used_at=now_utc()))
     db.session.commit()
     facts = Facts.of(row)
     try:
