@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -224,7 +225,7 @@ def _check_rows(file_name, data, entry, previous, verdict):
     """Walk one file's rows: ids in order, each hash recomputed, each linked to the one before; return the last."""
     try:
         lines = [json.loads(text) for text in gzip.decompress(data).decode("utf-8").splitlines() if text.strip()]
-    except (OSError, EOFError, ValueError) as exc:
+    except (OSError, EOFError, ValueError, zlib.error) as exc:  # a flipped byte can break the deflate stream
         verdict.problems.append(f"ARCHIVE {file_name}: cannot be read as gzip JSON Lines ({exc})")
         return None
     count = 0
