@@ -1,13 +1,223 @@
-"""Teams and their access grants (admins only)."""
-from flask import Blueprint, render_template
+"""Teams and their access grants (admins only); htmx swaps the teams panel in place."""
+from flask import Blueprint, abort, render_template
+from flask_login import current_user
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
-from app.access import admin_required
+from app.access import admin_required, end_sessions_without_access
+from app.audit.events import record
+from app.auth.models import User
+from app.devices.models import Device, DeviceTag
+from app.extensions import db
+
+from . import trail  # noqa: F401  (registers the trail's visibility rule for shared devices)
+from .forms import GrantForm, MemberForm, TeamForm
+from .models import GRANT_FOLDER, GRANT_TAG, Grant, Team, TeamMember
 
 bp = Blueprint("teams", __name__, url_prefix="/teams")
+
+
+def describe(kind, value):
+    """Return what a grant covers, in words: the devices in folder core / the devices tagged db."""
+    return f"the devices in folder {value}" if kind == GRANT_FOLDER else f"the devices tagged {value}"
+
+
+def _member_form(team, members, users, posted=False):
+    """Return the add-member form of a team (posted: as submitted), offering the users not in it yet."""
+    form = MemberForm(prefix=f"team{team.id}-") if posted else MemberForm(formdata=None, prefix=f"team{team.id}-")
+    inside = {user.id for user in members}
+    form.user_id.choices = [(user.id, user.username) for user in users if user.id not in inside]
+    return form
+
+
+def _grant_form(team):
+    """Return an empty grant form of a team."""
+    return GrantForm(formdata=None, prefix=f"team{team.id}-grant-")
+
+
+def _context(notice=None, failed=None, new_team=None, focus=None):
+    """Return what the teams panel shows; failed = (team id, form) puts a refused form back with its errors."""
+    teams = db.session.scalars(select(Team).order_by(func.lower(Team.name), Team.id)).all()
+    users = db.session.scalars(select(User).order_by(User.username)).all()
+    members = {team.id: [] for team in teams}
+    for team_id, user in db.session.execute(select(TeamMember.team_id, User).join(User, User.id == TeamMember.user_id)
+                                            .order_by(User.username)):
+        members[team_id].append(user)
+    grants = {team.id: [] for team in teams}
+    for grant in db.session.scalars(select(Grant).order_by(Grant.kind, Grant.value)):
+        grants[grant.team_id].append(grant)
+    folders = dict(db.session.execute(select(Device.folder, func.count()).where(Device.folder.is_not(None))
+                                      .group_by(Device.folder)).all())
+    tags = dict(db.session.execute(select(DeviceTag.tag, func.count()).group_by(DeviceTag.tag)).all())
+    forms = {team.id: {"member": _member_form(team, members[team.id], users), "grant": _grant_form(team)}
+             for team in teams}
+    if failed:
+        team_id, form = failed
+        forms[team_id]["grant" if isinstance(form, GrantForm) else "member"] = form
+    return dict(teams=teams, members=members, grants=grants, forms=forms,
+                covered={GRANT_FOLDER: folders, GRANT_TAG: tags}, folders=sorted(folders), tags=sorted(tags), new_team=new_team or TeamForm(formdata=None),
+                notice=notice, focus=focus, describe=describe)
+
+
+def _panel(status=200, **context):
+    """Render the teams panel alone (what every change answers with)."""
+    return render_template("teams/_panel.html", **_context(**context)), status
+
+
+def _team_or_404(team_id):
+    """Return the team, or 404."""
+    team = db.session.get(Team, team_id)
+    if team is None:
+        abort(404)
+    return team
+
+
+def _end_sessions():
+    """End the open terminals whose user lost access with the change just committed; return how many."""
+    return len(end_sessions_without_access())
 
 
 @bp.get("/")
 @admin_required
 def index():
     """List the teams, their members and grants."""
-    return render_template("teams/index.html")
+    return render_template("teams/index.html", **_context())
+
+
+@bp.post("/")
+@admin_required
+def create():
+    """Create a team."""
+    form = TeamForm()
+    if not form.validate_on_submit():
+        return _panel(new_team=form, focus="name", status=422)
+    team = Team(name=form.name.data)
+    db.session.add(team)
+    try:
+        db.session.commit()
+    except IntegrityError:  # created by someone else between the check and the insert
+        db.session.rollback()
+        form.name.errors.append(f"There is already a team named {form.name.data}.")
+        return _panel(new_team=form, focus="name", status=422)
+    record("team.created", f"created team {team.name}", details={"team": team.name})
+    return _panel(notice=f"Team {team.name} created.", focus=f"team{team.id}-user_id")
+
+
+@bp.post("/<int:team_id>/delete")
+@admin_required
+def delete(team_id):
+    """Delete a team with its members and grants; its members' terminals to devices they lose end."""
+    team = _team_or_404(team_id)
+    name = team.name
+    members = db.session.scalar(select(func.count()).where(TeamMember.team_id == team.id))
+    grants = [f"{grant.kind} {grant.value}" for grant in db.session.scalars(select(Grant).filter_by(team_id=team.id))]
+    db.session.delete(team)
+    db.session.commit()
+    ended = _end_sessions()
+    record("team.deleted", f"deleted team {name}",
+           details={"team": name, "members": members, "grants": grants, "sessions_ended": ended})
+    return _panel(notice=f"Team {name} deleted." + _ended_note(ended), focus="name")
+
+
+@bp.post("/<int:team_id>/members")
+@admin_required
+def add_member(team_id):
+    """Add a user to a team."""
+    team = _team_or_404(team_id)
+    users = db.session.scalars(select(User).order_by(User.username)).all()
+    members = db.session.scalars(select(User).join(TeamMember, TeamMember.user_id == User.id)
+                                 .where(TeamMember.team_id == team.id)).all()
+    form = _member_form(team, members, users, posted=True)
+    if not form.validate_on_submit():
+        return _panel(failed=(team.id, form), focus=form.user_id.id, status=422)
+    user = db.session.get(User, form.user_id.data)
+    db.session.add(TeamMember(team_id=team.id, user_id=user.id))
+    try:
+        db.session.commit()
+    except IntegrityError:  # added by someone else meanwhile: nothing to do
+        db.session.rollback()
+        return _panel(notice=f"{user.username} is already in team {team.name}.", focus=form.user_id.id)
+    record("team.member_added", f"added {user.username} to team {team.name}",
+           details={"team": team.name, "user": user.username})
+    return _panel(notice=f"{user.username} added to team {team.name}.", focus=form.user_id.id)
+
+
+@bp.post("/<int:team_id>/members/<int:user_id>/delete")
+@admin_required
+def remove_member(team_id, user_id):
+    """Take a user out of a team; their terminals to devices they no longer may use end."""
+    team = _team_or_404(team_id)
+    member = db.session.get(TeamMember, (team.id, user_id))
+    user = db.session.get(User, user_id)
+    if member is None or user is None:
+        abort(404)
+    db.session.delete(member)
+    db.session.commit()
+    ended = _end_sessions()
+    record("team.member_removed", f"removed {user.username} from team {team.name}",
+           details={"team": team.name, "user": user.username, "sessions_ended": ended})
+    return _panel(notice=f"{user.username} removed from team {team.name}." + _ended_note(ended),
+                  focus=f"team{team.id}-user_id")
+
+
+@bp.post("/<int:team_id>/grants")
+@admin_required
+def grant(team_id):
+    """Let a team use the devices of a folder or a tag."""
+    team = _team_or_404(team_id)
+    form = GrantForm(prefix=f"team{team.id}-grant-")
+    if not form.validate_on_submit():
+        return _panel(failed=(team.id, form), focus=_first_error(form), status=422)
+    row = Grant(team_id=team.id, kind=form.kind.data, value=form.value.data, shares_trail=form.shares_trail.data,
+                created_by=current_user.username)
+    db.session.add(row)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        form.value.errors.append(f"Team {team.name} already has {describe(form.kind.data, form.value.data)}.")
+        return _panel(failed=(team.id, form), focus=form.value.id, status=422)
+    devices = _covered(row)
+    record("access.granted", f"granted team {team.name} {describe(row.kind, row.value)}",
+           details={"team": team.name, "kind": row.kind, "value": row.value, "shares_trail": row.shares_trail,
+                    "devices": devices})
+    return _panel(notice=f"Team {team.name} may now use {describe(row.kind, row.value)}.", focus=form.value.id)
+
+
+@bp.post("/grants/<int:grant_id>/delete")
+@admin_required
+def revoke(grant_id):
+    """Take a grant back; the open terminals it alone allowed end."""
+    row = db.session.get(Grant, grant_id)
+    if row is None:
+        abort(404)
+    team = db.session.get(Team, row.team_id)
+    kind, value, shares_trail = row.kind, row.value, row.shares_trail
+    devices = _covered(row)
+    db.session.delete(row)
+    db.session.commit()
+    ended = _end_sessions()
+    record("access.revoked", f"revoked team {team.name}'s access to {describe(kind, value)}",
+           details={"team": team.name, "kind": kind, "value": value, "shares_trail": shares_trail,
+                    "devices": devices, "sessions_ended": ended})
+    return _panel(notice=f"Team {team.name} no longer has {describe(kind, value)}." + _ended_note(ended),
+                  focus=f"team{team.id}-grant-value")
+
+
+def _covered(grant_row):
+    """Return how many devices a grant covers now."""
+    if grant_row.kind == GRANT_FOLDER:
+        return db.session.scalar(select(func.count()).select_from(Device).where(Device.folder == grant_row.value))
+    return db.session.scalar(select(func.count()).select_from(DeviceTag).where(DeviceTag.tag == grant_row.value))
+
+
+def _first_error(form):
+    """Return the id of the first field of form with an error."""
+    return next((field.id for field in form if field.errors), None)
+
+
+def _ended_note(count):
+    """Return the notice's words on the terminals a change ended (nothing when none)."""
+    if not count:
+        return ""
+    return f" {count} open terminal{'s' if count != 1 else ''} ended."
