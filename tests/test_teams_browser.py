@@ -1,0 +1,129 @@
+"""Shared access in a real headless Chromium under gunicorn: a team member uses a granted device, never receives its
+credential, and loses the device and its open terminal when the grant is revoked."""
+import os
+import re
+import secrets
+
+import pytest
+from sqlalchemy import select
+
+from app import create_app
+from app.devices.models import Device
+from app.extensions import db
+from tests.support import SECRET_KEY, browser_login, new_user, wait_for
+
+
+def put_in_folder(server, device_id, folder):
+    """Put a device in a folder in the live server's database (where the device form does not offer one yet)."""
+    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
+                      "INSTANCE_DIR": str(server.workdir)})
+    with app.app_context():
+        device = db.session.get(Device, device_id)
+        if device.folder != folder:
+            device.folder = folder
+            db.session.commit()
+        found = db.session.scalar(select(Device.folder).where(Device.id == device_id))
+        db.engine.dispose()
+    return found
+
+
+@pytest.fixture
+def contexts(browser):
+    """Two browser contexts, the admin's and the member's; closed after the test."""
+    made = [browser.new_context(viewport={"width": 1280, "height": 800}) for _ in range(2)]
+    pages = []
+    for context in made:
+        page = context.new_page()
+        page.set_default_timeout(10000)
+        pages.append(page)
+    yield pages
+    for context in made:
+        context.close()
+
+
+def record_bodies(page):
+    """Keep every response body and websocket frame the page receives; return the list they go to."""
+    received = []
+
+    def on_response(response):
+        try:
+            received.append(response.body())
+        except Exception:  # a redirect or a body the browser dropped already: nothing reached the page
+            pass
+
+    def on_socket(socket):
+        socket.on("framereceived", lambda frame: received.append(frame if isinstance(frame, bytes) else frame.encode()))
+
+    page.on("response", on_response)
+    page.on("websocket", on_socket)
+    return received
+
+
+def shoot(page, name):
+    """Screenshot the teams page at desktop and phone width in both themes when GATEHOUSE_SHOTS names a folder."""
+    folder = os.environ.get("GATEHOUSE_SHOTS")
+    if not folder:
+        return
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        for width, height in ((1440, 900), (390, 844)):
+            page.set_viewport_size({"width": width, "height": height})
+            page.screenshot(path=f"{folder}/{name}-{width}-{scheme}.png", full_page=True)
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.emulate_media(color_scheme="light")
+    page.set_viewport_size({"width": 1280, "height": 800})
+
+
+def test_member_uses_a_shared_device_until_the_grant_is_revoked(contexts, live_server, sshd):
+    admin, member = contexts
+    tag = secrets.token_hex(3)
+    team, folder, device_name = f"ops-{tag}", f"core-{tag}", f"shared-{tag}"
+    name, password = new_user(live_server)
+
+    device_id = live_server.add_device(live_server.login(), sshd, device_name, folder=folder)
+    assert put_in_folder(live_server, device_id, folder) == folder
+
+    browser_login(admin, live_server)
+    admin.goto(live_server.url + "/teams/")
+    admin.get_by_label("Team name").fill(team)
+    admin.get_by_role("button", name="Create team").click()
+    card = admin.locator("article.team", has=admin.get_by_role("heading", name=team))
+    card.wait_for()
+    card.get_by_label("Add member").select_option(label=name)
+    card.get_by_role("button", name="Add", exact=True).click()
+    card.locator(".chip", has_text=name).wait_for()
+    card.get_by_label("Folder or tag").fill(folder)
+    card.get_by_role("button", name="Grant").click()
+    grant = card.locator(".grant", has_text=folder)
+    grant.wait_for()
+    assert "1 device" in grant.inner_text()
+    shoot(admin, "teams")
+    if os.environ.get("GATEHOUSE_SHOTS"):  # a refused name, as the page shows it
+        admin.get_by_label("Team name").fill(team.upper())
+        admin.get_by_role("button", name="Create team").click()
+        admin.get_by_text(f"There is already a team named {team}.").wait_for()
+        shoot(admin, "teams-refused")
+
+    bodies = record_bodies(member)
+    browser_login(member, live_server, name, password)
+    opener = member.locator(f'.open-terminal[data-device-name="{device_name}"]')
+    opener.click()
+    screen = member.locator(".terminal-panel .xterm-rows")
+    screen.get_by_text(re.compile(r"gatehouse-test@.*\$")).first.wait_for()
+    member.keyboard.type("echo shared-$((6*7))")
+    member.keyboard.press("Enter")
+    screen.get_by_text("shared-42").wait_for()
+
+    grant.get_by_role("button", name="Revoke").click()
+    dialog = admin.locator("#confirm-dialog")
+    assert team in dialog.inner_text() and folder in dialog.inner_text()
+    dialog.get_by_role("button", name="Revoke").click()
+    card.get_by_text("No devices shared yet.").wait_for()
+    screen.get_by_text("Your access to this device was revoked.").wait_for(timeout=5000)
+
+    member.reload()
+    member.locator(".device-panel").wait_for()
+    wait_for(lambda: member.locator(".device-panel").count() == 1)
+    assert opener.count() == 0
+    assert any(device_name.encode() in body for body in bodies) and any(b"shared-42" in body for body in bodies)
+    assert all(sshd.password.encode() not in body for body in bodies)
