@@ -258,6 +258,11 @@
     requestAnimationFrame(() => active.fit.fit());
   }
 
+  // After a click (not a key press) on a control, typing goes on in the shown terminal.
+  function backToTerminal(event) {
+    if (event.detail > 0 && activeTab) activeTab.term.focus();
+  }
+
   // Fit the shown terminal to its panel again; a changed size goes to the server (onResize).
   function refit() {
     requestAnimationFrame(() => { if (activeTab && !activeTab.panel.hidden) activeTab.fit.fit(); });
@@ -326,9 +331,11 @@
 
   workspace.classList.toggle("sidebar-collapsed", load(STORE.sidebar) === "collapsed");
   syncSidebarToggle();
-  sidebarToggle.addEventListener("click", () => {
-    if (!phone.matches) setCollapsed(!workspace.classList.contains("sidebar-collapsed"));
-    else if (workspace.classList.contains("drawer-open")) closeDrawer(true);
+  sidebarToggle.addEventListener("click", (event) => {
+    if (!phone.matches) {
+      setCollapsed(!workspace.classList.contains("sidebar-collapsed"));
+      backToTerminal(event);
+    } else if (workspace.classList.contains("drawer-open")) closeDrawer(true);
     else openDrawer();
   });
   backdrop.addEventListener("click", () => closeDrawer(true));
@@ -356,15 +363,19 @@
   }
 
   setFontSize(fontSize);
-  fontSmaller.addEventListener("click", () => { setFontSize(fontSize - 1); store(STORE.font, String(fontSize)); });
-  fontLarger.addEventListener("click", () => { setFontSize(fontSize + 1); store(STORE.font, String(fontSize)); });
+  [[fontSmaller, -1], [fontLarger, 1]].forEach(([button, step]) => button.addEventListener("click", (event) => {
+    setFontSize(fontSize + step);
+    store(STORE.font, String(fontSize));
+    backToTerminal(event);
+  }));
 
   // ---- Full screen: the terminals section alone ----
   const fullscreenToggle = document.getElementById("fullscreen-toggle");
   fullscreenToggle.hidden = !root.requestFullscreen;  // iPhones have no element full screen
-  fullscreenToggle.addEventListener("click", () => {
+  fullscreenToggle.addEventListener("click", (event) => {
     if (document.fullscreenElement) document.exitFullscreen();
     else root.requestFullscreen().catch(() => {});
+    backToTerminal(event);
   });
   document.addEventListener("fullscreenchange", () => {
     const on = document.fullscreenElement === root;
@@ -412,9 +423,10 @@
   }
 
   showKeys(load(STORE.keys) ? load(STORE.keys) === "on" : touch.matches);
-  keysToggle.addEventListener("click", () => {
+  keysToggle.addEventListener("click", (event) => {
     showKeys(extraKeys.hidden);
     store(STORE.keys, extraKeys.hidden ? "off" : "on");
+    backToTerminal(event);
   });
   touch.addEventListener("change", () => { if (!load(STORE.keys)) showKeys(touch.matches); });
   // A tap on a key must not take the focus from the terminal: the phone's keyboard stays up.
@@ -427,7 +439,7 @@
     const key = button.dataset.key;
     if (key === "ctrl") setCtrl(!ctrlArmed);
     else activeTab.term.input(keyData(key, activeTab.term), true);  // the same path as typed input
-    if (event.detail > 0) activeTab.term.focus();  // a tap or click; from the keyboard the focus stays on the key
+    backToTerminal(event);  // a tap or click; from the keyboard the focus stays on the key
   });
 
   // ---- Phones: the page follows the visual viewport, so the extra keys stay above the on-screen keyboard ----
