@@ -205,3 +205,20 @@ def test_desktop_text_size_sidebar_and_full_screen(desktop):
     page.wait_for_function("document.fullscreenElement === null")
     page.locator("#fullscreen-toggle[aria-pressed=false]").wait_for()
     assert remote.cols() == before
+
+
+def test_replay_player_follows_the_theme(desktop, live_server):
+    page, _ = desktop  # its terminals of the test above ended with a reload and with the page
+    page.goto(live_server.url + "/audit/?action=sessions")
+    page.locator("a.session-link").first.click()
+    player = page.locator(".replay-screen .ap-player")
+    player.wait_for()
+    background = "getComputedStyle(document.querySelector('.replay-screen .ap-player')).backgroundColor"
+    assert "asciinema-player-theme-gatehouse-light" in player.get_attribute("class")
+    assert page.evaluate(background) == "rgb(251, 251, 252)"  # light page, light player
+    shoot(page, "layout-replay-light")
+    page.select_option("#theme-switch", "dark")
+    page.locator(".replay-screen .ap-player.asciinema-player-theme-gatehouse-dark").wait_for()
+    assert page.evaluate(background) == "rgb(11, 15, 20)"
+    shoot(page, "layout-replay-dark")
+    page.select_option("#theme-switch", "auto")

@@ -28,6 +28,7 @@
     return t - shift - Math.max(0, t - previous - limit);
   }
 
+  // The reverse: a moment of the player's clock as recording time.
   function fromPlayer(p) {
     if (!limit) return p;
     let previous = 0, shift = 0;
@@ -40,6 +41,12 @@
     return p + shift;
   }
 
+  // The player's palette of the page's theme (terminal.css: asciinema-player-theme-gatehouse-light / -dark).
+  function theme() {
+    return "gatehouse-" + (window.GatehouseTheme ? window.GatehouseTheme.current() : "dark");
+  }
+
+  // Make the player at a moment of the recording, playing or paused.
   function create(at, autoPlay) {
     if (player) player.dispose();
     limit = Number(idle.value) || 0;
@@ -52,6 +59,7 @@
       // The whole screen inside the box the stylesheet gives it; a phone's narrow box scrolls instead.
       fit: narrow.matches ? "width" : "both",
       terminalFontSize: "small",
+      theme: theme(),
     });
     playing = autoPlay;
     // A paused player shows its start screen, not the startAt moment: seeking shows that moment.
@@ -67,16 +75,19 @@
     create(fromPlayer(player.getCurrentTime() || 0), playing);
   }
 
+  // Show a moment of the recording (seconds, recording time).
   function seek(t) {
     if (player && Number.isFinite(t)) player.seek(toPlayer(Math.max(0, t)));
   }
 
+  // Return the moment the address names (#t=SECONDS), or null.
   function hashTime() {
     const match = /^#t=([0-9.]+)$/.exec(location.hash);
     return match ? Number(match[1]) : null;
   }
 
   speed.addEventListener("change", recreate);
+  document.addEventListener("gatehouse:theme", recreate);  // light page, light player
   idle.addEventListener("change", recreate);
   root.addEventListener("click", (event) => {
     const link = event.target.closest("a[data-seek]");

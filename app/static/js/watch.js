@@ -5,8 +5,15 @@
   const root = document.getElementById("watch");
   if (!root || !window.Terminal) return;
   const status = root.querySelector(".watch-status");
+
+  // The text size chosen on the terminal page (static/js/terminal.js), else 14 px.
+  function storedFontSize() {
+    let size = null;
+    try { size = Number(localStorage.getItem("gatehouse-term-font")); } catch (err) { /* storage refused */ }
+    return size >= 10 && size <= 24 ? size : 14;
+  }
   const term = new window.Terminal({
-    disableStdin: true, cursorBlink: false, scrollback: 5000, fontSize: 14,
+    disableStdin: true, cursorBlink: false, scrollback: 5000, fontSize: storedFontSize(),
     fontFamily: 'ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace',
     theme: window.GatehouseTheme ? window.GatehouseTheme.terminalTheme() : undefined,
   });
