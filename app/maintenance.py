@@ -10,6 +10,7 @@ from app.audit.events import report_lost
 from app.audit.retention import prune
 from app.auth import sessions as log_ins
 from app.auth import throttle
+from app.devices import reachability
 from app.extensions import db
 from app.leases import take_lease
 from app.terminals import live, records
@@ -17,6 +18,7 @@ from app.terminals import live, records
 log = logging.getLogger("gatehouse.maintenance")
 _stop = threading.Event()
 REVIEW_CHECK_SECONDS = 600  # how often an unreviewed period is checked against AUDIT_REVIEW_DAYS
+PORT_ROUND_SECONDS = 10  # how often devices due a port check are looked for (a new device is seen within this)
 
 
 def start(app, is_alive=lambda: True):
@@ -48,7 +50,7 @@ def _loop(app, is_alive):
     # Not at start-up (a restart would walk the chain again): ten minutes in, then under a lease as long as the
     # interval, so a cluster verifies once per interval whatever restarts.
     next_verify = time.monotonic() + min(verify_every, 600) if verify_every else float("inf")
-    next_beat = next_sweep = next_prune = next_checkpoint = next_storage = next_review = 0.0  # all run at start-up
+    next_beat = next_sweep = next_prune = next_checkpoint = next_storage = next_review = next_ports = 0.0  # at start-up
     with app.app_context():
         if _guarded("retention lease", take_lease, "retention", 60):
             _guarded("retention", health.check_retention)
@@ -92,6 +94,11 @@ def _loop(app, is_alive):
                 if _guarded("review lease", take_lease, "review", REVIEW_CHECK_SECONDS - 10):
                     _guarded("review overdue", review.check_overdue)
                 next_review = now + REVIEW_CHECK_SECONDS
+            if now >= next_ports and app.config["PORT_CHECK_SECONDS"]:
+                # One process of a cluster checks; the round runs on its own thread, never delaying this loop.
+                if _guarded("port check lease", take_lease, "port-check", PORT_ROUND_SECONDS - 1):
+                    _guarded("port check", reachability.start_round, app)
+                next_ports = now + PORT_ROUND_SECONDS
             db.session.remove()
         _stop.wait(1.0)
 

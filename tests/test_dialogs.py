@@ -52,7 +52,16 @@ def device_ids(server, owner_http):
     import re
 
     panel = owner_http.get(server.url + "/devices/", timeout=10).text
-    return {name: int(i) for i, name in re.findall(r'id="device-(\d+)">\s*<button[^>]*data-device-name="([^"]+)"', panel)}
+    return {name: int(i) for i, name in
+            re.findall(r'id="device-(\d+)"[^>]*>\s*<button[^>]*data-device-name="([^"]+)"', panel)}
+
+
+def show_devices(page):
+    """On a phone the device list is a drawer: open it (on a desktop it is already in view)."""
+    toggle = page.locator("#sidebar-toggle")
+    if page.viewport_size["width"] < 700 and toggle.get_attribute("aria-expanded") != "true":
+        toggle.click()
+        page.locator("#add-device").wait_for()
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +99,7 @@ def test_drawer_opens_in_view_takes_focus_and_gives_it_back(page_at, live_server
     page = page_at
     name, password, ids = owner
     browser_login(page, live_server, name, password)
+    show_devices(page)
     edit = page.locator(f"#edit-device-{ids['dev-48']}")
     edit.scroll_into_view_if_needed()
     edit.click()
@@ -182,6 +192,7 @@ def test_every_destructive_action_needs_its_confirmation(page_at, live_server, s
     key_port = free_port()
     put_host_key(live_server, key_port)
     browser_login(page, live_server)
+    show_devices(page)
 
     # Delete a device: Cancel keeps it, Delete deletes it.
     button = page.locator(f'#device-list li:has([data-device-name="{doomed}"]) button.danger')
@@ -268,6 +279,7 @@ def test_connection_test_answers_in_the_drawer(page_at, live_server, sshd, owner
     page = page_at
     name, password, _ = owner
     browser_login(page, live_server, name, password)
+    show_devices(page)
     page.click("#add-device")
     page.fill("#name", f"probe-{size}")
     page.fill("#host", sshd.host)

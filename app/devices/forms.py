@@ -11,6 +11,8 @@ from wtforms.validators import DataRequired, Length, NumberRange, Optional, Vali
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")
 _PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+$")
+_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,31}$")
+MAX_TAGS = 16
 
 AUTH_CHOICES = [SelectChoice("password", "Password"), SelectChoice("key", "Private key (paste or upload)"),
                 SelectChoice("generate", "Generate a new key pair")]
@@ -29,6 +31,13 @@ def normalise_host(value):
     return host.lower().rstrip(".")
 
 
+class TagsField(StringField):
+    """Tags typed on one line, split by commas or spaces; the data is a list once validated."""
+
+    def _value(self):
+        return ", ".join(self.data) if isinstance(self.data, list) else (self.data or "")
+
+
 class DeviceForm(FlaskForm):
     """Name, address, SSH user and one kind of credential."""
 
@@ -36,6 +45,8 @@ class DeviceForm(FlaskForm):
     host = StringField("Host", validators=[DataRequired("Enter a host name or address."), Length(max=255)])
     port = IntegerField("Port", default=22, validators=[NumberRange(1, 65535, "Port must be between 1 and 65535.")])
     username = StringField("SSH user", validators=[DataRequired("Enter the SSH user name."), Length(max=64)])
+    folder = StringField("Folder", validators=[Optional(), Length(max=64)])
+    tags = TagsField("Tags", validators=[Optional(), Length(max=600)])
     auth_type = SelectField("Authentication", choices=AUTH_CHOICES, default="password")
     password = PasswordField("Password", validators=[Optional(), Length(max=1024)])
     private_key = TextAreaField("Private key", validators=[Optional(), Length(max=32768)])
@@ -47,6 +58,21 @@ class DeviceForm(FlaskForm):
         field.data = field.data.strip()
         if not _PRINTABLE.match(field.data):
             raise ValidationError("The name may not contain control characters.")
+
+    def validate_folder(self, field):
+        field.data = " ".join((field.data or "").split()) or None
+        if field.data and not _PRINTABLE.match(field.data):
+            raise ValidationError("The folder may not contain control characters.")
+
+    def validate_tags(self, field):
+        """Split on commas and spaces into a sorted, unique list of tags."""
+        names = sorted({name.lower() for name in re.split(r"[,\s]+", field.data or "") if name})
+        bad = [name for name in names if not _TAG.match(name)]
+        if bad:
+            raise ValidationError(f"Tags are letters, digits and . _ : / - (up to 32): {bad[0][:40]!r} is not.")
+        if len(names) > MAX_TAGS:
+            raise ValidationError(f"At most {MAX_TAGS} tags.")
+        field.data = names
 
     def validate_host(self, field):
         try:

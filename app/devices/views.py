@@ -3,10 +3,11 @@ import threading
 
 from flask import Blueprint, current_app, render_template
 from flask_login import current_user, login_required
+from sqlalchemy import delete as sql_delete
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from app.access import get_device_or_404, user_devices
+from app.access import end_sessions_without_access, get_device_or_404, user_devices
 from app.audit.events import FAILURE, SUCCESS, record
 from app.blocking import run_blocking
 from app.extensions import db
@@ -16,11 +17,12 @@ from app.terminals.models import HostKey
 from . import keys, secrets
 from .credentials import CredentialError, Credentials, open_credentials
 from .forms import DeviceForm
-from .models import AUTH_KEY, AUTH_PASSWORD, Device
+from .listing import listing
+from .models import AUTH_KEY, AUTH_PASSWORD, Device, Favourite
 
 bp = Blueprint("devices", __name__, url_prefix="/devices")
 
-_PLAIN_FIELDS = ("name", "host", "port", "username")
+_PLAIN_FIELDS = ("name", "host", "port", "username", "folder")
 
 
 @bp.before_request
@@ -29,13 +31,20 @@ def require_login():
     """Every device route needs a logged-in user."""
 
 
+def _choices():
+    """Return the folder and tag names of the devices the user may use, for the form's suggestions."""
+    devices = user_devices()
+    return sorted({d.folder for d in devices if d.folder}, key=str.casefold), sorted({t for d in devices for t in d.tags})
+
+
 def _panel(form=None, device=None, notice=None, public_key=None, status=200):
     """Render the device panel: the list, and the editor when a form is open."""
+    folders = tags = ()
     if form is not None:
         form.private_key.data = ""  # write-only: a pasted key never comes back, not even after an error
-    return render_template(
-        "devices/_panel.html", devices=user_devices(), form=form, device=device, notice=notice, public_key=public_key
-    ), status
+        folders, tags = _choices()
+    return render_template("devices/_panel.html", form=form, device=device, notice=notice, public_key=public_key,
+                           folder_names=folders, tag_names=tags, **listing()), status
 
 
 class _Refused(Exception):
@@ -98,7 +107,8 @@ _CREDENTIAL_CHOICES = {"password": _use_password, "key": _use_private_key, "gene
 
 def _snapshot(device):
     """Return what the audit trail compares before and after a save (ciphertexts only, never read)."""
-    return {**{field: getattr(device, field) for field in _PLAIN_FIELDS}, "auth_type": device.auth_type,
+    return {**{field: getattr(device, field) for field in _PLAIN_FIELDS}, "tags": list(device.tags),
+            "auth_type": device.auth_type,
             "credential": (device.password_enc, device.private_key_enc, device.passphrase_enc),
             "public_key": device.public_key}
 
@@ -107,6 +117,9 @@ def _changes(before, after):
     """Return the audit details of a save: which fields changed (names, never values) and a new key's type."""
     changed = [name for name in before if name != "public_key" and before[name] != after[name]]
     details = {"auth_type": after["auth_type"], "fields": changed}
+    for name in ("folder", "tags"):  # who may use it follows these (team grants): say what they became
+        if name in changed:
+            details[name] = after[name]
     if after["public_key"] and after["public_key"] != before["public_key"]:
         details["key"] = after["public_key"].split()[0]
     return details
@@ -120,6 +133,7 @@ def _save(form, device, creating):
     before = _snapshot(device)
     for field in _PLAIN_FIELDS:
         setattr(device, field, getattr(form, field).data)
+    device.tags = form.tags.data or []
     try:
         public = _CREDENTIAL_CHOICES[form.auth_type.data](form, device)
     except _Refused as refused:
@@ -136,6 +150,8 @@ def _save(form, device, creating):
         form.name.errors.append("You already have a device with this name.")
         return _panel(form, shown, status=422)
     details = _changes(before, _snapshot(device))
+    if not creating and {"folder", "tags"} & set(details["fields"]):
+        details["sessions_ended"] = len(end_sessions_without_access())  # a team that lost it loses its terminals
     verb = "created" if creating else "updated"
     record(f"device.{verb}", f"{verb} device {device.label}", target=device.label, details=details)
     notice = f"Device {device.name} {'added' if creating else 'saved'}."
@@ -166,6 +182,7 @@ def edit(device_id):
     device = get_device_or_404(device_id, edit=True)
     form = DeviceForm(obj=device)
     form.auth_type.data = device.auth_type
+    form.tags.data = device.tags
     return _panel(form, device)
 
 
@@ -185,6 +202,21 @@ def delete(device_id):
     db.session.commit()
     record("device.deleted", f"deleted device {label}", target=label)
     return _panel(notice=f"Device {label} deleted.")
+
+
+@bp.post("/<int:device_id>/favourite")
+def favourite(device_id):
+    """Pin a device to the top of the current user's list, or unpin it."""
+    device = get_device_or_404(device_id)
+    gone = db.session.execute(sql_delete(Favourite).where(Favourite.user_id == current_user.id,
+                                                          Favourite.device_id == device.id)).rowcount
+    if not gone:
+        db.session.add(Favourite(user_id=current_user.id, device_id=device.id))
+    try:
+        db.session.commit()
+    except IntegrityError:  # two quick clicks: the first one pinned it
+        db.session.rollback()
+    return _panel()
 
 
 _testing = set()  # ids of users with a connection test under way in this process: one at a time each

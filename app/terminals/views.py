@@ -3,7 +3,8 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from app.access import admin_required, get_device_or_404, user_devices
+from app.access import admin_required, get_device_or_404
+from app.devices.listing import listing
 from app.extensions import db
 from app.origins import check_websocket_origin
 
@@ -29,7 +30,7 @@ def check_access():
 @bp.get("/")
 def index():
     """Show the device panel and the terminal tabs."""
-    return render_template("terminals/index.html", devices=user_devices())
+    return render_template("terminals/index.html", **listing())
 
 
 @bp.get("/terminals/connected")

@@ -40,9 +40,15 @@
     if (isNaN(date) || (!dateTime && !TIME_ONLY.test(utcText))) return;
     element.dataset.utc = utcText;
     element.title = date.toISOString().slice(0, 19).replace("T", " ") + " UTC";
-    element.textContent = (dateTime ? day(date) + " " : "") +
-      clock(date, !dateTime || dateTime[1] !== undefined) + " " + offset(date);
+    const local = (dateTime ? day(date) + " " : "") + clock(date, !dateTime || dateTime[1] !== undefined) + " " +
+      offset(date);
     const age = Date.now() - date.getTime();
+    if (element.classList.contains("short")) {  // tight spaces (the device list): "3 min ago", else the day
+      element.title = local + " (" + element.title + ")";
+      element.textContent = age >= 0 && age <= RECENT_MS ? ago(age) : day(date);
+      return;
+    }
+    element.textContent = local;
     let note = element.nextElementSibling;
     if (!note || !note.classList.contains("ago")) {
       if (age < 0 || age > RECENT_MS || !dateTime) return;
