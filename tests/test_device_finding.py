@@ -288,3 +288,42 @@ def test_phone_list_fits_the_screen(browser, live_server, crowd):
             page.screenshot(path=f"{SHOTS}/devices-phone.png")
     finally:
         context.close()
+
+
+def test_a_member_sees_a_shared_device_without_edit_and_a_folder_change_ends_their_terminal(app, auth, client):
+    """Moving a device out of a granted folder takes it from the team: the list, and the open terminal."""
+    from app.teams.models import Grant, Team, TeamMember
+
+    auth.login()
+    assert add_device(client, name="shared-box", folder="core").status_code == 200
+    with app.app_context():
+        member = User(username="member", is_admin=False)
+        member.set_password("member-password-long")
+        team = Team(name="ops")
+        db.session.add_all([member, team])
+        db.session.flush()
+        db.session.add_all([TeamMember(team_id=team.id, user_id=member.id),
+                            Grant(team_id=team.id, kind="folder", value="core", created_by="admin")])
+        device = db.session.scalar(select(Device).filter_by(name="shared-box"))
+        db.session.add(TerminalSession(id="11111111-1111-1111-1111-111111111111", user_id=member.id,
+                                       device_id=device.id, actor="member", target=device.label, worker="w"))
+        db.session.commit()
+        device_id = device.id
+    other = app.test_client()
+    AuthActions(other).login("member", "member-password-long")
+    html = other.get("/devices/").get_data(as_text=True)
+    assert 'data-device-name="shared-box"' in html and "shared by admin" in html
+    assert f'id="edit-device-{device_id}"' not in html and "/delete" not in html
+    assert "device-secret-pw" not in html
+
+    page = client.get(f"/devices/{device_id}/edit").get_data(as_text=True)
+    reply = client.post(f"/devices/{device_id}", headers={"HX-Request": "true"}, data={
+        "csrf_token": csrf_from(page), "name": "shared-box", "host": "10.1.2.3", "port": "22", "username": "ops",
+        "auth_type": "password", "password": "", "folder": "private", "tags": ""})
+    assert reply.status_code == 200
+    with app.app_context():
+        row = db.session.get(TerminalSession, "11111111-1111-1111-1111-111111111111")
+        assert (row.terminate_requested, row.terminate_reason) == (True, "access_revoked")
+        event = db.session.scalars(select(AuditEvent).filter_by(action="device.updated")).all()[-1]
+        assert event.details["folder"] == "private" and event.details["sessions_ended"] == 1
+    assert 'data-device-name="shared-box"' not in other.get("/devices/").get_data(as_text=True)
