@@ -52,7 +52,9 @@ def open_terminal(page, live_server, sshd):
     name = "look-" + os.urandom(3).hex()
     live_server.add_device(http, sshd, name)
     page.reload()
-    page.click(f'button.open-terminal[data-device-name="{name}"]')
+    if page.locator("#sidebar-toggle[aria-expanded=false]").count():  # a phone: the device list is a drawer
+        page.click("#sidebar-toggle")
+    page.locator(f'button.open-terminal[data-device-name="{name}"]').first.click()
     page.locator(".xterm-rows").get_by_text(re.compile(r"gatehouse-test@")).first.wait_for()
     return name
 
