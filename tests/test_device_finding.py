@@ -108,13 +108,14 @@ def test_a_favourite_of_a_device_one_may_not_use_is_404(app, auth, client):
     assert client.post(f"/devices/{device_id}/favourite", headers={"X-CSRFToken": csrf_from(page)}).status_code == 404
 
 
-def test_port_check_marks_answering_and_silent_ports(app, auth, client):
+def test_port_check_marks_answering_and_silent_ports(any_app):
     """The background check connects to loopback only here: one listening port, one closed."""
     listening = socket.socket()
     listening.bind(("127.0.0.1", 0))
     listening.listen()
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))  # bound, not listening: refused at once
+    app = any_app
     app.config["PORT_CHECK_SECONDS"] = 60
     try:
         with app.app_context():
@@ -131,7 +132,8 @@ def test_port_check_marks_answering_and_silent_ports(app, auth, client):
     finally:
         listening.close()
         closed.close()
-    auth.login()
+    client = app.test_client()
+    AuthActions(client).login()
     html = client.get("/devices/").get_data(as_text=True)
     assert html.count('class="port-state up"') == 1 and html.count('class="port-state down"') == 1
     assert 'aria-label="Port did not answer at the last check"' in html
