@@ -1,5 +1,6 @@
 // The audit viewer's filters and table in the browser: a local date-time picker over each UTC time field (the
-// form still sends UTC ISO), the "last hour / 24 h / 7 days" presets, and a text selection that survives polls.
+// form still sends UTC ISO), the "last hour / 24 h / 7 days" presets, a text selection that survives polls, and
+// the keys of its tabs.
 (function () {
   "use strict";
 
@@ -66,6 +67,26 @@
         event.detail.target.contains(selection.anchorNode)) {
       event.detail.shouldSwap = false;
     }
+  });
+
+  // The Events / Summary / Review tabs: Left and Right (Home, End) move the focus along them, round at the ends;
+  // Enter (the link's own key) or Space opens the focused one. Tab leaves them from the chosen one (roving tabindex).
+  const MOVES = { ArrowRight: 1, ArrowLeft: -1, Home: "first", End: "last" };
+  document.addEventListener("keydown", function (event) {
+    const tab = event.target.closest && event.target.closest("[role=tablist] > [role=tab]");
+    if (!tab || event.altKey || event.ctrlKey || event.metaKey) return;
+    if (event.key === " ") {
+      event.preventDefault();  // not a scroll: a link takes Space as a click here
+      tab.click();
+      return;
+    }
+    const move = MOVES[event.key];
+    if (move === undefined) return;
+    event.preventDefault();
+    const tabs = Array.from(tab.parentElement.querySelectorAll(":scope > [role=tab]"));
+    const at = tabs.indexOf(tab);
+    const next = move === "first" ? 0 : move === "last" ? tabs.length - 1 : (at + move + tabs.length) % tabs.length;
+    tabs[next].focus();
   });
 
   document.addEventListener("DOMContentLoaded", function () { enhance(document); });
