@@ -185,7 +185,7 @@ def test_grants_show_their_devices_and_are_audited(any_app, admin):
     assert response.status_code == 200 and "Team ops may now use the devices in folder core." in body
     assert re.search(r"<strong>core</strong></span>\s*<span class=\"hint count\">2 devices</span>\s*"
                      r"<span class=\"badge\"", body)
-    post(admin, f"/teams/{tid}/grants", {f"team{tid}-grant-kind": "tag", f"team{tid}-grant-value": "eu"})
+    post(admin, f"/teams/{tid}/grants", {f"team{tid}-grant-kind": "tag", f"team{tid}-grant-value": " EU "})
     body = admin.get("/teams/").get_data(as_text=True)
     assert re.search(r"<strong>eu</strong></span>\s*<span class=\"hint count\">1 device</span>\s*<button", body)
     granted = events(any_app, "access.granted")
@@ -211,6 +211,8 @@ def test_grants_show_their_devices_and_are_audited(any_app, admin):
     ("folder", "x" * 65, "A folder name has at most 64 characters."),
     ("tag", "x" * 33, "A tag name has at most 32 characters."),
     ("tag", "new\nline", "The folder or tag name may contain only printable characters."),
+    ("tag", "two words", "A tag starts with a letter or digit, then letters, digits or . _ : / -"),
+    ("tag", "-db", "A tag starts with a letter or digit, then letters, digits or . _ : / -"),
     ("owner", "core", "Choose a folder or a tag."),
     ("folder", "core", "Team ops already has the devices in folder core."),
 ])
