@@ -276,7 +276,7 @@ def type_the_story(page, server, label):
     type_line(page, screen, "echo done-$((2*3))", "done-6")
     started = wait_for(lambda: read_live(server, select(AuditEvent).where(
         AuditEvent.action == "session.started", AuditEvent.target.startswith(label))))[-1]
-    page.locator('[role="tab"] button.tab-close').click()
+    page.locator('.tab button.tab-close').click()
     wait_for(lambda: read_live(server, select(AuditEvent).where(
         AuditEvent.action == "session.ended", AuditEvent.session_id == started.session_id)))
     return started.session_id

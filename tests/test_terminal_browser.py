@@ -48,7 +48,7 @@ def test_terminal_in_two_tabs(page, live_server, sshd):
     tabs = page.locator('[role="tab"]')
     assert tabs.count() == 2 and "browser-box" in tabs.nth(0).inner_text()
 
-    tabs.nth(0).locator("button.tab-close").click()
+    page.locator(".tab").nth(0).locator("button.tab-close").click()
     assert page.locator('[role="tab"]').count() == 1
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:

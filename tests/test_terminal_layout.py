@@ -131,11 +131,11 @@ def test_phone_extra_keys(phone):
     key = lambda label: keys.get_by_role("button", name=label, exact=True)
 
     run(page, "sleep 30")
-    key("Control, applies to the next key").click()
-    assert key("Control, applies to the next key").get_attribute("aria-pressed") == "true"
+    key("Ctrl for the next key").click()
+    assert key("Ctrl for the next key").get_attribute("aria-pressed") == "true"
     assert focus_in(page, ".xterm")  # the key took no focus: a phone's keyboard stays up
     page.keyboard.type("c")  # Ctrl then c: ^C ends the sleep
-    assert key("Control, applies to the next key").get_attribute("aria-pressed") == "false"
+    assert key("Ctrl for the next key").get_attribute("aria-pressed") == "false"
     run(page, "echo done-$((1+1))")
     wait_line(page, "done-2", timeout=5)
 

@@ -6,6 +6,7 @@
   const root = document.getElementById("terminals");
   if (!root || !window.Terminal) return;
   const tabbar = root.querySelector(".tabbar");
+  const tablist = root.querySelector("[role=tablist]");  // owns the tabs only, not the buttons beside them
   const panels = root.querySelector(".panels");
   const encoder = new TextEncoder();
   const PASTE_CHUNK = 32 * 1024; // large pastes travel as several frames, well under the server's limit
@@ -58,27 +59,32 @@
       this.wireListeners();
     }
 
-    // Make the tab (name, status, reconnect, close) and the panel the terminal lives in.
+    // Make the tab (the tab proper with name and status; reconnect and close beside it) and the terminal's panel.
     buildDom(name) {
-      this.tab = element("div", "tab");
-      this.tab.setAttribute("role", "tab");
-      this.tab.tabIndex = 0;
       this.panelId = "terminal-panel-" + (++Tab.count);
-      this.tab.setAttribute("aria-controls", this.panelId);
-      this.tab.append(element("span", "tab-name", name));
+      this.tab = element("div", "tab");  // the chip: the tab proper, then its buttons (a tab may hold no control)
+      this.tabButton = element("span", "tab-label");
+      this.tabButton.id = this.panelId + "-tab";
+      this.tabButton.setAttribute("role", "tab");
+      this.tabButton.tabIndex = 0;
+      this.tabButton.setAttribute("aria-controls", this.panelId);
+      this.tabButton.setAttribute("aria-keyshortcuts", "Delete R");  // close, reconnect
       this.status = element("span", "tab-status");
+      this.tabButton.append(element("span", "tab-name", name), this.status);
       this.reconnectButton = element("button", "reconnect", "↻");
       this.reconnectButton.type = "button";
-      this.reconnectButton.title = "Reconnect";
+      this.reconnectButton.title = "Reconnect (R)";
+      this.reconnectButton.setAttribute("aria-label", "Reconnect terminal " + name);
       this.reconnectButton.hidden = true;
       this.closeButton = element("button", "tab-close", "×");
       this.closeButton.type = "button";
-      this.closeButton.title = "Close this terminal";
+      this.closeButton.title = "Close this terminal (Delete)";
       this.closeButton.setAttribute("aria-label", "Close terminal " + name);
-      this.tab.append(this.status, this.reconnectButton, this.closeButton);
+      this.tab.append(this.tabButton, this.reconnectButton, this.closeButton);
       this.panel = element("div", "terminal-panel");
       this.panel.id = this.panelId;
       this.panel.setAttribute("role", "tabpanel");
+      this.panel.setAttribute("aria-labelledby", this.tabButton.id);
       this.watched = element("div", "watched-notice");
       this.watched.setAttribute("role", "status");
       this.watched.hidden = true;
@@ -115,11 +121,13 @@
         else activate(this);
       };
       this.onTabKey = (event) => {
-        if (event.target !== this.tab) return;
+        if (event.target !== this.tabButton) return;
         if (event.key === "Enter" || event.key === " ") { event.preventDefault(); activate(this); }
+        else if (event.key === "Delete") { event.preventDefault(); this.close(); }
+        else if ((event.key === "r" || event.key === "R") && !this.socket) { event.preventDefault(); this.connect(); }
         else if (event.key === "ArrowRight" || event.key === "ArrowLeft") {
           const next = event.key === "ArrowRight" ? this.tab.nextElementSibling : this.tab.previousElementSibling;
-          if (next) next.focus();
+          if (next) next.querySelector("[role=tab]").focus();
         }
       };
       this.tab.addEventListener("click", this.onTabClick);
@@ -175,14 +183,14 @@
         this.term.write("\r\n\x1b[33m" + message.message + "\x1b[0m\r\n");
         this.closedByServer = true;
       } else if (message.type === "connected") {
-        this.term.write("\x1b[2mHost key " + message.host_key_type + " " + message.host_key + "\x1b[0m\r\n");
+        this.term.write("\x1b[3mHost key " + message.host_key_type + " " + message.host_key + "\x1b[0m\r\n");
       } else if (message.type === "watched") {
         // Somebody (an admin) sees this session as it happens: the user must know.
         this.watched.textContent = message.message || "";
         this.watched.hidden = !message.message;
         this.tab.classList.toggle("is-watched", !!message.message);
       } else if (message.type === "status") {
-        this.term.write("\x1b[2m" + message.message + "\x1b[0m\r\n");
+        this.term.write("\x1b[3m" + message.message + "\x1b[0m\r\n");  // italic: dim text would not contrast
       }
     }
 
@@ -236,6 +244,7 @@
       this.tab.remove();
       this.panel.remove();
       tabs.delete(this);
+      syncTablist();
       if (activeTab === this) activeTab = null;
       const nextTab = [...tabs].find((t) => t.tab === next);
       if (nextTab) activate(nextTab);
@@ -250,12 +259,19 @@
     activeTab = active;
     tabs.forEach((t) => {
       const on = t === active;
-      t.tab.setAttribute("aria-selected", on ? "true" : "false");
-      t.tab.tabIndex = on ? 0 : -1;
+      t.tab.classList.toggle("is-active", on);
+      t.tabButton.setAttribute("aria-selected", on ? "true" : "false");
+      [t.tabButton, t.reconnectButton, t.closeButton].forEach((b) => { b.tabIndex = on ? 0 : -1; });  // one stop: the shown tab
       t.panel.hidden = !on;
     });
     active.term.focus();
     requestAnimationFrame(() => active.fit.fit());
+  }
+
+  // Give the tab list the tabs, in their order on the bar (aria-owns: the buttons beside them stay out of it).
+  function syncTablist() {
+    tablist.setAttribute("aria-owns", [...tabbar.querySelectorAll("[role=tab]")].map((t) => t.id).join(" "));
+    tablist.hidden = tabs.size === 0;
   }
 
   // After a click (not a key press) on a control, typing goes on in the shown terminal.
@@ -273,6 +289,7 @@
     if (!button) return;
     const tab = new Tab(button.dataset.deviceName, button.dataset.wsUrl);
     tabs.add(tab);
+    syncTablist();
     document.dispatchEvent(new CustomEvent("gatehouse:terminal-opened", { detail: { name: button.dataset.deviceName } }));
     activate(tab);
     tab.connect();
