@@ -206,6 +206,15 @@ def test_desktop_text_size_sidebar_and_full_screen(desktop):
     page.locator("#fullscreen-toggle[aria-pressed=false]").wait_for()
     assert remote.cols() == before
 
+    page.focus("#font-smaller")  # by keyboard: the focus stays on the control
+    page.keyboard.press("Enter")
+    page.keyboard.press("Space")
+    assert page.locator("#font-size").inner_text() == "14 px" and focus_in(page, "#font-smaller")
+    page.focus("[role=tab]")
+    page.keyboard.press("Delete")  # the tab closes; the focus goes to the Devices button
+    page.locator(".tab").wait_for(state="detached")
+    assert focus_in(page, "#sidebar-toggle") and page.locator("[role=tablist]").get_attribute("aria-owns") == ""
+
 
 def test_replay_player_follows_the_theme(desktop, live_server):
     page, _ = desktop  # its terminals of the test above ended with a reload and with the page

@@ -248,6 +248,7 @@
       if (activeTab === this) activeTab = null;
       const nextTab = [...tabs].find((t) => t.tab === next);
       if (nextTab) activate(nextTab);
+      else document.getElementById("sidebar-toggle").focus();  // the last one: back to where terminals come from
     }
   }
   Tab.count = 0;
