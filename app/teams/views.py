@@ -46,7 +46,8 @@ def _context(notice=None, failed=None, new_team=None, focus=None):
     grants = {team.id: [] for team in teams}
     for grant in db.session.scalars(select(Grant).order_by(Grant.kind, Grant.value)):
         grants[grant.team_id].append(grant)
-    folders = dict(db.session.execute(select(Device.folder, func.count()).where(Device.folder.is_not(None))
+    folders = dict(db.session.execute(select(Device.folder, func.count())
+                                      .where(Device.folder.is_not(None), Device.folder != "")
                                       .group_by(Device.folder)).all())
     tags = dict(db.session.execute(select(DeviceTag.tag, func.count()).group_by(DeviceTag.tag)).all())
     forms = {team.id: {"member": _member_form(team, members[team.id], users), "grant": _grant_form(team)}
@@ -55,8 +56,8 @@ def _context(notice=None, failed=None, new_team=None, focus=None):
         team_id, form = failed
         forms[team_id]["grant" if isinstance(form, GrantForm) else "member"] = form
     return dict(teams=teams, members=members, grants=grants, forms=forms,
-                covered={GRANT_FOLDER: folders, GRANT_TAG: tags}, folders=sorted(folders), tags=sorted(tags), new_team=new_team or TeamForm(formdata=None),
-                notice=notice, focus=focus, describe=describe)
+                covered={GRANT_FOLDER: folders, GRANT_TAG: tags}, folders=sorted(folders), tags=sorted(tags),
+                new_team=new_team or TeamForm(formdata=None), notice=notice, focus=focus, describe=describe)
 
 
 def _panel(status=200, **context):
