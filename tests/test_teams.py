@@ -220,10 +220,14 @@ def test_grants_are_checked(any_app, admin, kind, value, error):
     post(admin, "/teams/", {"name": "ops"})
     tid = team_id(any_app, "ops")
     post(admin, f"/teams/{tid}/grants", {f"team{tid}-grant-kind": "folder", f"team{tid}-grant-value": "core"})
-    response = post(admin, f"/teams/{tid}/grants", {f"team{tid}-grant-kind": kind, f"team{tid}-grant-value": value})
+    response = post(admin, f"/teams/{tid}/grants", {f"team{tid}-grant-kind": kind, f"team{tid}-grant-value": value,
+                                                    f"team{tid}-grant-shares_trail": "y"})
     body = response.get_data(as_text=True)
     assert response.status_code == 422 and error in body
     assert "data-focus=\"team" in body
+    if value.isprintable():  # the form keeps what was typed and ticked
+        assert f'name="team{tid}-grant-value" required type="text" value="{value}"' in body
+    assert f'<input checked id="team{tid}-grant-shares_trail"' in body
     with any_app.app_context():
         assert db.session.scalar(select(db.func.count()).select_from(Grant)) == 1
     assert len(events(any_app, "access.granted")) == 1
