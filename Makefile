@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 VENDOR := app/static/vendor
 
-.PHONY: run test setup migrate bench clean
+.PHONY: run test setup migrate bench screenshots clean
 
 run: migrate
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
@@ -20,6 +20,10 @@ migrate: setup
 
 bench: $(VENV)/.dev $(VENDOR)/.installed
 	$(BIN)/python -m bench
+
+# Screenshots of every page, both sizes and themes, into docs/screenshots/ (a browser and sshd, as the tests need).
+screenshots: $(VENV)/.dev $(VENDOR)/.installed
+	$(BIN)/python docs/screenshots/take.py
 
 $(VENV)/.run: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

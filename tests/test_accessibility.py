@@ -135,9 +135,10 @@ def seed(server, sshd):
 
     ws = open_terminal(server.ws_url + f"/terminals/{devices['web-1']}/ws", admin, server.url)
     try:
-        ws.send(b"uname -s; echo uptime-$((40+2))\n")
-        read_until(ws, b"uptime-42")
-        ws.send(b"ls /etc | head -n 5\n")
+        for line, answer in ((b"uname -s; echo uptime-$((40+2))", b"uptime-42"),
+                             (b"ls /etc | head -n 5; echo listed-$((6*7))", b"listed-42")):
+            ws.send(line + b"\n")  # one at a time, as a person types: the replay shows each with its output
+            read_until(ws, answer)
         ws.send(b"exit\n")
         wait_for(lambda: [e for e in live_events(server, "session.ended")], timeout=15)
     finally:
@@ -253,37 +254,41 @@ def factor_on(page, demo):
 
 @dataclass
 class Page:
-    """One page to check and shoot: how to open it, as whom (admin, nobody, or the look's newcomer), whose it is."""
+    """One page to check and shoot: what it is, how to open it, as whom (admin, nobody, or the look's newcomer),
+    whose it is, and whether its screenshot shows the whole length (pages that scroll) or the screen."""
 
+    title: str
     open: object
     who: str = "admin"
     owner: str = "ours"
+    whole: bool = False
 
 
 PAGES = {
-    "login": Page(at("/login", "#username"), who="nobody"),
-    "login-error": Page(failed_login, who="nobody"),
-    "login-code": Page(code_step, who="nobody"),
-    "devices": Page(main_page, owner="devices"),
-    "device-drawer": Page(add_drawer, owner="devices"),
-    "confirm": Page(delete_question, owner="devices"),
-    "terminal": Page(terminal, owner="terminals"),
-    "audit-events": Page(audit_dialog()),
-    "audit-summary": Page(audit_dialog("summary")),
-    "audit-review": Page(audit_dialog("review")),
-    "audit-page": Page(at("/audit/", "#audit-results tr[data-action]")),
-    "users": Page(at("/users/", "table.users")),
-    "blocks": Page(at("/users/blocks", "table.blocks")),
-    "teams": Page(at("/teams/", "main h1"), owner="teams"),
-    "host-keys": Page(at("/terminals/hostkeys", "table.list"), owner="terminals"),
-    "logins": Page(at("/account/sessions", "table.list")),
-    "password": Page(at("/account/password", "#current")),
-    "second-factor": Page(at("/account/2fa", "#twofactor-settings")),
-    "second-factor-enrol": Page(enrolment),
-    "recovery-codes": Page(recovery_codes, who="newcomer"),
-    "second-factor-on": Page(factor_on, who="newcomer"),
-    "session-replay": Page(at("/sessions/{demo.session_id}", ".replay-screen .ap-player"), owner="terminals"),
-    "not-found": Page(at("/no-such-page", "main h1")),
+    "login": Page("Log-in page", at("/login", "#username"), who="nobody"),
+    "login-error": Page("Log-in page after a wrong password", failed_login, who="nobody"),
+    "login-code": Page("Second factor asked at log-in", code_step, who="nobody"),
+    "devices": Page("Main page: the device list", main_page, owner="devices"),
+    "device-drawer": Page("Add device drawer", add_drawer, owner="devices"),
+    "confirm": Page("Confirmation before deleting a device", delete_question, owner="devices"),
+    "terminal": Page("Main page with a terminal open", terminal, owner="terminals"),
+    "audit-events": Page("Audit trail over the main page: events", audit_dialog()),
+    "audit-summary": Page("Audit trail: security summary", audit_dialog("summary")),
+    "audit-review": Page("Audit trail: review", audit_dialog("review")),
+    "audit-page": Page("Audit trail as a page", at("/audit/", "#audit-results tr[data-action]"), whole=True),
+    "users": Page("Users", at("/users/", "table.users"), whole=True),
+    "blocks": Page("Log-in blocks", at("/users/blocks", "table.blocks")),
+    "teams": Page("Teams and shared access", at("/teams/", "main h1"), owner="teams", whole=True),
+    "host-keys": Page("Known host keys", at("/terminals/hostkeys", "table.list"), owner="terminals"),
+    "logins": Page("Active log-ins", at("/account/sessions", "table.list")),
+    "password": Page("Change password", at("/account/password", "#current")),
+    "second-factor": Page("Second factor: off", at("/account/2fa", "#twofactor-settings")),
+    "second-factor-enrol": Page("Second factor: set up", enrolment, whole=True),
+    "recovery-codes": Page("Second factor: recovery codes", recovery_codes, who="newcomer", whole=True),
+    "second-factor-on": Page("Second factor: on", factor_on, who="newcomer"),
+    "session-replay": Page("Session replay", at("/sessions/{demo.session_id}", ".replay-screen .ap-player"),
+                           owner="terminals", whole=True),
+    "not-found": Page("Page not found", at("/no-such-page", "main h1")),
 }
 
 
@@ -514,7 +519,7 @@ FOCUS_RING = """() => {
 
 
 FOCUS_WALKS = {  # page (as in PAGES): Tab presses, enough to pass every control at the top of the page
-    "login": 8, "devices": 30, "audit-events": 40, "audit-summary": 30, "users": 30, "logins": 20, "password": 20,
+    "login": 8, "devices": 30, "audit-events": 40, "users": 30, "password": 20,
 }
 THEIRS_FOCUS = {}  # pages whose focus rings others are building right now (see THEIRS)
 

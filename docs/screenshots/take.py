@@ -1,0 +1,132 @@
+"""Screenshots of every page at desktop (1440x900) and phone (390x844) size, in the light and the dark theme.
+
+    make screenshots        (or, after `make test`'s setup: .venv/bin/python docs/screenshots/take.py)
+
+Starts the app under gunicorn with demo data (the same pages and data as tests/test_accessibility.py: users, devices
+in folders, teams, a locked account, a recorded session) and a private OpenSSH sshd on 127.0.0.1 for the terminal,
+then writes docs/screenshots/<page>-<desktop|phone>-<light|dark>.png and docs/screenshots/README.md. Needs what the
+browser tests need: Chromium, OpenSSH's sshd run as root, the npm packages. Only 127.0.0.1 is ever contacted.
+"""
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support import CHROMIUM, LiveServer, SSHServer  # noqa: E402
+from tests.test_accessibility import (LOOKS, NEWCOMERS, PAGES, SERVER_ENV, USER_PASSWORD, log_in,  # noqa: E402
+                                     new_context, seed)
+
+LONGEST = 2.5  # a whole-page shot stops at this many screen heights (the trail's list goes on for long)
+TERMINAL_WORK = "uptime; df -h / | tail -n 1; ls /etc | head -n 8; echo shot-$((6*7))"
+
+
+def terminal_with_output(page):
+    """Type a little more into the open terminal, so the shot shows some work."""
+    screen = page.locator(".terminal-panel .xterm-rows")
+    page.keyboard.type("clear\n")
+    page.keyboard.type(TERMINAL_WORK + "\n")
+    screen.get_by_text("shot-42").first.wait_for()
+
+
+# How much taller than the screen the page's content is: the document's own overflow, or that of the box inside it
+# that scrolls (the audit page, the replay), whichever is more.
+OVERFLOW = """() => Math.max(0, ...[document.scrollingElement, ...document.querySelectorAll('main, main *')]
+    .filter(e => e === document.scrollingElement || /auto|scroll/.test(getComputedStyle(e).overflowY))
+    .map(e => e.scrollHeight - e.clientHeight))"""
+
+
+def replay_at_the_end(page):
+    """Move the player to the session's last command, so the shot shows the screen of the session."""
+    page.locator(".commands a").last.click()
+    page.locator(".replay-screen .ap-line", has_text="uptime-42").first.wait_for()
+
+
+def shoot(page, spec, path):
+    """Save the page as a PNG: the screen, or for a page that scrolls its whole length, up to LONGEST screens."""
+    page.evaluate("document.fonts.ready.then(() => true)")
+    page.mouse.move(0, 0)  # no hover effect in the picture
+    size = page.viewport_size
+    extra = page.evaluate(OVERFLOW) if spec.whole else 0
+    if extra:
+        page.set_viewport_size({"width": size["width"], "height": min(size["height"] + extra,
+                                                                      int(size["height"] * LONGEST))})
+        page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+    try:
+        page.screenshot(path=path, animations="disabled", caret="hide")
+    finally:
+        if extra:
+            page.set_viewport_size(size)
+
+
+def readme(shots):
+    """Write the list of screenshots beside them."""
+    lines = ["# Screenshots", "",
+             "Every page of Gatehouse at desktop (1440x900) and phone (390x844) size, in the light and the dark theme, on",
+             "demo data. They are made by a script: regenerate them all with `make screenshots` (about two minutes; it needs",
+             "Chromium and OpenSSH's sshd as the browser tests do). The same pages are checked for accessibility by",
+             "`tests/test_accessibility.py`.", "",
+             "| page | desktop, light | desktop, dark | phone, light | phone, dark |",
+             "| --- | --- | --- | --- | --- |"]
+    for name, spec in PAGES.items():
+        cells = [f"[{size}, {theme}]({name}-{size}-{theme}.png)" if f"{name}-{size}-{theme}.png" in shots else "—"
+                 for size, theme in LOOKS]
+        lines.append(f"| {spec.title} (`{name}`) | " + " | ".join(cells) + " |")
+    (HERE / "README.md").write_text("\n".join(lines) + "\n")
+
+
+def main():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        sys.exit(f"{CHROMIUM} is missing: apt-get install chromium")
+    started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="gatehouse-shots-"))
+    sshd = SSHServer(work / "sshd").start()
+    server = LiveServer(work / "live", env=SERVER_ENV).start()
+    shots = set()
+    try:
+        demo = seed(server, sshd)
+        for old in HERE.glob("*.png"):
+            old.unlink()
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+                "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--hide-scrollbars"])
+            for size, theme in LOOKS:
+                contexts = {}
+                for name, spec in PAGES.items():
+                    if spec.who not in contexts:
+                        context, page = new_context(browser, server, size, theme, axe=False)
+                        if spec.who == "admin":
+                            log_in(page, server)
+                        elif spec.who == "newcomer":
+                            log_in(page, server, NEWCOMERS[(size, theme)], USER_PASSWORD)
+                        contexts[spec.who] = (context, page)
+                    page = contexts[spec.who][1]
+                    spec.open(page, demo)
+                    if name == "terminal":
+                        terminal_with_output(page)
+                    elif name == "session-replay":
+                        replay_at_the_end(page)
+                    file = f"{name}-{size}-{theme}.png"
+                    shoot(page, spec, HERE / file)
+                    shots.add(file)
+                    print(f"{file}", flush=True)
+                for context, _ in contexts.values():
+                    context.close()
+            browser.close()
+    finally:
+        server.stop()
+        sshd.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    readme(shots)
+    print(f"{len(shots)} screenshots in {HERE.relative_to(ROOT)} in {time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
