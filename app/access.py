@@ -8,16 +8,14 @@ from functools import wraps
 
 from flask import abort
 from flask_login import current_user, login_required
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import or_, select
 
 from app.devices.models import Device, DeviceTag
 from app.extensions import db
 from app.teams.models import GRANT_FOLDER, GRANT_TAG, Grant, TeamMember
-from app.terminals.models import TerminalSession
-from app.terminals.records import request_end
 
 __all__ = ["admin_required", "current_login", "get_device_or_404", "login_required", "may_edit", "shared_device_ids",
-           "usable_by", "user_devices", "end_sessions_without_access"]
+           "usable_by", "user_devices"]
 
 
 def admin_required(view):
@@ -80,12 +78,3 @@ def user_devices(user=None):
     user_id = (user or current_user).id
     return db.session.scalars(select(Device).where(usable_by(user_id)).order_by(Device.name, Device.id)).all()
 
-
-def end_sessions_without_access(reason="access_revoked"):
-    """Flag every open terminal whose user may no longer use its device (a grant, team or tag went); return their ids.
-
-    Their holders close them within a second (app.terminals.live.watch), the tab saying why.
-    """
-    allowed = exists(select(Device.id).where(and_(Device.id == TerminalSession.device_id,
-                                                  usable_by(TerminalSession.user_id))))
-    return request_end(reason, ~allowed)

@@ -293,6 +293,8 @@ def test_the_trail_of_shared_devices_only_where_the_grant_says(any_app, admin, s
     assert alice.get(f"/sessions/{on_other}").status_code == 404
     rows = alice.get("/audit/rows").get_data(as_text=True)
     assert (on_shared in rows) is shares_trail and on_other not in rows
+    connected = alice.get("/terminals/connected").get_data(as_text=True)  # the open sessions follow the same rule
+    assert (on_shared in connected) is shares_trail and on_other not in connected
 
 
 @pytest.mark.parametrize("change", ["revoke", "remove member", "delete team"])

@@ -11,7 +11,7 @@ from wtforms.validators import DataRequired, Length, NumberRange, Optional, Vali
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")
 _PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+$")
-_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,31}$")
+TAG = re.compile(r"^[a-z0-9][a-z0-9._:/-]{0,31}$")  # tags are stored in lower case
 MAX_TAGS = 16
 
 AUTH_CHOICES = [SelectChoice("password", "Password"), SelectChoice("key", "Private key (paste or upload)"),
@@ -67,7 +67,7 @@ class DeviceForm(FlaskForm):
     def validate_tags(self, field):
         """Split on commas and spaces into a sorted, unique list of tags."""
         names = sorted({name.lower() for name in re.split(r"[,\s]+", field.data or "") if name})
-        bad = [name for name in names if not _TAG.match(name)]
+        bad = [name for name in names if not TAG.match(name)]
         if bad:
             raise ValidationError(f"Tags are letters, digits and . _ : / - (up to 32): {bad[0][:40]!r} is not.")
         if len(names) > MAX_TAGS:

@@ -7,10 +7,11 @@ from sqlalchemy import delete as sql_delete
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from app.access import end_sessions_without_access, get_device_or_404, user_devices
+from app.access import get_device_or_404, user_devices
 from app.audit.events import FAILURE, SUCCESS, record
 from app.blocking import run_blocking
 from app.extensions import db
+from app.terminals.records import end_sessions_without_access
 from app.terminals import probe
 from app.terminals.models import HostKey
 

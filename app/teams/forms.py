@@ -1,20 +1,17 @@
 """Forms of the teams page: a new team, a new member, a new grant."""
-import re
-
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from wtforms import BooleanField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, ValidationError
 
+from app.devices.forms import TAG  # a grant's tag follows the device form's rule, or it would match no device
 from app.extensions import db
 
 from .models import GRANT_FOLDER, GRANT_TAG, Team
 
 KIND_CHOICES = [SelectChoice(GRANT_FOLDER, "Folder"), SelectChoice(GRANT_TAG, "Tag")]
 VALUE_MAX = {GRANT_FOLDER: 64, GRANT_TAG: 32}  # the widths of Device.folder and DeviceTag.tag
-# A tag as the device form stores one (lower case): a grant of any other name would never match a device.
-_TAG = re.compile(r"^[a-z0-9][a-z0-9._:/-]*$")
 
 
 def _printable(field, what):
@@ -60,5 +57,5 @@ class GrantForm(FlaskForm):
             raise ValidationError(f"A {self.kind.data} name has at most {limit} characters.")
         if self.kind.data == GRANT_TAG:
             field.data = field.data.lower()
-            if not _TAG.match(field.data):
+            if not TAG.match(field.data):
                 raise ValidationError("A tag starts with a letter or digit, then letters, digits or . _ : / -")

@@ -4,11 +4,12 @@ from flask_login import current_user
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from app.access import admin_required, end_sessions_without_access
+from app.access import admin_required
 from app.audit.events import record
 from app.auth.models import User
 from app.devices.models import Device, DeviceTag
 from app.extensions import db
+from app.terminals.records import end_sessions_without_access
 
 from . import trail  # noqa: F401  (registers the trail's visibility rule for shared devices)
 from .forms import GrantForm, MemberForm, TeamForm

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import abort, current_app
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import and_, exists, func, insert, or_, select, update
 
+from app.access import shared_device_ids, usable_by
 from app.audit.events import FAILURE, AuditWriteError, record
 from app.audit.models import AuditEvent
 from app.audit.query import escape_like
@@ -159,6 +160,14 @@ def request_end(reason, *conditions):
     return ids
 
 
+def end_sessions_without_access(reason="access_revoked"):
+    """Flag every open terminal whose user may no longer use its device (a grant, a team, a folder or tag went);
+    return their ids. Their holders close them within a second, the tab saying why."""
+    allowed = exists(select(Device.id).where(and_(Device.id == TerminalSession.device_id,
+                                                  usable_by(TerminalSession.user_id))))
+    return request_end(reason, ~allowed)
+
+
 def end_login(login_id, reason):
     """Flag every open terminal of a log-in that ended; return their ids."""
     return request_end(reason, TerminalSession.login_session_id == login_id)
@@ -184,9 +193,9 @@ def watch_ended(facts, by):
 
 
 def visible_open(user):
-    """Return the open sessions user may see, oldest first: an admin all, anyone else their own."""
-    query = select(TerminalSession).where(TerminalSession.ended_at.is_(None)).order_by(TerminalSession.started_at)
-    return db.session.scalars(query if user.is_admin else query.where(TerminalSession.user_id == user.id)).all()
+    """Return the open sessions user may see (visible_sessions), oldest first."""
+    query = visible_sessions(user).where(TerminalSession.ended_at.is_(None)).order_by(TerminalSession.started_at)
+    return db.session.scalars(query).all()
 
 
 def _pid_alive(pid):
@@ -234,11 +243,13 @@ def stale_after(config):
 
 
 def visible_sessions(user):
-    """Return a select of the sessions user may see: an admin all, anyone else their own (the trail's rule)."""
+    """Return a select of the sessions user may see (the trail's rule): an admin all, anyone else their own and
+    those on devices whose trail a grant shares with their teams (docs/access.md)."""
     query = select(TerminalSession)
     if user.is_admin:
         return query
-    return query.where(TerminalSession.user_id == user.id, TerminalSession.started_at >= user.created_at)
+    own = and_(TerminalSession.user_id == user.id, TerminalSession.started_at >= user.created_at)
+    return query.where(or_(own, TerminalSession.device_id.in_(shared_device_ids(user.id, trail_only=True))))
 
 
 def get_session_or_404(session_id, user):

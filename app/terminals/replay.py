@@ -3,17 +3,13 @@ import logging
 
 from flask import Response, render_template, request, stream_with_context
 from flask_login import current_user
-from sqlalchemy import select
 
-from app.access import shared_device_ids
 from app.audit.events import record
 from app.audit.query import parse_filters
 from app.blocking import run_blocking
 from app.devices.secrets import recording_key
-from app.extensions import db
 
 from . import recording, records
-from .models import TerminalSession
 from .views import bp
 
 log = logging.getLogger("gatehouse.replay")
@@ -73,18 +69,10 @@ def _seal(row, store):
     return {"state": state, "detail": problem, "seal": seal, "kept": kept}
 
 
-def _session_or_404(session_id):
-    """Return a session the current user may see: by the trail's rule, or on a device a grant shares the trail of."""
-    shared = db.session.scalar(select(TerminalSession).where(
-        TerminalSession.id == session_id,
-        TerminalSession.device_id.in_(shared_device_ids(current_user.id, trail_only=True))))
-    return shared or records.get_session_or_404(session_id, current_user)
-
-
 @bp.get("/sessions/<session_id>")
 def session_page(session_id):
     """Show a terminal session: who, where, when, its seal, the commands typed and the player."""
-    row = _session_or_404(session_id)
+    row = records.get_session_or_404(session_id, current_user)
     seal = _seal(row, records.recording_store())
     page = render_template("terminals/session.html", session=row, seal=seal, endings=ENDINGS,
                            commands=records.commands_of(row.id))
@@ -107,7 +95,7 @@ def _pieces(cast):
 @bp.get("/sessions/<session_id>/recording.cast")
 def recording_cast(session_id):
     """Stream a session's recording as asciicast v2 (?download=1: as a file); audited as viewed or exported."""
-    row = _session_or_404(session_id)
+    row = records.get_session_or_404(session_id, current_user)
     store, download = records.recording_store(), request.args.get("download") == "1"
     if store.size(row.id) is None:
         return Response("No recording is kept for this session.\n", 404, mimetype="text/plain")
