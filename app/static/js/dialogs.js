@@ -48,7 +48,8 @@
   }, true);
 
   document.addEventListener("close", function (event) {
-    if (event.target !== confirmDialog()) return;
+    // The close event comes a task after the dialog hid: if a new question opened it meanwhile, it is that one's.
+    if (event.target !== confirmDialog() || event.target.open) return;
     const proceed = event.target.returnValue === "confirm" ? answer : null;
     const button = asker;
     answer = asker = null;
