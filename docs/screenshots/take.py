@@ -1,6 +1,6 @@
 """Screenshots of every page at desktop (1440x900) and phone (390x844) size, in the light and the dark theme.
 
-    make screenshots        (or, after `make test`'s setup: .venv/bin/python docs/screenshots/take.py)
+    make screenshots        (or, after `make test`'s setup: .venv/bin/python docs/screenshots/take.py [PAGE ...])
 
 Starts the app under gunicorn with demo data (the same pages and data as tests/test_accessibility.py: users, devices
 in folders, teams, a locked account, a recorded session) and a private OpenSSH sshd on 127.0.0.1 for the terminal,
@@ -22,7 +22,7 @@ from tests.test_accessibility import (LOOKS, NEWCOMERS, PAGES, SERVER_ENV, USER_
                                      new_context, seed)
 
 LONGEST = 2.5  # a whole-page shot stops at this many screen heights (the trail's list goes on for long)
-TERMINAL_WORK = "uptime; df -h / | tail -n 1; ls /etc | head -n 8; echo shot-$((6*7))"
+TERMINAL_WORK = "whoami; uname -s; ls /etc | head -n 8; echo shot-$((6*7))"
 
 
 def terminal_with_output(page):
@@ -63,7 +63,7 @@ def shoot(page, spec, path):
             page.set_viewport_size(size)
 
 
-def readme(shots):
+def readme():
     """Write the list of screenshots beside them."""
     lines = ["# Screenshots", "",
              "Every page of Gatehouse at desktop (1440x900) and phone (390x844) size, in the light and the dark theme, on",
@@ -73,14 +73,20 @@ def readme(shots):
              "| page | desktop, light | desktop, dark | phone, light | phone, dark |",
              "| --- | --- | --- | --- | --- |"]
     for name, spec in PAGES.items():
-        cells = [f"[{size}, {theme}]({name}-{size}-{theme}.png)" if f"{name}-{size}-{theme}.png" in shots else "—"
+        cells = [f"[{size}, {theme}]({name}-{size}-{theme}.png)" if (HERE / f"{name}-{size}-{theme}.png").exists() else "—"
                  for size, theme in LOOKS]
         lines.append(f"| {spec.title} (`{name}`) | " + " | ".join(cells) + " |")
     (HERE / "README.md").write_text("\n".join(lines) + "\n")
 
 
-def main():
+def main(names):
+    """Shoot the named pages (all by default) in every look; then list every screenshot there is."""
     from playwright.sync_api import sync_playwright
+
+    unknown = set(names) - set(PAGES)
+    if unknown:
+        sys.exit(f"no such page: {', '.join(sorted(unknown))} (pages: {', '.join(PAGES)})")
+    chosen = {name: spec for name, spec in PAGES.items() if not names or name in names}
 
     if not Path(CHROMIUM).exists():
         sys.exit(f"{CHROMIUM} is missing: apt-get install chromium")
@@ -92,14 +98,15 @@ def main():
     try:
         demo = seed(server, sshd)
         for old in HERE.glob("*.png"):
-            old.unlink()
+            if not names or old.name.rsplit("-", 2)[0] in chosen:
+                old.unlink()
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
                 "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--hide-scrollbars"])
             for size, theme in LOOKS:
                 contexts = {}
-                for name, spec in PAGES.items():
+                for name, spec in chosen.items():
                     if spec.who not in contexts:
                         context, page = new_context(browser, server, size, theme, axe=False)
                         if spec.who == "admin":
@@ -124,9 +131,9 @@ def main():
         server.stop()
         sshd.stop()
         shutil.rmtree(work, ignore_errors=True)
-    readme(shots)
+    readme()
     print(f"{len(shots)} screenshots in {HERE.relative_to(ROOT)} in {time.monotonic() - started:.0f} s")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
