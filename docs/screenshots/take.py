@@ -63,20 +63,27 @@ def shoot(page, spec, path):
             page.set_viewport_size(size)
 
 
+INTRO = """# Screenshots
+
+Every page of Gatehouse at desktop (1440x900) and phone (390x844) size, in the light and the dark theme, on demo
+data: users, devices in folders, teams, a locked account, a recorded session. A script makes them; regenerate them
+all with `make screenshots` (about two minutes; it needs Chromium and OpenSSH's sshd, as the browser tests do), or
+a few with `.venv/bin/python docs/screenshots/take.py PAGE ...`. `tests/test_accessibility.py` checks the same pages.
+
+| page | desktop, light | desktop, dark | phone, light | phone, dark |
+| --- | --- | --- | --- | --- |
+"""
+
+
 def readme():
     """Write the list of screenshots beside them."""
-    lines = ["# Screenshots", "",
-             "Every page of Gatehouse at desktop (1440x900) and phone (390x844) size, in the light and the dark theme, on",
-             "demo data. They are made by a script: regenerate them all with `make screenshots` (about two minutes; it needs",
-             "Chromium and OpenSSH's sshd as the browser tests do). The same pages are checked for accessibility by",
-             "`tests/test_accessibility.py`.", "",
-             "| page | desktop, light | desktop, dark | phone, light | phone, dark |",
-             "| --- | --- | --- | --- | --- |"]
+    rows = []
     for name, spec in PAGES.items():
-        cells = [f"[{size}, {theme}]({name}-{size}-{theme}.png)" if (HERE / f"{name}-{size}-{theme}.png").exists() else "—"
-                 for size, theme in LOOKS]
-        lines.append(f"| {spec.title} (`{name}`) | " + " | ".join(cells) + " |")
-    (HERE / "README.md").write_text("\n".join(lines) + "\n")
+        files = [f"{name}-{size}-{theme}.png" for size, theme in LOOKS]
+        cells = [f"[{size}, {theme}]({file})" if (HERE / file).exists() else "—"
+                 for (size, theme), file in zip(LOOKS, files)]
+        rows.append(f"| {spec.title} (`{name}`) | " + " | ".join(cells) + " |\n")
+    (HERE / "README.md").write_text(INTRO + "".join(rows))
 
 
 def main(names):
