@@ -201,7 +201,7 @@ def add_drawer(page, demo):
 
 def delete_question(page, demo):
     main_page(page, demo)
-    click_when_ready(page, f"#device-{demo.devices['lab-switch']} button.danger")
+    click_when_ready(page, f"#device-{demo.devices['lab-switch']} :is(button.danger, [hx-confirm])")
     page.locator("#confirm-dialog[open]").wait_for()
 
 

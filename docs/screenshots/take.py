@@ -86,6 +86,36 @@ def readme():
     (HERE / "README.md").write_text(INTRO + "".join(rows))
 
 
+def shoot_look(browser, demo, size, theme, chosen, failed):
+    """Shoot the chosen pages in one look (size and theme); note the ones that fail and go on."""
+    contexts = {}
+    try:
+        for name, spec in chosen.items():
+            file = f"{name}-{size}-{theme}.png"
+            try:
+                if spec.who not in contexts:
+                    context, page = new_context(browser, demo.server, size, theme, axe=False)
+                    contexts[spec.who] = (context, page)
+                    if spec.who == "admin":
+                        log_in(page, demo.server)
+                    elif spec.who == "newcomer":
+                        log_in(page, demo.server, NEWCOMERS[(size, theme)], USER_PASSWORD)
+                page = contexts[spec.who][1]
+                spec.open(page, demo)
+                if name == "terminal":
+                    terminal_with_output(page)
+                elif name == "session-replay":
+                    replay_at_the_end(page)
+                shoot(page, spec, HERE / file)
+                print(file, flush=True)
+            except Exception as exc:  # one broken page must not cost the others their pictures
+                failed.append(f"{file}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                print(f"{file} FAILED: {failed[-1]}", flush=True)
+    finally:
+        for context, _ in contexts.values():
+            context.close()
+
+
 def main(names):
     """Shoot the named pages (all by default) in every look; then list every screenshot there is."""
     from playwright.sync_api import sync_playwright
@@ -93,53 +123,37 @@ def main(names):
     unknown = set(names) - set(PAGES)
     if unknown:
         sys.exit(f"no such page: {', '.join(sorted(unknown))} (pages: {', '.join(PAGES)})")
-    chosen = {name: spec for name, spec in PAGES.items() if not names or name in names}
-
     if not Path(CHROMIUM).exists():
         sys.exit(f"{CHROMIUM} is missing: apt-get install chromium")
+    chosen = {name: spec for name, spec in PAGES.items() if not names or name in names}
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="gatehouse-shots-"))
-    sshd = SSHServer(work / "sshd").start()
-    server = LiveServer(work / "live", env=SERVER_ENV).start()
-    shots = set()
+    failed, sshd, server = [], None, None
     try:
+        sshd = SSHServer(work / "sshd").start()
+        server = LiveServer(work / "live", env=SERVER_ENV).start()
         demo = seed(server, sshd)
-        for old in HERE.glob("*.png"):
-            if not names or old.name.rsplit("-", 2)[0] in chosen:
-                old.unlink()
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
                 "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--hide-scrollbars"])
             for size, theme in LOOKS:
-                contexts = {}
-                for name, spec in chosen.items():
-                    if spec.who not in contexts:
-                        context, page = new_context(browser, server, size, theme, axe=False)
-                        if spec.who == "admin":
-                            log_in(page, server)
-                        elif spec.who == "newcomer":
-                            log_in(page, server, NEWCOMERS[(size, theme)], USER_PASSWORD)
-                        contexts[spec.who] = (context, page)
-                    page = contexts[spec.who][1]
-                    spec.open(page, demo)
-                    if name == "terminal":
-                        terminal_with_output(page)
-                    elif name == "session-replay":
-                        replay_at_the_end(page)
-                    file = f"{name}-{size}-{theme}.png"
-                    shoot(page, spec, HERE / file)
-                    shots.add(file)
-                    print(f"{file}", flush=True)
-                for context, _ in contexts.values():
-                    context.close()
+                shoot_look(browser, demo, size, theme, chosen, failed)
             browser.close()
     finally:
-        server.stop()
-        sshd.stop()
+        for part in (server, sshd):
+            if part is not None:
+                part.stop()
         shutil.rmtree(work, ignore_errors=True)
+    wanted = {f"{name}-{size}-{theme}.png" for name in PAGES for size, theme in LOOKS}
+    for old in HERE.glob("*.png"):
+        if old.name not in wanted:  # a page that is no longer in the list
+            old.unlink()
     readme()
-    print(f"{len(shots)} screenshots in {HERE.relative_to(ROOT)} in {time.monotonic() - started:.0f} s")
+    print(f"{len(chosen) * len(LOOKS) - len(failed)} screenshots in {HERE.relative_to(ROOT)} "
+          f"in {time.monotonic() - started:.0f} s")
+    if failed:
+        sys.exit("failed (the earlier picture, if any, is kept):\n  " + "\n  ".join(failed))
 
 
 if __name__ == "__main__":
