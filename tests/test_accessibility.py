@@ -49,8 +49,15 @@ class Demo:
     """A seeded live server and what the pages need to know about it."""
 
     server: LiveServer
-    session_id: str
+    session_id: str  # a recorded session that has ended
     devices: dict
+    live: object  # maria's terminal, open all along (its websocket)
+    live_session_id: str
+
+    def close(self):
+        """End maria's terminal."""
+        if self.live.connected:
+            self.live.close()
 
 
 def live_app(server):
@@ -126,7 +133,7 @@ def seed(server, sshd):
 
     for _ in range(2):  # maria mistypes, then gets in
         assert post_login(server, "maria", "not-her-password").status_code == 401
-    server.login("maria", USER_PASSWORD)
+    maria = server.login("maria", USER_PASSWORD)
     for _ in range(3):  # someone tries a name that does not exist
         post_login(server, "root", "123456")
     for _ in range(5):  # and jonas's account, until it is locked (LOCKOUT_MODE=lock)
@@ -144,7 +151,13 @@ def seed(server, sshd):
         if ws.connected:  # exit has usually closed it from the other side
             ws.close()
     session_id = live_events(server, "session.ended")[-1].session_id
-    return Demo(server=server, session_id=session_id, devices=devices)
+
+    # maria works on web-1 (shared with her team by its folder) the whole time: "Connected now", watching
+    live = open_terminal(server.ws_url + f"/terminals/{devices['web-1']}/ws", maria, server.url)
+    live.send(b"cd /etc && ls | head -n 4; echo busy-$((6*7))\n")
+    read_until(live, b"busy-42")
+    live_id = [e for e in live_events(server, "session.started") if e.actor == "maria"][-1].session_id
+    return Demo(server=server, session_id=session_id, devices=devices, live=live, live_session_id=live_id)
 
 
 # ---- the pages: how to reach each one and what shows it is ready ----------------------------------------------
@@ -287,6 +300,8 @@ PAGES = {
     "second-factor-on": Page("Second factor: on", factor_on, who="newcomer"),
     "session-replay": Page("Session replay", at("/sessions/{demo.session_id}", ".replay-screen .ap-player"),
                            owner="terminals", whole=True),
+    "watch": Page("Watching someone's terminal as it happens", at("/sessions/{demo.live_session_id}/watch",
+                                                                  ".watch-screen .xterm-rows"), owner="terminals"),
     "not-found": Page("Page not found", at("/no-such-page", "main h1")),
 }
 
@@ -329,9 +344,13 @@ def demo(tmp_path_factory, sshd):
     if not AXE.exists():
         pytest.fail("axe-core is missing: run `make app/static/vendor/.installed` (npm ci)")
     server = LiveServer(tmp_path_factory.mktemp("a11y"), env=SERVER_ENV).start()
+    demo = None
     try:
-        yield seed(server, sshd)
+        demo = seed(server, sshd)
+        yield demo
     finally:
+        if demo:
+            demo.close()
         server.stop()
 
 

@@ -128,7 +128,7 @@ def main(names):
     chosen = {name: spec for name, spec in PAGES.items() if not names or name in names}
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="gatehouse-shots-"))
-    failed, sshd, server = [], None, None
+    failed, sshd, server, demo = [], None, None, None
     try:
         sshd = SSHServer(work / "sshd").start()
         server = LiveServer(work / "live", env=SERVER_ENV).start()
@@ -141,6 +141,8 @@ def main(names):
                 shoot_look(browser, demo, size, theme, chosen, failed)
             browser.close()
     finally:
+        if demo:
+            demo.close()
         for part in (server, sshd):
             if part is not None:
                 part.stop()
