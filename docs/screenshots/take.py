@@ -3,8 +3,8 @@
     make screenshots        (or, after `make test`'s setup: .venv/bin/python docs/screenshots/take.py [PAGE ...])
 
 Starts the app under gunicorn with demo data (the same pages and data as tests/test_accessibility.py: users, devices
-in folders, teams, a locked account, a recorded session) and a private OpenSSH sshd on 127.0.0.1 for the terminal,
-then writes docs/screenshots/<page>-<desktop|phone>-<light|dark>.png and docs/screenshots/README.md. Needs what the
+in folders, teams, a locked account, a recorded session and a colleague's open one) and a private OpenSSH sshd on
+127.0.0.1 for the terminals, then writes docs/screenshots/<page>-<desktop|phone>-<light|dark>.png and docs/screenshots/README.md. Needs what the
 browser tests need: Chromium, OpenSSH's sshd run as root, the npm packages. Only 127.0.0.1 is ever contacted.
 """
 import shutil
