@@ -10,8 +10,9 @@ run: migrate
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 # Three workers: most tests wait on servers, browsers and sockets rather than the CPU (about 4 minutes on 2 cores).
+# loadgroup: a module marked xdist_group (one costly server and its data) runs on one worker, set up once.
 test: $(VENV)/.dev $(VENDOR)/.installed tests/oidc/node_modules/.installed
-	$(BIN)/python -m pytest -n 3
+	$(BIN)/python -m pytest -n 3 --dist loadgroup
 
 setup: $(VENV)/.run $(VENDOR)/.installed
 
