@@ -10,9 +10,9 @@ run: migrate
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 # Three workers: most tests wait on servers, browsers and sockets rather than the CPU (about 4 minutes on 2 cores).
-# loadgroup: a module marked xdist_group (one costly server and its data) runs on one worker, set up once.
+# loadscope: each module runs on one worker, so a module's server, browser page and data are set up once.
 test: $(VENV)/.dev $(VENDOR)/.installed tests/oidc/node_modules/.installed
-	$(BIN)/python -m pytest -n 3 --dist loadgroup
+	$(BIN)/python -m pytest -n 3 --dist loadscope
 
 setup: $(VENV)/.run $(VENDOR)/.installed
 

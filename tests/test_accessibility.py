@@ -24,9 +24,6 @@ from app.terminals.models import HostKey
 from tests.support import (ADMIN_PASSWORD, SECRET_KEY, LiveServer, csrf_from, live_events, open_terminal,
                            read_until, wait_for)
 
-# One worker for the module under `pytest -n N --dist loadgroup`: each worker would otherwise start its own server.
-pytestmark = pytest.mark.xdist_group("accessibility")
-
 ROOT = Path(__file__).resolve().parent.parent
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 SIZES = {"desktop": {"width": 1440, "height": 900}, "phone": {"width": 390, "height": 844}}

@@ -223,7 +223,7 @@ def test_viewer_in_the_browser(browser, page, live_server, sshd):
         name = "viewer-" + uuid.uuid4().hex[:6]
         live_server.add_device(http, sshd, name)
         tab.reload()
-        tab.click(f'button.open-terminal[data-device-name="{name}"]')
+        tab.locator(f'button.open-terminal[data-device-name="{name}"]').first.click()
         tab.locator(".xterm-rows").get_by_text(re.compile(r"gatehouse-test@")).first.wait_for()
         tab.locator(".tab-close").click()
     finally:

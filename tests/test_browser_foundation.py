@@ -24,7 +24,7 @@ def test_log_in_add_device_log_out(page, live_server, sshd):
     page.fill("#private_key", sshd.key_text)
     page.click("#device-form button[type=submit]")
     page.get_by_text("Device lab-switch added.").wait_for()
-    assert page.locator('button.open-terminal[data-device-name="lab-switch"]').is_visible()
+    assert page.locator('button.open-terminal[data-device-name="lab-switch"]').first.is_visible()
     assert page.evaluate("window.__sameDocument") is True
     assert "PRIVATE KEY" not in page.content()
 

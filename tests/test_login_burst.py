@@ -36,11 +36,12 @@ def _burst(server, count):
         http = requests.Session()
         forms.append((http, {"username": name, "password": "not-the-password",
                              "csrf_token": csrf_from(http.get(server.url + "/login", timeout=10).text)}))
-    statuses, start = [], threading.Barrier(count + 1)
+    statuses, answered, start = [], [], threading.Barrier(count + 1)
 
     def guess(http, data):
         start.wait(10)
         statuses.append(http.post(server.url + "/login", data=data, timeout=60).status_code)
+        answered.append(time.monotonic())
 
     threads = [threading.Thread(target=guess, args=form) for form in forms]
     for thread in threads:
@@ -49,16 +50,18 @@ def _burst(server, count):
     time.sleep(0.05)  # the log-ins are in flight
     began = time.monotonic()
     page = admin.get(server.url + "/devices/", timeout=60)
-    latency = time.monotonic() - began
+    done = time.monotonic()
     for thread in threads:
         thread.join(90)
-    return names, statuses, page.status_code, latency
+    ahead = sum(1 for moment in answered if moment > done)  # log-ins still unanswered when the page came
+    return names, statuses, page.status_code, done - began, ahead
 
 
 def check_burst(server, count):
-    names, statuses, admin_status, latency = _burst(server, count)
-    print(f"admin page during {count} parallel log-ins: {latency * 1000:.0f} ms")
-    assert admin_status == 200 and latency < 1.0, (admin_status, latency)
+    names, statuses, admin_status, latency, ahead = _burst(server, count)
+    print(f"admin page during {count} parallel log-ins: {latency * 1000:.0f} ms, {ahead} log-ins still open")
+    # Not stalled behind the burst: fast, or (on a busy machine) answered while most log-ins were still open.
+    assert admin_status == 200 and (latency < 1.0 or ahead > count // 2), (admin_status, latency, ahead)
     assert statuses == [401] * count
     assert _failed_logins(server, names) == count
     assert "QueuePool" not in server.log_text() and "audit write failed" not in server.log_text()

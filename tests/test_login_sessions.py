@@ -190,7 +190,7 @@ def test_old_cookie_cannot_open_a_terminal_after_log_out(live_server, user_with_
 
 def _open_in_browser(page, live_server, name, device):
     browser_login(page, live_server, name, "user-password-long")
-    page.locator(f'button.open-terminal[data-device-name="{device}"]').click()
+    page.locator(f'button.open-terminal[data-device-name="{device}"]').first.click()
     page.locator(".xterm-rows").get_by_text("$").first.wait_for()
     page.keyboard.type("echo up-$((20+3))")
     page.keyboard.press("Enter")

@@ -106,7 +106,7 @@ def browser_page(browser, tls=False):
 def open_device(page, url):
     """Log in at url and open the device's terminal tab; return its panel."""
     browser_login(page, SimpleNamespace(url=url))
-    page.locator('button.open-terminal[data-device-name="px-box"]').click()
+    page.locator('button.open-terminal[data-device-name="px-box"]').first.click()  # also under Recent once used
     return page.locator(".terminal-panel").last
 
 

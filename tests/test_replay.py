@@ -255,7 +255,7 @@ def type_line(page, screen, text, expect=None):
 
 def type_the_story(page, server, label):
     """In a browser terminal: a plain command, an edited line, a recalled one, a hidden password; return the session id."""
-    page.locator(f'button.open-terminal[data-device-name="{label}"]').click()
+    page.locator(f'button.open-terminal[data-device-name="{label}"]').first.click()
     screen = page.locator(".terminal-panel .xterm-rows")
     screen.get_by_text(re.compile(r"gatehouse-test@.*\$")).first.wait_for()
     type_line(page, screen, "echo hello", re.compile(r"^hello\s*$"))

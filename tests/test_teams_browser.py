@@ -106,7 +106,7 @@ def test_member_uses_a_shared_device_until_the_grant_is_revoked(contexts, live_s
 
     bodies = record_bodies(member)
     browser_login(member, live_server, name, password)
-    opener = member.locator(f'.open-terminal[data-device-name="{device_name}"]')
+    opener = member.locator(f'.open-terminal[data-device-name="{device_name}"]').first
     opener.click()
     screen = member.locator(".terminal-panel .xterm-rows")
     screen.get_by_text(re.compile(r"gatehouse-test@.*\$")).first.wait_for()

@@ -30,7 +30,7 @@ def test_terminal_in_two_tabs(page, live_server, sshd):
     page.fill("#username", sshd.user)
     page.fill("#password", sshd.password)
     page.click("#device-form button[type=submit]")
-    opener = page.locator('button.open-terminal[data-device-name="browser-box"]')
+    opener = page.locator('button.open-terminal[data-device-name="browser-box"]').first
     opener.click()
     first = page.locator(".terminal-panel").nth(0)
     first.locator(".xterm-rows").get_by_text(re.compile(r"gatehouse-test@.*\$")).first.wait_for()

@@ -36,7 +36,7 @@ def test_admin_watches_a_users_terminal_live(browser, live_server, sshd):
         browser_login(tab, live_server, name, password)
         live_server.add_device(live_server.login(name, password), sshd, "watched-box")
         tab.reload()
-        tab.locator('button.open-terminal[data-device-name="watched-box"]').click()
+        tab.locator('button.open-terminal[data-device-name="watched-box"]').first.click()
         screen = tab.locator(".terminal-panel .xterm-rows")
         screen.get_by_text(re.compile(r"gatehouse-test@.*\$")).first.wait_for()
         tab.keyboard.type("echo before-$((2*4))")
