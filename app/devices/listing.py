@@ -25,7 +25,7 @@ def listing():
         .group_by(TerminalSession.device_id).order_by(last.desc()).limit(RECENT))
     groups = {}
     for device in devices:
-        groups.setdefault(device.folder, []).append(device)
+        groups.setdefault(device.folder or None, []).append(device)  # a blank folder is no folder
     folders = sorted(groups, key=lambda name: (name is None, (name or "").casefold()))
     owners = dict(db.session.execute(select(User.id, User.username)
                                      .where(User.id.in_({d.owner_id for d in devices}))).all())
