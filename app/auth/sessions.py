@@ -7,6 +7,7 @@ The database is the truth, so a log-out served by one process or node ends the c
 of them, and a copy of an old cookie opens nothing.
 """
 import hashlib
+import math
 import secrets
 from datetime import timedelta
 
@@ -121,8 +122,10 @@ def _idle_until(row):
 
 
 def seconds_left(row):
-    """Return the whole seconds until a log-in ends, by its idle limit or its absolute lifetime, whichever first."""
-    return max(0, int((_idle_until(row) - now_utc()).total_seconds()))
+    """Return the seconds until a log-in ends, by its idle limit or its absolute lifetime, whichever first, rounded
+    up: the badge leaves at 0, which must mean ended (0.4 s left, rounded down, sent it to a log-in page that still
+    saw the log-in and sent it back)."""
+    return max(0, math.ceil((_idle_until(row) - now_utc()).total_seconds()))
 
 
 def note_activity(row):

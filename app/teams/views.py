@@ -68,9 +68,7 @@ def _panel(status=200, **context):
 
 def _team_or_404(team_id):
     """Return the team, or 404."""
-    team = db.session.get(Team, team_id)
-    if team is None:
-        abort(404)
+    team = db.get_or_404(Team, team_id)
     return team
 
 
@@ -190,9 +188,7 @@ def grant(team_id):
 @admin_required
 def revoke(grant_id):
     """Take a grant back; the open terminals it alone allowed end."""
-    row = db.session.get(Grant, grant_id)
-    if row is None:
-        abort(404)
+    row = db.get_or_404(Grant, grant_id)
     team = db.session.get(Team, row.team_id)
     kind, value, shares_trail = row.kind, row.value, row.shares_trail
     devices = _covered(row)

@@ -54,9 +54,7 @@ def terminate(session_id):
 @admin_required
 def watch(session_id):
     """Show an open terminal session as it happens, read-only."""
-    row = db.session.get(TerminalSession, session_id)
-    if row is None:
-        abort(404)
+    row = db.get_or_404(TerminalSession, session_id)
     return render_template("terminals/watch.html", session=row)
 
 
