@@ -16,7 +16,7 @@ from app.devices import reachability, secrets
 from app.devices.models import Device, Favourite
 from app.extensions import db
 from app.terminals.models import TerminalSession
-from tests.support import SECRET_KEY, AuthActions, browser_login, csrf_from, new_user
+from tests.support import SECRET_KEY, AuthActions, browser_login, csrf_from, new_user, wait_for
 
 SHOTS = os.environ.get("GATEHOUSE_SHOTS")
 
@@ -268,8 +268,8 @@ def test_favourite_in_the_browser_keeps_the_search(page, live_server, crowd):
     page.locator("#device-search").fill("host-005")
     page.locator("#device-list li.device[id]:visible button.star").click()
     page.locator("#device-list .group.pinned").first.wait_for(state="attached")
-    assert page.locator("#device-search").input_value() == "host-005"
-    assert page.locator("#device-list li.device[id]:visible").count() == 1
+    wait_for(lambda: page.locator("#device-search").input_value() == "host-005", timeout=5)
+    wait_for(lambda: page.locator("#device-list li.device[id]:visible").count() == 1, timeout=5)
     page.locator("#device-search").fill("")
     favourites = page.locator('#device-list section.group.pinned[aria-label="Favourites"]')
     assert favourites.locator(".open-terminal").inner_text().startswith("host-005")

@@ -123,10 +123,10 @@
     if (event.target.closest("#quick-connect")) palette.open();
   });
 
-  // After htmx swaps the panel in, put the search back as it was.
-  document.addEventListener("htmx:load", (event) => {
-    const search = event.detail.elt.querySelector && event.detail.elt.querySelector("#device-search");
-    if (!search) return;
+  // As soon as htmx swapped a new panel in (before it settles), put the search back as it was.
+  document.addEventListener("htmx:afterSwap", () => {
+    const search = document.getElementById("device-search");
+    if (!search || search.value === query) return;
     const hadFocus = document.activeElement === document.body;
     search.value = query;
     filter();
