@@ -267,12 +267,13 @@ def test_favourite_in_the_browser_keeps_the_search(page, live_server, crowd):
     browser_login(page, live_server, user, password)
     page.locator("#device-search").fill("host-005")
     page.locator("#device-list li.device[id]:visible button.star").click()
-    page.locator("#device-list .group.pinned").first.wait_for(state="attached")
+    favourites = page.locator('#device-list section.group.pinned[aria-label="Favourites"]')
+    favourites.wait_for(state="attached")  # the new panel is in (Recent may have been there before it)
     wait_for(lambda: page.locator("#device-search").input_value() == "host-005", timeout=5)
     wait_for(lambda: page.locator("#device-list li.device[id]:visible").count() == 1, timeout=5)
     page.locator("#device-search").fill("")
-    favourites = page.locator('#device-list section.group.pinned[aria-label="Favourites"]')
-    assert favourites.locator(".open-terminal").inner_text().startswith("host-005")
+    favourites.wait_for(state="visible")
+    assert favourites.locator(".open-terminal .name").inner_text() == "host-005"
     favourites.locator("button.star").click()  # unpin again: the module's other tests see no favourite
     page.locator('#device-list section.group.pinned[aria-label="Favourites"]').wait_for(state="detached")
 

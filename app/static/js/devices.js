@@ -126,10 +126,10 @@
   // As soon as htmx swapped a new panel in (before it settles), put the search back as it was.
   document.addEventListener("htmx:afterSwap", () => {
     const search = document.getElementById("device-search");
-    if (!search || search.value === query) return;
+    if (!search) return;
     const hadFocus = document.activeElement === document.body;
     search.value = query;
-    filter();
+    filter();  // also folds the new panel's folders as the user left them
     if (query && hadFocus) search.focus();
   });
   document.addEventListener("DOMContentLoaded", filter);
