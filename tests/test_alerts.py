@@ -258,7 +258,10 @@ def test_a_failing_receiver_gets_retries_with_growing_gaps_then_one_delivery(tmp
         assert {got.event_id for got in tries} == {row["id"]}
         assert all(valid_signature(got) for got in tries)  # each try is signed afresh
         gaps = [later.at - earlier.at for earlier, later in zip(tries, tries[1:])]
-        assert all(gap >= 0.95 * alerts.backoff(n) for n, gap in enumerate(gaps, 1)) and gaps[2] > gaps[0], gaps
+        # Each try waited at least its back-off, and the back-offs grow (a loaded machine may stretch any gap, so
+        # the gaps themselves are not compared with each other).
+        assert all(gap >= 0.95 * alerts.backoff(n) for n, gap in enumerate(gaps, 1)), gaps
+        assert alerts.backoff(1) < alerts.backoff(2) < alerts.backoff(3)
         assert queued(app) == []
         print("retry gaps: " + ", ".join(f"{gap:.2f} s" for gap in gaps))
     finally:
