@@ -21,8 +21,8 @@ from app.auth.models import User
 from app.extensions import db
 from app.teams.models import GRANT_FOLDER, GRANT_TAG, Grant, Team, TeamMember
 from app.terminals.models import HostKey
-from tests.support import (ADMIN_PASSWORD, SECRET_KEY, LiveServer, csrf_from, live_events, open_terminal,
-                           read_until, wait_for)
+from tests.support import (ADMIN_PASSWORD, SECRET_KEY, LiveServer, browser_login, csrf_from, live_events,
+                           open_terminal, read_until, wait_for)
 
 ROOT = Path(__file__).resolve().parent.parent
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
@@ -331,14 +331,6 @@ def new_context(browser, server, size, theme, axe=True):
     return context, page
 
 
-def log_in(page, server, username="admin", password=ADMIN_PASSWORD):
-    page.goto(server.url + "/login")
-    page.fill("#username", username)
-    page.fill("#password", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(re.compile(re.escape(server.url) + "/$"))
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory, sshd):
     if not AXE.exists():
@@ -363,7 +355,7 @@ def pages(browser, demo):
         if (who, size, theme) not in made:
             context, page = new_context(browser, demo.server, size, theme)
             if who != "nobody":
-                log_in(page, demo.server, *(("admin", ADMIN_PASSWORD) if who == "admin"
+                browser_login(page, demo.server, *(("admin", ADMIN_PASSWORD) if who == "admin"
                                             else (NEWCOMERS[(size, theme)], USER_PASSWORD)))
             made[(who, size, theme)] = (context, page)
         return made[(who, size, theme)][1]
@@ -474,7 +466,7 @@ def selected(page):
 def test_audit_tabs_work_by_keyboard(browser, demo):
     context, page = new_context(browser, demo.server, "desktop", "light", axe=False)
     try:
-        log_in(page, demo.server)
+        browser_login(page, demo.server)
         wait_processed(page, "#audit-icon")
         tab_to(page, lambda p: focused(p) == "audit-icon")
         page.keyboard.press("Enter")
