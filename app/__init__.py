@@ -231,6 +231,12 @@ def _register_blueprints(app):
 
     app.register_blueprint(oidc_bp)  # single sign-on; its routes answer 404 without OIDC_ISSUER
     app.add_template_filter(iso_utc, "iso_utc")
+    from . import text
+
+    text.register(app)  # `reveal`: names and messages shown with their hidden characters made visible
+    from . import session_ends
+
+    session_ends.register(app)  # why a session ended, in words: the trail and the session page
     app.add_template_global(now_utc, "now_utc")
     app.add_template_global(public_origin, "public_origin")  # the terminal page tells its origin to terminal.js
 
