@@ -14,8 +14,8 @@ from app.devices.models import Device, DeviceTag
 from app.extensions import db
 from app.teams.models import GRANT_FOLDER, GRANT_TAG, Grant, TeamMember
 
-__all__ = ["admin_required", "current_login", "get_device_or_404", "login_required", "may_edit", "shared_device_ids",
-           "usable_by", "user_devices"]
+__all__ = ["admin_required", "current_login", "get_device_or_404", "login_required", "may_edit", "may_manage_host_keys",
+           "shared_device_ids", "usable_by", "user_devices"]
 
 
 def admin_required(view):
@@ -53,6 +53,11 @@ def shared_device_ids(user_id, trail_only=False):
 def usable_by(user_id):
     """Return the condition on Device: the user (an id or a correlated column) may use it."""
     return or_(Device.owner_id == user_id, Device.id.in_(shared_device_ids(user_id)))
+
+
+def may_manage_host_keys(user):
+    """Say whether user may accept a device's changed host key or forget a stored one: admins only."""
+    return bool(user.is_admin)
 
 
 def may_edit(user, device):

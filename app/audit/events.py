@@ -51,6 +51,7 @@ CATALOGUE = {
     "hostkey.trusted": ("Host key trusted", "sessions", "notice", "notice"),
     "hostkey.mismatch": ("Host key mismatch", "sessions", "critical", "critical"),
     "hostkey.forgotten": ("Host key forgotten", "sessions", "notice", "notice"),
+    "hostkey.replaced": ("Host key replaced", "sessions", "notice", "notice"),
     "device.created": ("Device created", "devices", "notice", "warning"),
     "device.updated": ("Device updated", "devices", "notice", "warning"),
     "device.deleted": ("Device deleted", "devices", "notice", "warning"),

@@ -107,7 +107,7 @@ class LiveTerminal:
                 check_host_key=hostkeys.checker(self.device, self.user.username))
         except (ConnectError, CredentialError) as exc:
             records.fail(self.user, self.device, exc.reason, exc.message)
-            self.tell("error", exc.message, reason=exc.reason)
+            self.tell("error", exc.message, reason=exc.reason, **getattr(exc, "extra", {}))  # a changed key: its accept link
             return False
         except AuditWriteError:  # trusting a new host key could not be recorded
             self.tell("error", AUDIT_DOWN, reason="audit")

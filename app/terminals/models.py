@@ -24,6 +24,22 @@ class HostKey(db.Model):
     trusted_by: Mapped[str | None] = mapped_column(String(64))
 
 
+class OfferedHostKey(db.Model):
+    """A key a device offered that did not match its stored one, kept so an admin can accept exactly it."""
+
+    __tablename__ = "offered_host_keys"
+    __table_args__ = (UniqueConstraint("host", "port", "fingerprint"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int]
+    key_type: Mapped[str] = mapped_column(String(64))
+    key_base64: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(128))
+    offered_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc)
+    offered_to: Mapped[str | None] = mapped_column(String(64))  # who tried to connect
+
+
 class TerminalSession(db.Model):
     """One terminal, open or ended; the heartbeat tells a live one from an orphan."""
 

@@ -9,7 +9,7 @@ from app.extensions import db
 from app.origins import check_websocket_origin
 
 from . import hostkeys, records
-from .models import HostKey, TerminalSession
+from .models import HostKey, OfferedHostKey, TerminalSession
 
 bp = Blueprint("terminals", __name__)
 
@@ -63,7 +63,29 @@ def watch(session_id):
 def host_keys():
     """List the trusted host keys."""
     rows = db.session.scalars(select(HostKey).order_by(HostKey.host, HostKey.port)).all()
-    return render_template("terminals/hostkeys.html", host_keys=rows)
+    return render_template("terminals/hostkeys.html", host_keys=rows, offered=hostkeys.pending())
+
+
+@bp.get("/terminals/hostkeys/offered/<int:offered_id>")
+@admin_required
+def offered_host_key(offered_id):
+    """Show a changed host key beside the stored one, with the choice to accept exactly it."""
+    offered = db.session.get(OfferedHostKey, offered_id)
+    if offered is None:
+        abort(404, "That offered key was accepted or forgotten already; the known host keys show what is stored.")
+    stored = db.session.scalar(select(HostKey).filter_by(host=offered.host, port=offered.port))
+    return render_template("terminals/hostkey_accept.html", offered=offered, stored=stored)
+
+
+@bp.post("/terminals/hostkeys/offered/<int:offered_id>/accept")
+@admin_required
+def accept_host_key(offered_id):
+    """Trust the offered key in place of the stored one (exactly that key, not whatever comes next)."""
+    offered = db.session.get(OfferedHostKey, offered_id) or abort(404)
+    where, new = f"{offered.host}:{offered.port}", offered.fingerprint
+    hostkeys.accept(offered, current_user.username)
+    flash(f"The host key of {where} is now {new}.", "info")
+    return redirect(url_for("terminals.host_keys"))
 
 
 @bp.post("/terminals/hostkeys/<int:key_id>/forget")

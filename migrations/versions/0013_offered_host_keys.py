@@ -3,8 +3,8 @@
 Revision ID: 0013_offered_host_keys
 Revises: 0012_login_hardening
 """
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
 revision = "0013_offered_host_keys"
 down_revision = "0012_login_hardening"
@@ -13,8 +13,20 @@ depends_on = None
 
 
 def upgrade():
-    pass
+    op.create_table(
+        "offered_host_keys",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("host", sa.String(length=255), nullable=False),
+        sa.Column("port", sa.Integer(), nullable=False),
+        sa.Column("key_type", sa.String(length=64), nullable=False),
+        sa.Column("key_base64", sa.Text(), nullable=False),
+        sa.Column("fingerprint", sa.String(length=128), nullable=False),
+        sa.Column("offered_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("offered_to", sa.String(length=64), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("host", "port", "fingerprint"),
+    )
 
 
 def downgrade():
-    pass
+    op.drop_table("offered_host_keys")

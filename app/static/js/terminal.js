@@ -157,6 +157,7 @@
     connect() {
       this.setStatus("connecting");
       this.reconnectButton.hidden = true;
+      if (this.hostKeyNotice) this.hostKeyNotice.hidden = true;
       this.closedByServer = false;
       this.opened = false;
       // The terminal's size from the start: the remote PTY and the recording begin with it.
@@ -179,6 +180,7 @@
       if (message.type === "error") {
         this.term.write("\r\n\x1b[1;31m" + message.message + "\x1b[0m\r\n");
         this.closedByServer = true;
+        if (message.accept_url) this.offerAccept(message.accept_url);
       } else if (message.type === "closed") {
         this.term.write("\r\n\x1b[33m" + message.message + "\x1b[0m\r\n");
         this.closedByServer = true;
@@ -192,6 +194,21 @@
       } else if (message.type === "status") {
         this.term.write("\x1b[3m" + message.message + "\x1b[0m\r\n");  // italic: dim text would not contrast
       }
+    }
+
+    // A changed host key: link to the page that shows both fingerprints and accepts exactly the offered key.
+    offerAccept(url) {
+      if (!this.hostKeyNotice) {
+        this.hostKeyNotice = element("div", "hostkey-notice");
+        this.hostKeyNotice.setAttribute("role", "alert");
+        this.panel.append(this.hostKeyNotice);
+      }
+      const link = element("a", "", "Accept this new key…");
+      link.href = url;
+      link.target = "_blank";  // a new browser tab: the other terminals stay open
+      link.rel = "noopener";
+      this.hostKeyNotice.replaceChildren("The host key changed. ", link);
+      this.hostKeyNotice.hidden = false;
     }
 
     // The socket closed: say why on the tab and offer to reconnect.
