@@ -17,7 +17,7 @@ from .summary import tally
 
 REVIEWED, OVERDUE = "audit.reviewed", "audit.review_overdue"
 SEVERE = ("warning", "critical")
-HOSTKEY_ACTIONS = ("hostkey.trusted", "hostkey.mismatch", "hostkey.forgotten")
+HOSTKEY_ACTIONS = ("hostkey.trusted", "hostkey.mismatch", "hostkey.replaced", "hostkey.forgotten")
 LISTED = 20  # events listed per section; the counts and links cover them all
 HISTORY = 5
 COMMENT_MAX = 2000
