@@ -108,13 +108,17 @@ def page(browser):
     context.close()
 
 
-def pytest_terminal_summary(terminalreporter):
-    """End a run that skipped real parts with one line naming them and how to install them."""
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """End a run that skipped real parts with one line naming them and how to install them: its very last line."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
     parts = set()
-    for report in terminalreporter.stats.get("skipped", []):
+    for report in reporter.stats.get("skipped", []):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         if reason.endswith(" is not available on this machine"):
             parts.add(reason.removeprefix("Skipped: ").removesuffix(" is not available on this machine"))
-    if parts:
-        terminalreporter.write_line(f"INCOMPLETE RUN: tests were skipped for lack of {'; '.join(sorted(parts))} "
-                                    "(as root, `bash .ci/run` installs everything)", yellow=True, bold=True)
+    if parts:  # after pytest's own summary and counts, where nobody scrolls past it
+        reporter.write_line(f"INCOMPLETE RUN: tests were skipped for lack of {'; '.join(sorted(parts))} "
+                            "(as root, `bash .ci/run` installs everything)", yellow=True, bold=True)

@@ -25,11 +25,22 @@ from app.auth.admin import ensure_first_admin
 from app.extensions import db
 
 ROOT = Path(__file__).resolve().parent.parent
-# The suite's own PostgreSQL database; under pytest-xdist each worker has its own beside it (test_gw0, ...),
-# made and dropped by conftest.py, since tests empty the database they use.
+# The suite's own PostgreSQL database; under pytest-xdist each worker has its own beside it, made and dropped
+# by conftest.py, since tests empty the database they use. Its name carries the run's id (test_gw0_3f9c2a1b),
+# so two runs on one server never use, nor drop, each other's.
 SUITE_PG_URL = os.environ.get("GATEHOUSE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 WORKER = os.environ.get("PYTEST_XDIST_WORKER")
-PG_URL = (sa.make_url(SUITE_PG_URL).set(database=f"{sa.make_url(SUITE_PG_URL).database}_{WORKER}")
+RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")
+
+
+def worker_database_name(suite, worker, run_id):
+    """Return the name of a worker's own database: the suite's, the worker and the run (63 bytes at most)."""
+    suffix = f"_{worker}_{run_id[:8]}" if run_id else f"_{worker}"
+    return suite[:63 - len(suffix)] + suffix
+
+
+PG_URL = (sa.make_url(SUITE_PG_URL).set(database=worker_database_name(sa.make_url(SUITE_PG_URL).database, WORKER,
+                                                                       RUN_ID))
           .render_as_string(hide_password=False) if WORKER else SUITE_PG_URL)
 IN_CI = os.environ.get("CI", "").lower() == "true"
 SSHD = "/usr/sbin/sshd"
@@ -59,18 +70,32 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def wait_for_port(port, timeout=10.0, proc=None):
-    """Wait until something accepts on 127.0.0.1:port."""
+def log_tail(path, lines=25):
+    """Return the last lines of a process's log file, indented, for an error message."""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError as error:
+        return f"  (no log: {error})"
+    return "\n".join("  " + line for line in text.splitlines()[-lines:]) or "  (the log is empty)"
+
+
+def wait_for_port(port, timeout=10.0, proc=None, log=None):
+    """Wait until something accepts on 127.0.0.1:port; a failure shows the end of the process's log."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+            problem = f"process exited with {proc.returncode} before listening on {port}"
+            break
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+    else:
+        problem = f"nothing listens on 127.0.0.1:{port} after {timeout}s"
+    if log is not None:  # the cause is in the process's own words; the path alone sends people digging
+        problem += f"; the end of its log ({log}):\n{log_tail(log)}"
+    raise RuntimeError(problem)
 
 
 def csrf_from(html):
@@ -99,9 +124,9 @@ def make_app(tmp_path, database_url=None, **overrides):
     return app
 
 
-def worker_database(create):
+def worker_database(create, url=PG_URL):
     """Create (or drop) this xdist worker's own database, from the suite's; False when no server answers."""
-    name = sa.make_url(PG_URL).database
+    name = sa.make_url(url).database
     engine = sa.create_engine(SUITE_PG_URL, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
@@ -123,7 +148,9 @@ def reset_postgres(url=PG_URL):
             conn.execute(sa.text("DROP SCHEMA public CASCADE"))
             conn.execute(sa.text("CREATE SCHEMA public"))
     except sa.exc.OperationalError:
-        missing("PostgreSQL on 127.0.0.1:5432 (apt-get install postgresql; trust auth, database test)")
+        suite = sa.make_url(SUITE_PG_URL)
+        missing(f"PostgreSQL on {suite.host or '127.0.0.1'}:{suite.port or 5432} (apt-get install postgresql; "
+                f"trust auth, database {suite.database})")
     finally:
         engine.dispose()
     return url
@@ -223,7 +250,7 @@ class SSHServer:
             assert check.returncode == 0, check.stderr
         self.log = open(self.workdir / "sshd.log", "ab")
         self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", config], stdout=self.log, stderr=self.log)
-        wait_for_port(self.port, proc=self.proc)
+        wait_for_port(self.port, proc=self.proc, log=self.workdir / "sshd.log")
         return self
 
     def fingerprint(self):
@@ -327,7 +354,7 @@ class LiveServer:
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
                                      cwd=ROOT, env=env, stdout=self.log, stderr=self.log, start_new_session=True)
-        wait_for_port(self.port, timeout=30, proc=self.proc)
+        wait_for_port(self.port, timeout=30, proc=self.proc, log=self.log_path)
         deadline = time.monotonic() + 30
         while requests.get(self.url + "/login", timeout=10).status_code != 200:  # the worker is up, admin made
             assert time.monotonic() < deadline, self.log_text()[-2000:]

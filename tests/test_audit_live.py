@@ -137,7 +137,7 @@ def behind_two_nginx(tmp_path_factory):
     """The app with TRUSTED_PROXY_HOPS=2 behind two real nginx, each hop on its own loopback address."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not os.path.exists(nginx):
-        missing("nginx")
+        missing("nginx (apt-get install nginx)")
     workdir = tmp_path_factory.mktemp("nginx")
     server = LiveServer(workdir / "app", env={"TRUSTED_PROXY_HOPS": "2"}).start()
     outer, inner = free_port(), free_port()

@@ -60,10 +60,11 @@ class OIDCProvider:
         ]
         config = self.workdir / "provider.json"
         config.write_text(json.dumps({"port": self.port, "clients": clients}))
-        self.log = open(self.workdir / "provider.log", "ab")
+        log = self.workdir / "provider.log"
+        self.log = open(log, "ab")
         self.proc = subprocess.Popen(["node", str(HERE / "provider.mjs"), str(config)], cwd=HERE,
                                      stdout=self.log, stderr=self.log)
-        wait_for_port(self.port, timeout=30, proc=self.proc)
+        wait_for_port(self.port, timeout=30, proc=self.proc, log=log)
         return self
 
     def stop(self):
