@@ -56,11 +56,24 @@ def test_pri_from_facility_and_severity(severity, facility, pri):
 
 def test_sd_params_escaped_bom_and_nil_fields_left_out():
     message = forwarding.format_message(event(target='web "one"] \\x', message="héllo"), hostname="h", procid=1)
-    assert b'target="web \\"one\\"\\] \\\\x"' in message
+    # The backslash is doubled twice: once so a hidden character's escape (\\u202e) is never confused with the
+    # same letters typed (app/text.py), once more by RFC 5424.
+    assert b'target="web \\"one\\"\\] \\\\\\\\x"' in message
     assert b"session_id" not in message  # None is left out, not sent as "None"
     assert message.endswith(b"] \xef\xbb\xbfh\xc3\xa9llo")
     match = SD_RE.match(message.decode())
     assert match and match.group(5) == "auth.login" and match.group(7) == "héllo"
+
+
+def test_hidden_characters_reach_syslog_as_escapes_in_message_and_params():
+    name = "\u202enimda\u2028x\u200b"
+    message = forwarding.format_message(event(actor=name, target=name, message=f"failed log in as {name}"),
+                                        hostname="h", procid=1).decode()
+    for char in "\u202e\u2028\u200b":
+        assert char not in message
+    escaped = "\\u202enimda\\u2028x\\u200b"
+    assert f'actor="{escaped.replace(chr(92), chr(92) * 2)}"' in message  # RFC 5424 doubles each backslash again
+    assert message.endswith("\ufefffailed log in as " + escaped)
 
 
 def test_header_fields_are_printable_ascii():
@@ -193,6 +206,35 @@ def test_every_event_arrives_once_in_order_as_rfc5424(tmp_path, rsyslog):
         assert int(match.group(1)) == 10 * 8 + forwarding.SEVERITIES[row.severity]
         assert match.group(5) == row.action and match.group(7) == row.message
         assert f'hash="{row.hash}"' in line and f'prev_hash="{row.prev_hash}"' in line
+
+
+LYING_NAMES = ["\u202enimda", "line\u2028break", "zero\u200bwidth"]
+
+
+def test_names_that_lie_reach_rsyslog_escaped_and_stay_raw_in_the_chain(tmp_path, rsyslog):
+    from app.audit.integrity import verify
+
+    app = make_app(tmp_path, SYSLOG_TARGETS=(f"tcp://127.0.0.1:{rsyslog.port}",))
+    client = app.test_client()
+    for name in LYING_NAMES:  # real failed log-ins through the form
+        assert "Invalid username or password" in AuthActions(client).login(name, "wrong-password").get_data(as_text=True)
+    sender = forwarding.Sender(app)
+    expected = all_ids(app)
+    drain(app, sender, lambda: len(rsyslog.ids()) >= len(expected))
+    raw = rsyslog.out.read_bytes()
+    for char in ("\u202e", "\u2028", "\u200b"):
+        assert char.encode() not in raw  # not in a message, not in a parameter
+    assert rsyslog.ids() == expected  # one line each: U+2028 split none of them
+    with app.app_context():
+        failed = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "auth.login_failed")
+                                    .order_by(AuditEvent.id)).all()
+        assert [row.actor for row in failed] == LYING_NAMES  # the hashed rows keep what was typed
+        assert verify().ok
+    lines = {int(re.search(r' id="(\d+)"', line).group(1)): line for line in rsyslog.lines()}
+    for row, escaped in zip(failed, ["\\u202enimda", "line\\u2028break", "zero\\u200bwidth"]):
+        match = SD_RE.match(lines[row.id])
+        assert match and match.group(7) == f"failed log in as {escaped}"
+        assert f'actor="{escaped.replace(chr(92), chr(92) * 2)}"' in match.group(6)
 
 
 def test_receiver_restarted_during_a_burst_loses_nothing(tmp_path, rsyslog):

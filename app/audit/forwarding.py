@@ -24,6 +24,7 @@ from app.audit.models import ALERT_TARGET, AuditEvent, AuditOutbox
 from app.dbtypes import now_utc
 from app.extensions import db
 from app.leases import take_lease
+from app.text import reveal_text
 
 log = logging.getLogger("gatehouse.forwarding")
 
@@ -48,8 +49,10 @@ CONNECT_TIMEOUT = 5.0
 
 
 def _escape(value):
-    """Escape an SD-PARAM value as RFC 5424 asks: backslash, double quote and closing bracket."""
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
+    """Escape an SD-PARAM value as RFC 5424 asks (backslash, double quote, closing bracket), hidden characters shown."""
+    # Hidden characters first (a typed name's U+2028 would start a new line in the receiver's file, U+202E reverse
+    # what a reader sees): as \uXXXX, the backslash doubled; then RFC 5424's own escapes on top.
+    return reveal_text(value).replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
 
 
 def _token(value, limit):
@@ -66,7 +69,7 @@ def format_message(event, facility="authpriv", hostname=None, procid=None):
                       if getattr(event, name) is not None)
     header = (f"<{pri}>1 {occurred} {_token(hostname or socket.gethostname(), 255)} gatehouse "
               f"{_token(procid or os.getpid(), 128)} {_token(event.action, 32)} [{SD_ID} {params}] ")
-    return header.encode() + BOM + event.message.encode("utf-8")
+    return header.encode() + BOM + reveal_text(event.message).encode("utf-8")
 
 
 class Target:
