@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, false, func, or_, select
 
 from app.extensions import db
 
@@ -43,6 +43,25 @@ def visible_events(user):
     return query.where(or_(own, *extra)) if extra else query.where(own)
 
 
+# The command filter narrows the trail to the events of the sessions where a matching command was typed. Commands
+# belong to the terminals package, which registers the one function that answers: (user, filters) -> a select of
+# session ids that user may see (app/terminals/command_filter.py). Without it the filter matches no event.
+_command_sessions = []
+
+
+def answer_commands(rule):
+    """Register rule(user, filters) -> a select of the ids of the sessions with a matching command that user may see."""
+    _command_sessions[:] = [rule]
+    return rule
+
+
+def command_condition(user, f):
+    """Return the condition the command filter puts on AuditEvent: an event of a session where it was typed."""
+    if not _command_sessions:
+        return false()
+    return AuditEvent.session_id.in_(_command_sessions[0](user, f))
+
+
 @dataclass
 class Filters:
     """Validated viewer filters; `args` are the cleaned query parameters that reproduce them."""
@@ -55,7 +74,7 @@ class Filters:
     since: datetime | None = None
     until: datetime | None = None
     q: str = ""
-    command: str = ""  # answered by the terminals package: the viewer embeds its list of matching commands
+    command: str = ""  # answered by the terminals package: its list of matching commands, and the events' sessions
     page: int = 1
     size: int = 50
     errors: list = field(default_factory=list)
@@ -174,8 +193,8 @@ def escape_like(text):
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def apply_filters(query, f):
-    """Add the filters' conditions to a select of AuditEvent."""
+def apply_filters(query, f, user):
+    """Add the filters' conditions to a select of AuditEvent (user: whose commands the command filter may match)."""
     if f.user:
         query = query.where(AuditEvent.actor == f.user)
     if f.action in GROUPS:
@@ -198,6 +217,8 @@ def apply_filters(query, f):
         pattern = f"%{escape_like(f.q)}%"
         query = query.where(or_(AuditEvent.message.ilike(pattern, escape="\\"),
                                 AuditEvent.target.ilike(pattern, escape="\\")))
+    if f.command:
+        query = query.where(command_condition(user, f))
     return query
 
 
@@ -217,7 +238,7 @@ class Page:
 
 def search(f, user):
     """Return the page of events the filters select, newest first, that user may see."""
-    base = apply_filters(visible_events(user), f)
+    base = apply_filters(visible_events(user), f, user)
     total = db.session.scalar(select(func.count()).select_from(base.order_by(None).subquery()))
     rows = db.session.scalars(base.order_by(AuditEvent.id.desc()).limit(f.size).offset((f.page - 1) * f.size)).all()
     return Page(rows, total, f.page, f.size)

@@ -154,6 +154,11 @@ def rows():
     return render_template("audit/_table.html", **context), _status(context)
 
 
+def _narrowed(filters):
+    """Return the words an export's message adds for the command filter (the details name every filter)."""
+    return f" of the sessions where a command containing {filters.command!r} was typed" if filters.command else ""
+
+
 @bp.get("/export.<fmt>")
 def export_events(fmt):
     """Stream the filtered events as CSV or JSON Lines; the export itself is audited."""
@@ -172,7 +177,7 @@ def export_events(fmt):
             yield from (export.as_csv(records) if fmt == "csv" else export.as_jsonl(records))
             complete = True
         finally:
-            record("audit.exported", f"exported {counter[0]} audit events as {fmt.upper()}",
+            record("audit.exported", f"exported {counter[0]} audit events as {fmt.upper()}{_narrowed(filters)}",
                    details={"format": fmt, "filters": filters.args, "rows": counter[0], "complete": complete},
                    strict=False)
 
