@@ -506,8 +506,8 @@ def live_events(server, action):
 def new_user(server, password="user-password-long"):
     """Create a user through the console on a live server; return its name and password."""
     name = "u-" + secrets.token_hex(4)
-    subprocess.run([sys.executable, "-m", "flask", "--app", "app", "users", "create", name, "--password", password],
-                   cwd=ROOT, env=server.environment(), check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "flask", "--app", "app", "users", "create", name, "--password", password,
+                    "--no-must-change"], cwd=ROOT, env=server.environment(), check=True, capture_output=True)
     return name, password
 
 

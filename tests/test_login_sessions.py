@@ -32,8 +32,8 @@ def wait_for_event(server, action, match, timeout=5.0):
 def new_user(server, password="user-password-long"):
     """Create a user through the console on a live server; return its name."""
     name = "u-" + uuid.uuid4().hex[:8]
-    subprocess.run([sys.executable, "-m", "flask", "--app", "app", "users", "create", name, "--password", password],
-                   cwd=ROOT, env=server.environment(), check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "flask", "--app", "app", "users", "create", name, "--password", password,
+                    "--no-must-change"], cwd=ROOT, env=server.environment(), check=True, capture_output=True)
     return name
 
 
@@ -98,18 +98,34 @@ def test_lifetime_is_absolute_not_idle(app, client, auth):
     assert expires - created == timedelta(hours=app.config["SESSION_TTL_HOURS"])
 
 
-def test_password_change_ends_the_other_log_ins_only(app, client, auth):
+def change_password(client, current="admin-password-for-tests", new="a-new-password-1"):
+    """Change the logged-in user's own password through the form; return the answer."""
+    token = AuthActions(client).csrf("/account/password")
+    return client.post("/account/password", data={"current": current, "new": new, "confirm": new,
+                                                  "csrf_token": token})
+
+
+def test_password_change_gives_this_browser_a_new_token_and_ends_every_earlier_one(app, client, auth):
     auth.login()
     other = app.test_client()
     assert AuthActions(other).login().status_code == 302
-    token = auth.csrf("/account/password")
-    response = client.post("/account/password", data={"current": "admin-password-for-tests", "new": "a-new-password-1",
-                                                       "confirm": "a-new-password-1", "csrf_token": token})
-    assert response.status_code == 302
-    assert client.get("/").status_code == 200 and other.get("/").status_code == 302
+    before = client.get_cookie("gatehouse_session").value  # a copy taken before the change
     with app.app_context():
-        revoked = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "auth.session_revoked")).one()
-    assert revoked.details["reason"] == "password_changed" and revoked.actor == "admin"
+        first_end = db.session.scalars(select(LoginSession.expires_at).order_by(LoginSession.created_at)).first()
+    assert change_password(client).status_code == 302
+    assert client.get_cookie("gatehouse_session").value != before
+    assert client.get("/").status_code == 200 and other.get("/").status_code == 302
+    copy = app.test_client()
+    copy.set_cookie("gatehouse_session", before)
+    for path in ("/", "/account/sessions", "/terminals/connected", "/account/password"):
+        response = copy.get(path)
+        assert response.status_code == 302 and response.headers["Location"].startswith("/login"), path
+    with app.app_context():
+        revoked = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "auth.session_revoked")).all()
+        live = db.session.scalars(select(LoginSession).where(LoginSession.revoked_at.is_(None))).all()
+    assert [e.details["reason"] for e in revoked] == ["password_changed", "password_changed"]
+    assert all(e.actor == "admin" for e in revoked)
+    assert len(live) == 1 and live[0].expires_at == first_end  # the new token keeps the log-in's absolute end
 
 
 def test_active_log_ins_list_and_end(app, client, auth):
@@ -186,6 +202,39 @@ def test_old_cookie_cannot_open_a_terminal_after_log_out(live_server, user_with_
         if isinstance(frame, str):
             controls.append(frame)
     assert any('"reason": "logged_out"' in c and "logged out in another window" in c for c in controls), controls
+
+
+def test_old_cookie_cannot_open_a_terminal_after_a_password_change(live_server, user_with_device):
+    _, http, device, device_id = user_with_device
+    url = f"{live_server.ws_url}/terminals/{device_id}/ws"
+    copy = requests.Session()
+    copy.cookies.update(http.cookies)  # what a thief would have copied before the change
+    ws = open_terminal(url, http, live_server.url)
+    changed = http.post(live_server.url + "/account/password", allow_redirects=False, timeout=10, data={
+        "current": "user-password-long", "new": "changed-password-1", "confirm": "changed-password-1",
+        "csrf_token": live_server.csrf(http)})
+    assert changed.status_code == 302 and changed.headers["Location"] == "/"
+    with pytest.raises(simple_websocket.ConnectionError, match="302"):
+        connect_terminal(url, copy, live_server.url)
+    assert copy.get(live_server.url + "/", allow_redirects=False).status_code == 302
+    # The browser that changed it goes on under its new token: pages and a new terminal open.
+    assert http.get(live_server.url + "/", allow_redirects=False).status_code == 200
+    fresh = open_terminal(url, http, live_server.url)
+    fresh.close()
+    # The terminal opened before the change ends (documented: it belongs to the log-in from before).
+    controls = []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            frame = ws.receive(timeout=0.2)
+        except simple_websocket.ConnectionClosed:
+            break
+        if isinstance(frame, str):
+            controls.append(frame)
+    assert any('"reason": "password_changed"' in c for c in controls), controls
+    ended, _ = wait_for_event(live_server, "session.ended", lambda e: e.target.startswith(device + " ")
+                              and e.details["reason"] == "password_changed")
+    assert ended
 
 
 def _open_in_browser(page, live_server, name, device):

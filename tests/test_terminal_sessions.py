@@ -213,7 +213,8 @@ def test_anonymous_and_foreign_devices_refused(live_server, sshd):
         connect_terminal(url, requests.Session(), live_server.url)
     bob = "bob-" + uuid.uuid4().hex[:6]
     subprocess.run([sys.executable, "-m", "flask", "--app", "app", "users", "create", bob, "--password",
-                    "bob-password-long"], cwd=ROOT, env=live_server.environment(), check=True, capture_output=True)
+                    "bob-password-long", "--no-must-change"], cwd=ROOT, env=live_server.environment(), check=True,
+                   capture_output=True)
     with pytest.raises(simple_websocket.ConnectionError, match="404"):
         connect_terminal(url, live_server.login(bob, "bob-password-long"), live_server.url)
 

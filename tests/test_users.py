@@ -16,6 +16,15 @@ def create(client, auth, username="alice", password="alice-password-1", admin=Fa
     return client.post("/users/", data=data)
 
 
+def change_password(client, current, new):
+    """Change the logged-in user's own password through the form; return the answer."""
+    token = AuthActions(client).csrf("/account/password")
+    response = client.post("/account/password", data={"current": current, "new": new, "confirm": new,
+                                                      "csrf_token": token})
+    assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+    return response
+
+
 def user_id(app, username):
     with app.app_context():
         return db.session.scalar(select(User.id).filter_by(username=username))
@@ -51,12 +60,14 @@ def test_user_lifecycle_is_audited_and_history_survives_deletion(app, client, au
     alice = app.test_client()
     alice_auth = AuthActions(alice)
     assert alice_auth.login("alice", "alice-password-1").status_code == 302
+    assert alice.get("/users/").headers["Location"] == "/account/password"  # the admin chose her password
+    change_password(alice, "alice-password-1", "alice-own-password")
     assert alice.get("/users/").status_code == 403  # not an admin
     uid = user_id(app, "alice")
     token = auth.csrf("/users/")
     client.post(f"/users/{uid}/disable", data={"csrf_token": token})
     assert alice.get("/").status_code == 302  # her session ended
-    assert alice_auth.login("alice", "alice-password-1").status_code == 401
+    assert alice_auth.login("alice", "alice-own-password").status_code == 401
     client.post(f"/users/{uid}/disable", data={"csrf_token": token})
     client.post(f"/users/{uid}/role", data={"csrf_token": token})
     with app.app_context():

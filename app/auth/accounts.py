@@ -6,6 +6,7 @@ preferring an exact match for any older pair that differs only in case; the user
 log-in is meant to (its lookup is one line in auth/views.py:login).
 """
 import re
+import secrets
 import unicodedata
 
 from flask import current_app
@@ -15,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from app.audit.events import record
 from app.extensions import db
 
+from . import sessions
 from .models import User
 
 USERNAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
@@ -59,12 +61,15 @@ def find_user(username):
     return next((user for user in found if user.username == username), found[0] if found else None)
 
 
-def create_user(username, password, *, admin=False, via="web", details=None):
-    """Check the account rule, create the user, record user.created; raise AccountError when refused."""
+def create_user(username, password, *, admin=False, via="web", details=None, must_change=False):
+    """Check the account rule, create the user, record user.created; raise AccountError when refused.
+
+    must_change: someone else chose the password, so the user must replace it at their first log-in.
+    """
     for field, problem in (("username", username_problem(username)), ("password", password_problem(password))):
         if problem:
             raise AccountError(field, problem)
-    user = User(username=username, is_admin=admin)
+    user = User(username=username, is_admin=admin, must_change_password=must_change)
     user.set_password(password)
     db.session.add(user)
     try:
@@ -75,5 +80,30 @@ def create_user(username, password, *, admin=False, via="web", details=None):
     actor, message = _VIA[via]
     record("user.created", message.format(username), actor=actor,
            user_id=user.id if via == "first_start" else None,
-           details={"username": username, "admin": admin, **(details or {})}, strict=via != "first_start")
+           details={"username": username, "admin": admin, **({"must_change": True} if must_change else {}),
+                    **(details or {})}, strict=via != "first_start")
     return user
+
+
+def generated_password():
+    """Return a new random password for an admin's reset: groups of four easy signs, at least PASSWORD_MIN_LENGTH."""
+    signs = "23456789abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/l/I: read out or copied by hand
+    groups = max(5, -(-(current_app.config["PASSWORD_MIN_LENGTH"] + 1) // 5))  # 5 groups: 24 characters, 115 bits
+    return "-".join("".join(secrets.choice(signs) for _ in range(4)) for _ in range(groups))
+
+
+def reset_password(user, password, *, by, actor=None, must_change=True):
+    """Give a user a password someone else chose: audited, every log-in of theirs ends (terminals too).
+
+    by names who reset it (an admin, or "console"); must_change makes the user choose their own at next log-in.
+    """
+    user.set_password(password)
+    user.must_change_password = must_change
+    user.failed_logins = 0
+    user.locked_until = None
+    db.session.commit()
+    via = "from the console" if by == "console" else f"by {by}"
+    record("auth.password_changed", f"password of {user.username} reset {via}", actor=actor,
+           user_id=user.id if by == "console" else None,
+           details={"username": user.username, "by": by, "reset": True, "must_change": must_change})
+    sessions.revoke_user(user.id, "password_changed", by=by)

@@ -24,7 +24,10 @@ def ensure_first_admin(app):
     if generated:
         password = secrets.token_urlsafe(max(18, app.config["PASSWORD_MIN_LENGTH"]))
     try:
-        user = create_user(username, password, admin=True, via="first_start", details={"generated": generated})
+        # A generated password went to a console (and maybe a journal): its admin replaces it at the first log-in.
+        # ADMIN_PASSWORD is the operator's own choice for themselves, so it is not asked again.
+        user = create_user(username, password, admin=True, via="first_start", details={"generated": generated},
+                           must_change=generated)
     except AccountError as refused:
         if db.session.scalar(select(func.count()).select_from(User)):
             return None  # another worker created it first
@@ -34,7 +37,7 @@ def ensure_first_admin(app):
         # Straight to the console, never to the log: this is the only place it ever appears.
         print(
             f"\n  Gatehouse first start: admin user '{username}' created with password: {password}\n"
-            "  (shown once; change it after logging in)\n",
+            "  (shown once; you choose your own at the first log-in)\n",
             file=sys.stderr, flush=True,
         )
     log.warning("first admin %s created", username)

@@ -2,11 +2,13 @@
 import click
 from flask.cli import AppGroup
 
-from app.audit.events import record
-from app.extensions import db
+from . import totp
+from .accounts import AccountError, create_user, find_user, password_problem, reset_password as give_password
 
-from . import sessions, totp
-from .accounts import AccountError, create_user, find_user, password_problem
+# Someone at the console chose the password: by default its user must replace it at their first log-in.
+_MUST_CHANGE = click.option("--must-change/--no-must-change", default=True, show_default=True,
+                            help="Make the user choose their own password at their next log-in (--no-must-change: "
+                                 "the password's own user typed it here).")
 
 
 @click.group("users", cls=AppGroup, help="Manage Gatehouse users.")
@@ -17,11 +19,12 @@ def users_cli():
 @users_cli.command("create")
 @click.argument("username")
 @click.option("--admin", is_flag=True, help="Give the user the admin role.")
+@_MUST_CHANGE
 @click.password_option()
-def create(username, admin, password):
+def create(username, admin, must_change, password):
     """Create a user (the same rule as the users page: name pattern, case-insensitive, password length)."""
     try:
-        create_user(username, password, admin=admin, via="console")
+        create_user(username, password, admin=admin, via="console", must_change=must_change)
     except AccountError as refused:
         raise click.ClickException(f"{refused.field}: {refused.message}") from None
     click.echo(f"created {username}")
@@ -29,8 +32,9 @@ def create(username, admin, password):
 
 @users_cli.command("reset-password")
 @click.argument("username")
+@_MUST_CHANGE
 @click.password_option()
-def reset_password(username, password):
+def reset_password(username, must_change, password):
     """Set a new password for a user and end their log-in sessions."""
     user = find_user(username)
     if user is None:
@@ -38,13 +42,7 @@ def reset_password(username, password):
     problem = password_problem(password)
     if problem:
         raise click.ClickException(f"password: {problem}")
-    user.set_password(password)
-    user.failed_logins = 0
-    user.locked_until = None
-    db.session.commit()
-    record("auth.password_changed", f"password of {user.username} reset from the console", actor="console",
-           user_id=user.id, details={"by": "console"})
-    sessions.revoke_user(user.id, "password_changed", by="console")
+    give_password(user, password, by="console", actor="console", must_change=must_change)
     click.echo(f"password of {user.username} reset")
 
 

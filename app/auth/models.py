@@ -42,6 +42,9 @@ class User(UserMixin, db.Model):
     totp_secret_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    # An admin chose the current password (created or reset with one): until the user picks their own, every
+    # page leads to the change form.
+    must_change_password: Mapped[bool] = mapped_column(default=False)
 
     def set_password(self, password):
         """Hash and store a new password (in the thread pool: hashing is CPU-heavy)."""
@@ -131,3 +134,17 @@ class RecoveryCode(db.Model):
     code_hash: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class OidcUsedState(db.Model):
+    """The state of a single sign-on callback that was answered once, kept until its flow would have expired.
+
+    The flow's state lives in the browser's cookie; a copy of that cookie from before the callback would carry it
+    again. This row makes Gatehouse itself refuse the second use. Only the SHA-256 of the state is kept.
+    """
+
+    __tablename__ = "oidc_used_states"
+
+    state_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    used_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -35,7 +35,7 @@ from app.extensions import db
 from app.origins import public_origin
 from config import ConfigError
 
-from . import sessions
+from . import oidc_states, sessions
 from .accounts import USERNAME, find_user
 from .forms import LoginForm
 from .models import User
@@ -53,6 +53,7 @@ _SIGNED_OUT = "oidc_signed_out"  # session key: this browser just logged out of 
 # Why a single sign-on was refused: the code goes into auth.login_failed's details.reason.
 REASONS = {
     "state_mismatch": "the sign-in did not start in this browser, or was used already",
+    "state_replayed": "the sign-in's answer was used already (a replayed callback)",
     "bad_token": "the provider's ID token failed its check",
     "provider_error": "the provider did not sign the person in",
     "provider_unreachable": "the provider could not be reached",
@@ -221,6 +222,7 @@ def _verified_claims():
     options = {"iss": {"essential": True, "value": metadata["issuer"]},
                # Authlib checks aud only through azp; OpenID Connect Core 3.1.3.7 wants our client id in aud.
                "aud": {"essential": True, "values": [client.client_id]}}
+    _claim_state(client)
     try:
         token = client.authorize_access_token(claims_options=options, leeway=LEEWAY)
     except MismatchingStateError:
@@ -241,6 +243,14 @@ def _verified_claims():
     if not claims.get("sub"):
         raise Refused("bad_token", f"{display_name()} sent no ID token.", 401, details={"problem": "no_id_token"})
     return _with_userinfo(client, token, claims)
+
+
+def _claim_state(client):
+    """Mark this browser's state used before its code is exchanged; refuse a second use (a replayed callback)."""
+    state = request.args.get("state")
+    if state and client.framework.get_state_data(session, state) is not None \
+            and not oidc_states.claim(state, FLOW_SECONDS):
+        raise Refused("state_replayed", "This sign-in was used already; you are not logged in. Start again.", 400)
 
 
 def _problem(exc):

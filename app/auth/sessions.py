@@ -27,6 +27,7 @@ from .models import LoginSession, User
 REASONS = {
     "logged_out": "logged out",
     "password_changed": "password changed",
+    "second_factor_changed": "second factor set up or removed",
     "ended_by_user": "ended by its user",
     "ended_by_admin": "ended by an admin",
     "user_disabled": "user disabled",
@@ -38,6 +39,8 @@ REASONS = {
 _TOUCH_EVERY = timedelta(seconds=60)
 # Requests with this header are background polls (htmx's "every", the badge's clock): not the user's activity.
 POLL_HEADER = "X-Gatehouse-Poll"
+# The badge offers "Stay logged in" in the last two minutes, whatever the idle limit (under two minutes: always).
+WARN_SECONDS = 120
 
 
 def token_id(token):
@@ -63,6 +66,27 @@ def start(user, method="password", details=None):
         raise
     user.login_token, user.login_session = token, row
     return token
+
+
+def renew(user, reason):
+    """Give this browser's log-in a new token after its credentials changed (OWASP session guidance).
+
+    Every log-in of the user from before the change ends with reason, this browser's old token included (a copy of
+    the cookie taken before opens nothing, and the terminals opened with it close); the browser goes on under a
+    new token with the same absolute end. Return the new row.
+    """
+    old = user.login_session
+    token = secrets.token_urlsafe(32)
+    now = now_utc()
+    row = LoginSession(id=token_id(token), user_id=user.id, method=old.method, source_ip=request.remote_addr,
+                       user_agent=(request.user_agent.string or "")[:256] or None, created_at=now, last_seen_at=now,
+                       active_at=now, expires_at=old.expires_at)
+    db.session.add(row)
+    db.session.commit()
+    revoke_user(user.id, reason, by=user.username, keep=row.id)
+    user.login_token, user.login_session = token, row
+    login_user(user)  # the cookie now carries the new token
+    return row
 
 
 def log_in(user, method="password", details=None):

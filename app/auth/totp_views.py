@@ -6,13 +6,14 @@ address and by name, or the lock in LOCKOUT_MODE=lock); enrolment codes are not,
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
+from markupsafe import Markup
 from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
 from app.audit.events import FAILURE, record
 from app.dbtypes import now_utc
 
-from . import throttle, totp
+from . import sessions, throttle, totp
 from .views import complete_login, count_failure
 
 bp = Blueprint("twofactor", __name__)
@@ -94,9 +95,21 @@ def code():
         headers = {"Retry-After": str(refused.retry)} if refused.retry else {}
         return render_template("auth/twofactor_code.html", form=form), refused.status, headers
     complete_login(user, name, factor=factor)
-    if left is not None and left <= 3:  # after complete_login, which starts a fresh session (and flashes)
-        flash(f"{left} recovery code{'s' * (left != 1)} left: make new ones under Second factor.", "error")
+    if left is not None:  # after complete_login, which starts a fresh session (and its flashes)
+        _tell_codes_left(left)
     return redirect(next_path)
+
+
+def _tell_codes_left(left):
+    """Tell the user a recovery code was spent and how many are left; at three or fewer, urge new ones (a link)."""
+    used = f"A recovery code was used; {left} left."
+    if left > 3:
+        flash(used, "info")
+        return
+    link = Markup('<a href="{}" id="make-new-codes">Make new recovery codes</a>').format(
+        url_for("twofactor.settings") + "#new-codes")
+    tail = "now: without any, a lost phone locks you out." if left == 0 else "before they run out."
+    flash(Markup("{} {} {}").format(used, link, tail), "error")
 
 
 @bp.route("/login/enrol", methods=["GET", "POST"])
@@ -170,6 +183,8 @@ def confirm():
         return _wrong_enrolment_code(user, form, url_for("twofactor.confirm"))
     record("auth.2fa_enrolled", f"{user.username} enrolled a second factor (TOTP)", details={"factor": "totp"},
            strict=False)
+    sessions.renew(user, "second_factor_changed")  # log-ins from before the factor end; this one gets a new token
+    flash("Second factor on. Your log-ins from before it have ended; this browser stays logged in.", "info")
     return render_template("auth/twofactor_codes.html", codes=codes, next_path=url_for("twofactor.settings"))
 
 
@@ -216,5 +231,6 @@ def disable():
         return refused
     totp.turn_off(user)
     record("auth.2fa_disabled", f"{user.username} turned their second factor off", strict=False)
-    flash("Second factor turned off.", "info")
+    sessions.renew(user, "second_factor_changed")
+    flash("Second factor turned off. Your log-ins from before have ended; this browser stays logged in.", "info")
     return redirect(url_for("twofactor.settings"))

@@ -8,7 +8,7 @@ from app.audit.events import record
 from app.extensions import db
 
 from . import sessions, throttle, totp
-from .accounts import AccountError, create_user
+from .accounts import AccountError, create_user, generated_password, reset_password
 from .forms import NewUserForm
 from .models import User
 
@@ -45,11 +45,11 @@ def create():
     form = NewUserForm()
     if form.validate_on_submit():
         try:
-            user = create_user(form.username.data, form.password.data, admin=form.is_admin.data)
+            user = create_user(form.username.data, form.password.data, admin=form.is_admin.data, must_change=True)
         except AccountError as refused:  # taken by someone else between the check and the insert
             form[refused.field].errors.append(refused.message)
             return _page(form, 422)
-        flash(f"User {user.username} created.", "info")
+        flash(f"User {user.username} created; they choose their own password at their first log-in.", "info")
         return redirect(url_for("users.index"))
     return _page(form, 422)
 
@@ -95,6 +95,17 @@ def delete(user_id):
     record("user.deleted", f"deleted user {username}", details={"username": username})
     flash(f"User {username} deleted.", "info")
     return redirect(url_for("users.index"))
+
+
+@bp.post("/<int:user_id>/reset-password")
+@admin_required
+def give_new_password(user_id):
+    """Give a user a generated password, shown once on this answer; their log-ins and terminals end, and they must
+    choose their own at their next log-in."""
+    user = get_user_or_404(user_id)
+    password = generated_password()
+    reset_password(user, password, by=current_user.username)
+    return render_template("auth/password_reset.html", user=user, password=password)
 
 
 @bp.post("/<int:user_id>/reset-2fa")

@@ -152,7 +152,7 @@ def logout():
 @bp.route("/account/password", methods=["GET", "POST"])
 @login_required
 def change_password():
-    """Change the user's own password; every other log-in session of the user ends."""
+    """Change the user's own password: every earlier log-in ends, this browser goes on under a new token."""
     form = PasswordForm()
     if request.method == "POST":
         problem = None
@@ -172,20 +172,42 @@ def change_password():
                    details={"reason": problem}, strict=False)
             return render_template("auth/password.html", form=form), 422
         user = current_user._get_current_object()
+        required = user.must_change_password
         user.set_password(form.new.data)
+        user.must_change_password = False
         db.session.commit()
-        record("auth.password_changed", "password changed; other log-ins ended", strict=False)
-        sessions.revoke_user(user.id, "password_changed", by=user.username, keep=current_login().id)
-        flash("Password changed. Your other sessions have been logged out.", "info")
+        record("auth.password_changed", "password changed; earlier log-ins ended", strict=False,
+               details={"required": True} if required else None)
+        sessions.renew(user, "password_changed")  # a copy of the cookie from before opens nothing now
+        flash("Password changed. Your log-ins from before it have ended, with their terminals; this browser stays "
+              "logged in.", "info")
         return redirect(url_for("terminals.index"))
     return render_template("auth/password.html", form=form)
 
 
+# While an admin-chosen password waits to be replaced, only these answer; every other route leads to the form.
+_WHILE_MUST_CHANGE = {"auth.change_password", "auth.logout", "auth.idle_status", "auth.stay_logged_in", "static"}
+
+
+@bp.before_app_request
+def require_own_password():
+    """Send a user whose password an admin chose to the change form, whatever they asked for (terminals too)."""
+    if request.endpoint in _WHILE_MUST_CHANGE or not current_user.is_authenticated:
+        return None
+    if not current_user.must_change_password:
+        return None
+    target = url_for("auth.change_password")
+    if request.headers.get("HX-Request"):  # htmx would swap the form into a fragment: move the page instead
+        return "", 204, {"HX-Redirect": target}
+    return redirect(target)
+
+
 @bp.app_context_processor
 def login_clock():
-    """Give every page the seconds its log-in has left, for the badge in the header."""
+    """Give every page the seconds its log-in has left and when to offer more, for the badge in the header."""
     login = current_login()
-    return {"login_seconds_left": sessions.seconds_left(login) if login else None}
+    return {"login_seconds_left": sessions.seconds_left(login) if login else None,
+            "login_warn_seconds": sessions.WARN_SECONDS}
 
 
 @bp.get("/account/idle")

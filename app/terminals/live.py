@@ -36,6 +36,7 @@ END_MESSAGES = {
     "access_revoked": "Your access to this device was revoked.",
     "logged_out": "You logged out in another window.",
     "password_changed": "Your password was changed; this log-in has ended.",
+    "second_factor_changed": "Your second factor was set up or removed; log-ins from before it have ended.",
     "login_expired": "Your log-in session expired; log in again.",
     "expired": "Your log-in expired after a time without activity; log in again.",
     "ended_by_user": "This log-in was ended from the active log-ins list.",

@@ -3,8 +3,8 @@
 Revision ID: 0012_login_hardening
 Revises: 0011_grant_owners
 """
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
 revision = "0012_login_hardening"
 down_revision = "0011_grant_owners"
@@ -13,8 +13,20 @@ depends_on = None
 
 
 def upgrade():
-    pass
+    with op.batch_alter_table("users") as batch:
+        batch.add_column(sa.Column("must_change_password", sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.create_table(
+        "oidc_used_states",
+        sa.Column("state_hash", sa.String(length=64), nullable=False),
+        sa.Column("used_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("state_hash"),
+    )
+    op.create_index("ix_oidc_used_states_expires_at", "oidc_used_states", ["expires_at"])
 
 
 def downgrade():
-    pass
+    op.drop_index("ix_oidc_used_states_expires_at", table_name="oidc_used_states")
+    op.drop_table("oidc_used_states")
+    with op.batch_alter_table("users") as batch:
+        batch.drop_column("must_change_password")
