@@ -9,19 +9,21 @@ import os
 import re
 import time
 import zlib
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import requests
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
 from app import create_app
 from app.audit.models import AuditEvent
 from app.auth.accounts import create_user
-from app.auth.models import LoginSession, User
+from app.auth.models import LoginSession, OidcUsedState, User
 from app.auth.oidc import username_from
+from app.dbtypes import now_utc
 from app.extensions import db
 from config import ConfigError
 from tests.oidc import ADMIN_GROUP, CLIENT_SECRET, PEOPLE, OIDCProvider, gatehouse_settings
@@ -223,6 +225,47 @@ def test_a_callback_used_twice_or_in_another_browser_is_refused(sso_app, provide
     assert other.get(path).status_code == 400
     reasons = [event.details["reason"] for event in events(sso_app, "auth.login_failed")]
     assert reasons == ["state_mismatch", "state_mismatch"]
+
+
+def test_a_replayed_callback_with_the_cookie_from_before_is_refused_before_the_token_endpoint(sso_app, provider,
+                                                                                                monkeypatch):
+    client = sso_app.test_client()
+    path = begin(client, provider, "bob")
+    before = client.get_cookie("gatehouse_session").value  # the cookie as it was when the provider answered
+    assert client.get(path).status_code == 302  # the real sign-in
+    token_endpoint = sso_app.extensions["gatehouse.oidc"].server_metadata["token_endpoint"]
+    asked, real = [], requests.Session.request
+
+    def spy(self, method, url, *args, **kwargs):
+        asked.append(url)
+        return real(self, method, url, *args, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "request", spy)
+    replay = sso_app.test_client()
+    replay.set_cookie("gatehouse_session", before)
+    response = replay.get(path)
+    assert response.status_code == 400 and b"This sign-in was used already" in response.data
+    assert token_endpoint not in asked  # refused by Gatehouse itself, not by the provider's used-code check
+    assert replay.get("/").status_code == 302
+    failed = events(sso_app, "auth.login_failed")[-1]
+    assert failed.details["reason"] == "state_replayed" and failed.details["method"] == "oidc"
+    assert failed.source_ip == "127.0.0.1" and len(events(sso_app, "auth.login")) == 1
+    state = parse_qs(urlsplit(path).query)["state"][0]
+    with sso_app.app_context():
+        stored = db.session.scalars(select(OidcUsedState)).all()
+    assert len(stored) == 1 and state not in stored[0].state_hash  # only its hash is kept
+
+
+def test_used_states_are_claimed_once_and_pruned_when_their_flow_is_over(app):
+    from app.auth import oidc_states
+
+    with app.app_context():
+        assert oidc_states.claim("state-one", 600) and not oidc_states.claim("state-one", 600)
+        db.session.execute(update(OidcUsedState).values(expires_at=now_utc() - timedelta(seconds=1)))
+        db.session.commit()
+        assert oidc_states.claim("state-two", 600)  # each claim prunes what has expired
+        assert db.session.scalar(select(func.count()).select_from(OidcUsedState)) == 1
+        assert oidc_states.claim("state-one", 600)  # past its flow's end a state could not be used anyway
 
 
 def test_a_sign_in_left_unfinished_for_ten_minutes_starts_again(sso_app, provider):
