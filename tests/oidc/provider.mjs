@@ -101,8 +101,9 @@ const provider = new Provider(issuer, {
 });
 provider.proxy = false;
 
-// The log-in page, the tamper switch, and the token response rewrite: ahead of the provider's own routes.
-provider.middleware.unshift(async (ctx, next) => {
+// The log-in page, the tamper switch, and the token response rewrite: ahead of the provider's own routes
+// (oidc-provider 8's use() puts a middleware there; 8 is the last major that runs on Debian bookworm's Node 18).
+provider.use(async (ctx, next) => {
   const match = ctx.path.match(/^\/interaction\/([\w-]+)$/);
   if (match) return interaction(ctx);
   if (ctx.path === '/__test/tamper' && ctx.method === 'POST') {
