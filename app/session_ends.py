@@ -57,9 +57,11 @@ END_REASONS = {
     "ended_by_admin": ("an admin ended the user's log-in", CUT),
     "access_revoked": ("access was revoked", CUT),
     "device_deleted": ("the device was deleted", CUT),
+    "owner_disabled": ("the device's owner was disabled", CUT),
     "user_disabled": ("the account was disabled", CUT),
     "user_deleted": ("the account was deleted", CUT),
     "password_changed": ("the password was changed", CUT),
+    "second_factor_changed": ("the user's second factor was set up or removed", CUT),
     "login_expired": ("the log-in expired", CUT),
     "expired": ("the log-in ended after a time without activity", CUT),
 }
