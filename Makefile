@@ -47,7 +47,11 @@ $(VENDOR)/.installed: package.json package-lock.json Makefile
 	touch $@
 
 # The OpenID Provider that the single sign-on tests log in through (tests only; nothing of it is served).
+# oidc-provider 8 runs on Node.js 18 and later (Debian bookworm's nodejs 18.19 will do); older ones fail obscurely.
 tests/oidc/node_modules/.installed: tests/oidc/package.json tests/oidc/package-lock.json
+	@node -e 'process.exit(+process.versions.node.split(".")[0] >= 18 ? 0 : 1)' || { \
+	  echo "The tests' OpenID provider needs Node.js 18 or later; this machine has $$(node --version 2>&1)."; \
+	  echo "On Debian 12 (bookworm) or later: apt-get install nodejs npm"; exit 1; }
 	npm ci --prefix tests/oidc --no-audit --no-fund --loglevel=error
 	touch $@
 
