@@ -3,8 +3,9 @@ from app.audit.models import AuditChainHead, AuditEvent
 from app.auth.models import LoginSession, User
 from app.devices.models import Device, DeviceTag, Favourite
 from app.leases import Lease
-from app.teams.models import Grant, Team, TeamMember
+from app.teams.models import Grant, GrantOwner, Team, TeamMember
 from app.terminals.models import HostKey, SessionCommand, TerminalSession
 
 __all__ = ["AuditChainHead", "AuditEvent", "Lease", "LoginSession", "User", "Device", "DeviceTag", "Favourite", "Grant",
+           "GrantOwner",
            "Team", "TeamMember", "HostKey", "SessionCommand", "TerminalSession"]

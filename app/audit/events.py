@@ -68,6 +68,7 @@ CATALOGUE = {
     "team.member_removed": ("Team member removed", "users", "notice", "warning"),
     "access.granted": ("Access granted", "users", "warning", "warning"),
     "access.revoked": ("Access revoked", "users", "warning", "warning"),
+    "access.owners_changed": ("Grant owners changed", "users", "warning", "warning"),
     "audit.viewed": ("Audit viewed", "audit", "info", "info"),
     "audit.exported": ("Audit exported", "audit", "notice", "warning"),
     "audit.pruned": ("Audit pruned", "audit", "notice", "critical"),

@@ -14,7 +14,7 @@ RECENT = 5  # devices under "Recent": the ones this user opened last
 
 def listing():
     """Return what the device list shows the current user: the devices grouped by folder, favourites, recent ones,
-    their owners' names and which the user may edit."""
+    their owners' names, the names two devices share and which the user may edit."""
     devices = user_devices()
     by_id = {d.id: d for d in devices}
     favourite_ids = set(db.session.scalars(select(Favourite.device_id).where(Favourite.user_id == current_user.id)))
@@ -31,5 +31,14 @@ def listing():
                                      .where(User.id.in_({d.owner_id for d in devices}))).all())
     return {"devices": devices, "groups": [(name, groups[name]) for name in folders],
             "favourites": [d for d in devices if d.id in favourite_ids], "favourite_ids": favourite_ids,
-            "recent": [by_id[i] for i in recent_ids], "owners": owners,
+            "recent": [by_id[i] for i in recent_ids], "owners": owners, "twins": _twins(devices),
             "editable": {d.id for d in devices if may_edit(current_user, d)}}
+
+
+def _twins(devices):
+    """Return the names (lower case) that two or more of the listed devices share: those rows name their owner."""
+    seen, twins = set(), set()
+    for device in devices:
+        name = device.name.lower()  # as the template compares it
+        (twins if name in seen else seen).add(name)
+    return twins

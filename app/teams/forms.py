@@ -1,7 +1,7 @@
-"""Forms of the teams page: a new team, a new member, a new grant."""
+"""Forms of the teams page: a new team, a new member, a new grant, a grant's owners."""
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
-from wtforms import BooleanField, SelectField, StringField
+from wtforms import BooleanField, SelectField, SelectMultipleField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, ValidationError
 
@@ -42,8 +42,17 @@ class MemberForm(FlaskForm):
                           invalid_choice_message="Choose a user who is not in this team yet.")
 
 
-class GrantForm(FlaskForm):
-    """A folder or tag whose devices the team may use, and whether the trail of their sessions is shared."""
+class OwnersForm(FlaskForm):
+    """The owners whose devices a grant covers (choices: every user)."""
+
+    owners = SelectMultipleField("Owners whose devices it covers", coerce=int, validate_choice=True,
+                                 invalid_value_message="Choose owners from the list.",
+                                 invalid_choice_message="Choose owners from the list (one of them is no longer a user).")
+
+
+class GrantForm(OwnersForm):
+    """A folder or tag whose devices the team may use, the owners whose devices count, and whether the trail of
+    their sessions is shared."""
 
     kind = SelectField("Devices by", choices=KIND_CHOICES, default=GRANT_FOLDER,
                        invalid_choice_message="Choose a folder or a tag.")

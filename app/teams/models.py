@@ -1,4 +1,4 @@
-"""Teams of users, and the grants that let a team use the devices of a folder or a tag."""
+"""Teams of users, and the grants that let a team use the devices of a folder or a tag owned by chosen owners."""
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, String, UniqueConstraint, false as sa_false
@@ -32,7 +32,8 @@ class TeamMember(db.Model):
 
 
 class Grant(db.Model):
-    """A team may use every device in a folder, or with a tag (whoever owns it); credentials stay hidden."""
+    """A team may use the devices in a folder, or with a tag, of the grant's owners (and of admins); credentials
+    stay hidden."""
 
     __tablename__ = "access_grants"
     __table_args__ = (UniqueConstraint("team_id", "kind", "value"),)
@@ -45,3 +46,12 @@ class Grant(db.Model):
     shares_trail: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc)
     created_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class GrantOwner(db.Model):
+    """One user whose devices a grant covers: a folder or tag name alone proves nothing, since any owner may set it."""
+
+    __tablename__ = "grant_owners"
+
+    grant_id: Mapped[int] = mapped_column(ForeignKey("access_grants.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)

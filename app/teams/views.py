@@ -1,5 +1,5 @@
 """Teams and their access grants (admins only); htmx swaps the teams panel in place."""
-from flask import Blueprint, abort, render_template
+from flask import Blueprint, abort, render_template, request
 from flask_login import current_user
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -12,15 +12,21 @@ from app.extensions import db
 from app.terminals.records import end_sessions_without_access
 
 from . import trail  # noqa: F401  (registers the trail's visibility rule for shared devices)
-from .forms import GrantForm, MemberForm, TeamForm
-from .models import GRANT_FOLDER, GRANT_TAG, Grant, Team, TeamMember
+from .forms import GrantForm, MemberForm, OwnersForm, TeamForm
+from .models import GRANT_FOLDER, Grant, Team, TeamMember
+from .owners import device_count, owner_counts, owner_ids, owner_rows, owners_of, set_owners
 
 bp = Blueprint("teams", __name__, url_prefix="/teams")
 
 
 def describe(kind, value):
     """Return what a grant covers, in words: the devices in folder core / the devices tagged db."""
-    return f"the devices in folder {value}" if kind == GRANT_FOLDER else f"the devices tagged {value}"
+    return f"the devices {_where(kind, value)}"
+
+
+def _where(kind, value):
+    """Return where a grant's devices are, in words: in folder core / tagged db."""
+    return f"in folder {value}" if kind == GRANT_FOLDER else f"tagged {value}"
 
 
 def _member_form(team, members, users, posted=False):
@@ -31,15 +37,36 @@ def _member_form(team, members, users, posted=False):
     return form
 
 
-def _grant_form(team):
-    """Return an empty grant form of a team."""
-    return GrantForm(formdata=None, prefix=f"team{team.id}-grant-")
+def _users():
+    """Return every user, by name (the member and owner choices)."""
+    return db.session.scalars(select(User).order_by(User.username)).all()
+
+
+def _with_owners(form, users, ticked=None):
+    """Give form (a grant or owners form) every user as owner choices; return the rows to show, with each user's
+    device count in the form's folder or tag (ticked: the owners to tick; None: those the form holds)."""
+    form.owners.choices = [(user.id, user.username) for user in users]
+    ticked = set(form.owners.data or ()) if ticked is None else ticked
+    return owner_rows(users, owner_counts(getattr(form, "kind", None) and form.kind.data,
+                                          getattr(form, "value", None) and form.value.data), ticked)
+
+
+def _grant_parts(grants, users):
+    """Return, per grant, its owners' names, how many devices it covers and its owners form with rows."""
+    names = owners_of([grant.id for grant in grants])
+    parts = {}
+    for grant in grants:
+        form = OwnersForm(formdata=None, prefix=f"grant{grant.id}-")
+        rows = owner_rows(users, owner_counts(grant.kind, grant.value), owner_ids(grant.id))
+        form.owners.choices = [(user.id, user.username) for user in users]
+        parts[grant.id] = {"owners": names[grant.id], "devices": device_count(grant.id), "form": form, "rows": rows}
+    return parts
 
 
 def _context(notice=None, failed=None, new_team=None, focus=None):
     """Return what the teams panel shows; failed = (team id, form) puts a refused form back with its errors."""
     teams = db.session.scalars(select(Team).order_by(func.lower(Team.name), Team.id)).all()
-    users = db.session.scalars(select(User).order_by(User.username)).all()
+    users = _users()
     members = {team.id: [] for team in teams}
     for team_id, user in db.session.execute(select(TeamMember.team_id, User).join(User, User.id == TeamMember.user_id)
                                             .order_by(User.username)):
@@ -47,17 +74,19 @@ def _context(notice=None, failed=None, new_team=None, focus=None):
     grants = {team.id: [] for team in teams}
     for grant in db.session.scalars(select(Grant).order_by(Grant.kind, Grant.value)):
         grants[grant.team_id].append(grant)
-    folders = dict(db.session.execute(select(Device.folder, func.count())
-                                      .where(Device.folder.is_not(None), Device.folder != "")
-                                      .group_by(Device.folder)).all())
-    tags = dict(db.session.execute(select(DeviceTag.tag, func.count()).group_by(DeviceTag.tag)).all())
-    forms = {team.id: {"member": _member_form(team, members[team.id], users), "grant": _grant_form(team)}
-             for team in teams}
+    folders = db.session.scalars(select(Device.folder).where(Device.folder.is_not(None), Device.folder != "")
+                                 .distinct()).all()
+    tags = db.session.scalars(select(DeviceTag.tag).distinct()).all()
+    forms = {team.id: {"member": _member_form(team, members[team.id], users),
+                       "grant": GrantForm(formdata=None, prefix=f"team{team.id}-grant-")} for team in teams}
     if failed:
         team_id, form = failed
         forms[team_id]["grant" if isinstance(form, GrantForm) else "member"] = form
+    for team in teams:
+        forms[team.id]["owners"] = _with_owners(forms[team.id]["grant"], users)
     return dict(teams=teams, members=members, grants=grants, forms=forms,
-                covered={GRANT_FOLDER: folders, GRANT_TAG: tags}, folders=sorted(folders), tags=sorted(tags),
+                parts=_grant_parts([g for rows in grants.values() for g in rows], users),
+                folders=sorted(folders), tags=sorted(tags),
                 new_team=new_team or TeamForm(formdata=None), notice=notice, focus=focus, describe=describe)
 
 
@@ -166,21 +195,24 @@ def grant(team_id):
     """Let a team use the devices of a folder or a tag."""
     team = _team_or_404(team_id)
     form = GrantForm(prefix=f"team{team.id}-grant-")
+    form.owners.choices = [(user.id, user.username) for user in _users()]
     if not form.validate_on_submit():
         return _panel(failed=(team.id, form), focus=_first_error(form), status=422)
     row = Grant(team_id=team.id, kind=form.kind.data, value=form.value.data, shares_trail=form.shares_trail.data,
                 created_by=current_user.username)
     db.session.add(row)
     try:
+        db.session.flush()
+        owners, _ = set_owners(row.id, form.owners.data)
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
         form.value.errors.append(f"Team {team.name} already has {describe(form.kind.data, form.value.data)}.")
         return _panel(failed=(team.id, form), focus=form.value.id, status=422)
-    devices = _covered(row)
+    devices = device_count(row.id)
     record("access.granted", f"granted team {team.name} {describe(row.kind, row.value)}",
            details={"team": team.name, "kind": row.kind, "value": row.value, "shares_trail": row.shares_trail,
-                    "devices": devices})
+                    "owners": owners, "devices": devices})
     return _panel(notice=f"Team {team.name} may now use {describe(row.kind, row.value)}.", focus=form.value.id)
 
 
@@ -191,7 +223,7 @@ def revoke(grant_id):
     row = db.get_or_404(Grant, grant_id)
     team = db.session.get(Team, row.team_id)
     kind, value, shares_trail = row.kind, row.value, row.shares_trail
-    devices = _covered(row)
+    devices = device_count(row.id)
     db.session.delete(row)
     db.session.commit()
     ended = _end_sessions()
@@ -202,11 +234,45 @@ def revoke(grant_id):
                   focus=f"team{team.id}-grant-value")
 
 
-def _covered(grant_row):
-    """Return how many devices a grant covers now."""
-    if grant_row.kind == GRANT_FOLDER:
-        return db.session.scalar(select(func.count()).select_from(Device).where(Device.folder == grant_row.value))
-    return db.session.scalar(select(func.count()).select_from(DeviceTag).where(DeviceTag.tag == grant_row.value))
+@bp.get("/<int:team_id>/grant-owners")
+@admin_required
+def suggest_owners(team_id):
+    """Render a grant form's owner choices for the folder or tag typed so far, ticking the owners of its devices."""
+    team = _team_or_404(team_id)
+    form = GrantForm(formdata=request.args, prefix=f"team{team.id}-grant-", meta={"csrf": False})
+    form.value.data = (form.value.data or "").strip()
+    rows = _with_owners(form, _users(), ticked=set(owner_counts(form.kind.data, form.value.data)))
+    return render_template("teams/_owners.html", owners_field=form.owners, rows=rows)
+
+
+@bp.post("/grants/<int:grant_id>/owners")
+@admin_required
+def change_owners(grant_id):
+    """Choose again whose devices a grant covers; members' open terminals to devices it no longer covers end."""
+    row = db.get_or_404(Grant, grant_id)
+    team = db.session.get(Team, row.team_id)
+    form = OwnersForm(prefix=f"grant{row.id}-")
+    form.owners.choices = [(user.id, user.username) for user in _users()]
+    if not form.validate_on_submit():
+        return _panel(notice=" ".join(form.owners.errors) or "The form expired; try again.", status=422)
+    added, removed = set_owners(row.id, form.owners.data)
+    db.session.commit()
+    if not added and not removed:
+        return _panel(notice=f"Nothing changed: {describe(row.kind, row.value)} of team {team.name}.")
+    ended = _end_sessions()
+    changes = "; ".join(part for part in (added and "added " + ", ".join(added),
+                                          removed and "removed " + ", ".join(removed)) if part)
+    record("access.owners_changed", f"changed whose devices team {team.name} may use {_where(row.kind, row.value)}: "
+           f"{changes}", details={"team": team.name, "kind": row.kind, "value": row.value, "added": added,
+                                  "removed": removed, "owners": owners_of([row.id])[row.id],
+                                  "devices": device_count(row.id), "sessions_ended": ended})
+    return _panel(notice=f"Team {team.name} now uses {describe(row.kind, row.value)} of "
+                         f"{_names(owners_of([row.id])[row.id])}." + _ended_note(ended), focus=f"grant{row.id}-save")
+
+
+def _names(owners):
+    """Return the owners a grant covers, in words (admins always count)."""
+    return ", ".join(owners) + " and admins" if owners else "admins only"
 
 
 def _first_error(form):
