@@ -98,3 +98,11 @@ def test_exports_show_a_lying_name_escaped_and_json_lines_keep_its_value(lying_a
         assert char not in lines and char not in text
     assert len(lines.splitlines()) == len(LYING)  # U+2028 split no line
     assert [json.loads(line)["actor"] for line in lines.splitlines()] == list(reversed(LYING))  # the hashed values
+
+
+def test_the_process_log_gets_a_lying_name_escaped(app, caplog):
+    caplog.set_level("INFO", logger="gatehouse.audit")
+    AuthActions(app.test_client()).login("\u202enim\u2028da", "not-the-password")
+    logged = [r.getMessage() for r in caplog.records if r.name == "gatehouse.audit" and "login_failed" in r.getMessage()]
+    assert logged and logged[-1].endswith("failed log in as \\u202enim\\u2028da")
+    assert "actor=\\u202enim\\u2028da " in logged[-1] and "\u202e" not in caplog.text and "\u2028" not in caplog.text

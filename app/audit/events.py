@@ -14,6 +14,7 @@ from app.audit.outbox import wake_senders
 from app.blocking import release_idle_connection
 from app.dbtypes import iso_utc, now_utc
 from app.extensions import db
+from app.text import reveal_text
 
 log = logging.getLogger("gatehouse.audit")
 
@@ -222,12 +223,14 @@ def record(action, message, *, outcome=SUCCESS, actor=None, user_id=None, target
     try:
         _append(row)
     except Exception as exc:
-        log.error("audit write failed: action=%s actor=%s error=%s", action, row["actor"], exc)
+        log.error("audit write failed: action=%s actor=%s error=%s", action, reveal_text(row["actor"]), exc)
         _lost.add(action, exc, strict)
         if strict:
             raise AuditWriteError(str(exc)) from exc
         return None
-    log.info("audit %s %s actor=%s ip=%s: %s", action, outcome, row["actor"], row["source_ip"], message)
+    # The process's own log (often journald, then syslog) gets a typed name's hidden characters as escapes too.
+    log.info("audit %s %s actor=%s ip=%s: %s", action, outcome, reveal_text(row["actor"]), row["source_ip"],
+             reveal_text(message))
     if _lost.count:
         report_lost()
     return row
