@@ -219,6 +219,7 @@ def _register_blueprints(app):
     from .auth.users import bp as users_bp
     from .auth.views import bp as auth_bp
     from .devices.views import bp as devices_bp
+    from .devices import connection_test  # noqa: F401  (adds Test connection to the devices blueprint)
     from .terminals import socket  # noqa: F401  (adds the websocket route to the terminals blueprint)
     from .terminals import replay  # noqa: F401  (adds the session page, its .cast and the command search)
     from .terminals import retention  # noqa: F401  (answers the trail's verify and prune signals)

@@ -1,15 +1,21 @@
-"""The device form's connection test against the real sshd: each step, the one that failed, never a secret."""
+"""The device form's connection test against the real sshd: each step, the one that failed, never a secret; stored
+credentials only ever to the device's stored address (a fake SSH server records what it is offered)."""
 import re
+import socket
+import threading
 
+import paramiko
 import pytest
 from sqlalchemy import select
 
 from app.audit.models import AuditEvent
-from app.devices import views
+from app.auth.models import User
+from app.devices import connection_test
 from app.devices.models import Device
 from app.extensions import db
 from app.terminals.models import HostKey
-from tests.support import free_port
+from tests.support import free_port, wait_for
+from tests.test_teams import client_of, make_user, post, team_id
 
 
 @pytest.fixture
@@ -51,7 +57,8 @@ def test_all_steps_pass_and_a_new_key_is_reported_not_trusted(app, admin, sshd):
         assert db.session.scalar(select(HostKey)) is None  # never trusted by a test
     [event] = recorded(app)
     assert event.outcome == "success" and event.severity == "notice" and event.target == f"lab (127.0.0.1:{sshd.port})"
-    assert event.details == {"failed_step": None, "passed": ["reach", "host key", "authentication", "shell"]}
+    assert event.details == {"device": None, "address": f"127.0.0.1:{sshd.port}", "stored_credentials": False,
+                             "failed_step": None, "passed": ["reach", "host key", "authentication", "shell"]}
 
 
 def test_wrong_password_names_the_authentication_step(app, admin, sshd):
@@ -104,7 +111,7 @@ def test_one_test_at_a_time_per_user(app, admin, sshd, monkeypatch):
 
     with app.app_context():
         admin_id = db.session.scalar(select(User.id).filter_by(username="admin"))
-    monkeypatch.setattr(views, "_testing", {admin_id})
+    monkeypatch.setattr(connection_test, "_testing", {admin_id})
     response = try_form(admin, sshd)
     assert response.status_code == 429 and "already running" in response.get_data(as_text=True)
     assert recorded(app) == []
@@ -112,3 +119,116 @@ def test_one_test_at_a_time_per_user(app, admin, sshd, monkeypatch):
 
 def test_other_users_device_is_not_found(admin, sshd):
     assert try_form(admin, sshd, path="/devices/999/test").status_code == 404
+
+
+class RecordingServer(paramiko.ServerInterface):
+    """An SSH server's side of authentication that refuses everyone and writes down what it was offered."""
+
+    def __init__(self, offered):
+        self.offered = offered
+
+    def get_allowed_auths(self, username):
+        return "password,publickey"
+
+    def check_auth_password(self, username, password):
+        self.offered.append(("password", password))
+        return paramiko.AUTH_FAILED
+
+    def check_auth_publickey(self, username, key):
+        self.offered.append(("publickey", key.get_base64()))
+        return paramiko.AUTH_FAILED
+
+
+@pytest.fixture
+def fake_sshd():
+    """A fake SSH server on 127.0.0.1 that records the passwords and keys it is offered: (port, offered list)."""
+    offered, listener = [], socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    key = paramiko.RSAKey.generate(2048)
+    transports = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            transport = paramiko.Transport(conn)
+            transport.add_server_key(key)
+            transports.append(transport)
+            try:
+                transport.start_server(server=RecordingServer(offered))
+            except (paramiko.SSHException, EOFError, OSError):
+                pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield listener.getsockname()[1], offered
+    listener.close()
+    for transport in transports:
+        transport.close()
+
+
+def test_stored_credentials_go_only_to_the_stored_address(app, sshd, fake_sshd):
+    fake_port, offered = fake_sshd
+    make_user(app, "bob")
+    bob = client_of(app, "bob")
+    form = {"name": "web1", "host": sshd.host, "port": sshd.port, "username": sshd.user, "auth_type": "password",
+            "password": sshd.password, "folder": "core"}
+    assert "Device web1 added." in post(bob, "/devices/", form).get_data(as_text=True)
+    with app.app_context():
+        device_id = db.session.scalar(select(Device.id))
+        bob_id, admin_id = (db.session.scalar(select(User.id).filter_by(username=name)) for name in ("bob", "admin"))
+    admin = client_of(app)  # an admin who joins a team holding a grant on bob's device
+    post(admin, "/teams/", {"name": "ops"})
+    tid = team_id(app, "ops")
+    post(admin, f"/teams/{tid}/members", {f"team{tid}-user_id": admin_id})
+    post(admin, f"/teams/{tid}/grants", {f"team{tid}-grant-kind": "folder", f"team{tid}-grant-value": "core",
+                                         f"team{tid}-grant-owners": [bob_id]})
+
+    elsewhere = {**form, "host": "127.0.0.1", "port": fake_port, "password": ""}
+    response = post(admin, f"/devices/{device_id}/test", elsewhere)
+    body = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert (f"The stored credentials go only to the device&#39;s saved address 127.0.0.1:{sshd.port}. "
+            f"To test 127.0.0.1:{fake_port}, type the password again.") in body
+    response = post(admin, f"/devices/{device_id}/test", {**elsewhere, "port": sshd.port, "host": "localhost"})
+    assert response.status_code == 422 and "type the password again" in response.get_data(as_text=True)
+    # Typed again, a password goes where the form says: the fake server hears it (and nothing stored).
+    typed = post(admin, f"/devices/{device_id}/test", {**elsewhere, "password": "typed-on-purpose-1"})
+    assert "The authentication step failed." in typed.get_data(as_text=True)
+    wait_for(lambda: offered)
+    assert offered == [("password", "typed-on-purpose-1")]
+    # The same form at the stored address works with the stored password, through the real sshd.
+    response = post(admin, f"/devices/{device_id}/test", {**form, "password": ""})
+    assert "All steps passed." in response.get_data(as_text=True)
+    assert all(sshd.password not in value for _, value in offered)
+
+    refused, refused_by_name, tried, passed = recorded(app)
+    assert refused.outcome == "failure" and refused.target == f"web1 (127.0.0.1:{sshd.port})"
+    assert refused.message == (f"tested connection to web1 (127.0.0.1:{sshd.port}) at 127.0.0.1:{fake_port}: "
+                               "refused failed")
+    assert refused.details == {"device": f"web1 (127.0.0.1:{sshd.port})", "device_id": device_id, "owner_id": bob_id,
+                               "address": f"127.0.0.1:{fake_port}", "stored_credentials": False,
+                               "failed_step": "refused", "refused": "address_changed", "passed": []}
+    assert refused_by_name.details["address"] == f"localhost:{sshd.port}"  # another name is another address
+    assert tried.details["stored_credentials"] is False and tried.details["failed_step"] == "authentication"
+    assert passed.details["stored_credentials"] is True and passed.details["address"] == f"127.0.0.1:{sshd.port}"
+    assert passed.actor == "admin"
+    trail = bob.get("/audit/rows").get_data(as_text=True)  # the owner reads what was tried with their device
+    assert trail.count("tested connection to web1") == 4 and f"127.0.0.1:{fake_port}" in trail
+
+
+def test_a_stored_key_goes_nowhere_else_either(app, admin, sshd, fake_sshd):
+    fake_port, offered = fake_sshd
+    token = re.search(r'name="csrf-token" content="([^"]+)"', admin.get("/").get_data(as_text=True)).group(1)
+    admin.post("/devices/", data={"name": "lab", "host": sshd.host, "port": sshd.port, "username": sshd.user,
+                                  "auth_type": "key", "private_key": sshd.key_text, "csrf_token": token})
+    with app.app_context():
+        device_id = db.session.scalar(select(Device.id))
+    response = try_form(admin, sshd, path=f"/devices/{device_id}/test", auth_type="key", password="",
+                        port=fake_port)
+    assert response.status_code == 422 and "type the private key again" in response.get_data(as_text=True)
+    assert offered == []
+    response = try_form(admin, sshd, path=f"/devices/{device_id}/test", auth_type="key", password="")
+    assert "All steps passed." in response.get_data(as_text=True)

@@ -1,22 +1,17 @@
-"""List, add, edit, test and delete SSH targets; htmx swaps the device panel in place."""
-import threading
-
-from flask import Blueprint, current_app, render_template
+"""List, add, edit and delete SSH targets (the connection test: connection_test.py); htmx swaps the device panel."""
+from flask import Blueprint, render_template
 from flask_login import current_user, login_required
 from sqlalchemy import delete as sql_delete
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app.access import get_device_or_404, user_devices
-from app.audit.events import FAILURE, SUCCESS, record
+from app.audit.events import record
 from app.blocking import run_blocking
 from app.extensions import db
 from app.terminals.records import end_sessions_without_access
-from app.terminals import probe
-from app.terminals.models import HostKey
 
 from . import keys, secrets
-from .credentials import CredentialError, Credentials, open_credentials
+from .ends import end_deviceless
 from .forms import DeviceForm
 from .listing import listing
 from .models import AUTH_KEY, AUTH_PASSWORD, Device, Favourite
@@ -196,13 +191,15 @@ def update(device_id):
 
 @bp.post("/<int:device_id>/delete")
 def delete(device_id):
-    """Delete a device."""
+    """Delete a device; every open terminal on it ends, whoever's."""
     device = get_device_or_404(device_id, edit=True)
     label = device.label
     db.session.delete(device)
     db.session.commit()
-    record("device.deleted", f"deleted device {label}", target=label)
-    return _panel(notice=f"Device {label} deleted.")
+    ended = end_deviceless()  # after the commit: a terminal opened meanwhile has no device either
+    record("device.deleted", f"deleted device {label}", target=label, details={"sessions_ended": ended})
+    return _panel(notice=f"Device {label} deleted." + (f" {ended} open terminal{'s' if ended != 1 else ''} ended."
+                                                        if ended else ""))
 
 
 @bp.post("/<int:device_id>/favourite")
@@ -218,82 +215,3 @@ def favourite(device_id):
     except IntegrityError:  # two quick clicks: the first one pinned it
         db.session.rollback()
     return _panel()
-
-
-_testing = set()  # ids of users with a connection test under way in this process: one at a time each
-_testing_lock = threading.Lock()
-
-
-def _test_credentials(form, device):
-    """Return the credentials typed in the form, or the stored ones where the secret fields are blank."""
-    kind = form.auth_type.data
-    stored = device is not None and device.auth_type == kind
-    if kind == AUTH_PASSWORD:
-        if form.password.data:
-            return Credentials(password=form.password.data)
-        if stored and device.password_enc is not None:
-            return open_credentials(device)
-        raise _Refused(form.password, "Enter the SSH password to test it.")
-    if kind == AUTH_KEY:
-        text = form.private_key.data or ""
-        upload = form.key_file.data
-        if upload and getattr(upload, "filename", ""):
-            text = upload.read(65536).decode("utf-8", "replace")
-        if text.strip():
-            try:
-                return Credentials(pkey=run_blocking(keys.load_private_key, text, form.passphrase.data or None))
-            except keys.KeyProblem as exc:
-                raise _Refused(form.private_key, str(exc)) from None
-        if stored and device.private_key_enc is not None:
-            return open_credentials(device)
-        raise _Refused(form.private_key, "Paste or upload a private key to test it.")
-    raise _Refused(form.auth_type, "A generated key exists once saved: save, add its public key on the device, "
-                                   "then test.")
-
-
-def _known_key(host, port):
-    """Return the host key stored for host:port, or None."""
-    row = db.session.scalar(select(HostKey).filter_by(host=host, port=port))
-    return row and probe.KnownKey(row.key_type, row.key_base64, row.fingerprint)
-
-
-def _test_result(steps=None, problem=None, status=200):
-    """Render the connection-test partial: each step, or the one problem that stopped the test."""
-    failed = next((step for step in steps or () if step.passed is False), None)
-    return render_template("devices/_test_result.html", steps=steps, problem=problem, failed=failed), status
-
-
-@bp.post("/test")
-@bp.post("/<int:device_id>/test")
-def test_connection(device_id=None):
-    """Try the form's host, port, host key and credentials (the stored ones when left blank) and say what failed."""
-    device = get_device_or_404(device_id, edit=True) if device_id else None  # stored credentials: editors only
-    form = DeviceForm()
-    form.validate()  # normalises the host; only the address fields matter to a test
-    problems = [field.errors[0] for field in (form.host, form.port, form.username) if field.errors]
-    if problems:
-        return _test_result(problem=" ".join(problems), status=422)
-    try:
-        credentials = _test_credentials(form, device)
-    except _Refused as refused:
-        return _test_result(problem=refused.message, status=422)
-    except CredentialError as exc:
-        return _test_result(problem=exc.message, status=422)
-    with _testing_lock:
-        if current_user.id in _testing:
-            return _test_result(problem="A connection test is already running; wait for its answer.", status=429)
-        _testing.add(current_user.id)
-    try:
-        target = Device(name=form.name.data or "new device", host=form.host.data, port=form.port.data)
-        known = _known_key(target.host, target.port)
-        db.session.remove()  # hold no database connection across network waits
-        steps = probe.probe(target.host, target.port, form.username.data, password=credentials.password,
-                            pkey=credentials.pkey, known=known, timeout=current_app.config["SSH_CONNECT_TIMEOUT"])
-    finally:
-        with _testing_lock:
-            _testing.discard(current_user.id)
-    failed = next((step.name for step in steps if step.passed is False), None)
-    record("device.tested", f"tested connection to {target.label}: " + (f"{failed} failed" if failed else "all passed"),
-           outcome=FAILURE if failed else SUCCESS, target=target.label,
-           details={"failed_step": failed, "passed": [step.name for step in steps if step.passed]})
-    return _test_result(steps)
