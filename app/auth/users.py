@@ -5,7 +5,9 @@ from sqlalchemy import select
 
 from app.access import admin_required
 from app.audit.events import record
+from app.devices.ends import end_deviceless, end_on_devices_of
 from app.extensions import db
+from app.terminals.records import end_sessions_without_access
 
 from . import sessions, throttle, totp
 from .accounts import AccountError, create_user, generated_password, reset_password
@@ -62,7 +64,9 @@ def toggle_disabled(user_id):
     user.disabled = not user.disabled
     db.session.commit()
     if user.disabled:
-        record("user.disabled", f"disabled user {user.username}", details={"username": user.username})
+        ended = end_on_devices_of(user.id)  # their stored credentials serve nobody now: others' terminals end too
+        record("user.disabled", f"disabled user {user.username}",
+               details={"username": user.username, "sessions_ended": ended})
         sessions.revoke_user(user.id, "user_disabled", by=current_user.username)
     else:
         record("user.updated", f"enabled user {user.username}", details={"username": user.username,
@@ -78,8 +82,10 @@ def toggle_admin(user_id):
     user.is_admin = not user.is_admin
     db.session.commit()
     role = "admin" if user.is_admin else "user"
+    # An admin's devices count under every grant of their folder or tag; a demoted one's only where chosen.
+    ended = 0 if user.is_admin else len(end_sessions_without_access())
     record("user.role_changed", f"changed role of {user.username} to {role}",
-           details={"username": user.username, "role": role})
+           details={"username": user.username, "role": role, "sessions_ended": ended})
     return redirect(url_for("users.index"))
 
 
@@ -92,7 +98,8 @@ def delete(user_id):
     sessions.revoke_user(user.id, "user_deleted", by=current_user.username)
     db.session.delete(user)
     db.session.commit()
-    record("user.deleted", f"deleted user {username}", details={"username": username})
+    ended = end_deviceless()  # their devices went with them: every terminal on those ends
+    record("user.deleted", f"deleted user {username}", details={"username": username, "sessions_ended": ended})
     flash(f"User {username} deleted.", "info")
     return redirect(url_for("users.index"))
 

@@ -34,6 +34,8 @@ MAX_UNFLUSHED = 8 * 1024 * 1024
 END_MESSAGES = {
     "terminated": "An admin ended this session.",
     "access_revoked": "Your access to this device was revoked.",
+    "device_deleted": "This device was deleted; the session has ended.",
+    "owner_disabled": "The owner of this device was disabled; their stored credentials can no longer be used.",
     "logged_out": "You logged out in another window.",
     "password_changed": "Your password was changed; this log-in has ended.",
     "second_factor_changed": "Your second factor was set up or removed; log-ins from before it have ended.",
