@@ -30,7 +30,8 @@
       field.type = "hidden";
       field.after(picker);
       const zone = field.closest("label").querySelector(".zone");
-      if (zone) zone.textContent = "(local)";
+      // The label names the zone the picker shows: this browser's (static/js/times.js).
+      if (zone) zone.textContent = "(" + (window.GatehouseTimes ? window.GatehouseTimes.zoneLabel() : "your time") + ")";
     });
     root.querySelectorAll(".time-presets[hidden]").forEach(function (presets) { presets.hidden = false; });
   }
