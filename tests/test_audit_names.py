@@ -106,3 +106,13 @@ def test_the_process_log_gets_a_lying_name_escaped(app, caplog):
     logged = [r.getMessage() for r in caplog.records if r.name == "gatehouse.audit" and "login_failed" in r.getMessage()]
     assert logged and logged[-1].endswith("failed log in as \\u202enim\\u2028da")
     assert "actor=\\u202enim\\u2028da " in logged[-1] and "\u202e" not in caplog.text and "\u2028" not in caplog.text
+
+
+def test_an_alert_about_a_lying_name_shows_it_escaped_and_parses_to_it(lying_app):
+    from app.audit.alerts import payload
+
+    with lying_app.app_context():
+        event = db.session.scalars(select(AuditEvent).where(AuditEvent.actor == "\u202enimda")).first()
+        body = payload(event, {"PUBLIC_URL": "https://gatehouse.example.org"})
+    assert b"\\u202enimda" in body and "\u202e".encode() not in body
+    assert json.loads(body)["actor"] == "\u202enimda"  # what a receiver parses is the hashed value

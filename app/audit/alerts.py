@@ -28,6 +28,7 @@ from app.audit.query import time_arg
 from app.dbtypes import now_utc
 from app.extensions import db
 from app.leases import take_lease
+from app.text import json_reveal
 
 log = logging.getLogger("gatehouse.alerts")
 
@@ -63,7 +64,8 @@ def payload(event, config):
                 host=socket.gethostname())
     if config.get("PUBLIC_URL"):
         body["link"] = config["PUBLIC_URL"] + _viewer_path(event)
-    return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+    # Hidden characters (a typed name's U+202E) as JSON escapes: the same values once parsed, visible when read.
+    return json_reveal(json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))).encode()
 
 
 def _viewer_path(event):
