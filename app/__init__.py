@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import click
-from flask import Flask, g, render_template, request
+from flask import Flask, g, request
 from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Engine
@@ -188,12 +188,7 @@ def _init_requests(app):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
 
-    def render_error(error):
-        """Render an error page; after a failure the database session is rolled back first."""
-        code = getattr(error, "code", 500) or 500
-        if code >= 500:
-            db.session.rollback()  # a failed transaction would make the page's own queries fail too
-        return render_template("error.html", error=error, code=code), code
+    from .errors import render_error  # the app's own page for people, a short body for scripts and htmx
 
     for code in (400, 403, 404, 405, 413, 422, 429, 500, 503):
         app.register_error_handler(code, render_error)
