@@ -11,8 +11,9 @@ from wtforms.validators import DataRequired, Length, NumberRange, Optional, Vali
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")
 _PRINTABLE = re.compile(r"^[^\x00-\x1f\x7f]+$")
-TAG = re.compile(r"^[a-z0-9][a-z0-9._:/-]{0,31}$")  # tags are stored in lower case
-MAX_TAGS = 16
+TAG_LENGTH = 32  # characters in one tag (the column's width)
+TAG = re.compile(rf"^[a-z0-9][a-z0-9._:/-]{{0,{TAG_LENGTH - 1}}}$")  # tags are stored in lower case
+MAX_TAGS = 16  # tags on one device
 
 AUTH_CHOICES = [SelectChoice("password", "Password"), SelectChoice("key", "Private key (paste or upload)"),
                 SelectChoice("generate", "Generate a new key pair")]
@@ -69,9 +70,10 @@ class DeviceForm(FlaskForm):
         names = sorted({name.lower() for name in re.split(r"[,\s]+", field.data or "") if name})
         bad = [name for name in names if not TAG.match(name)]
         if bad:
-            raise ValidationError(f"Tags are letters, digits and . _ : / - (up to 32): {bad[0][:40]!r} is not.")
+            raise ValidationError(f"Each tag is 1 to {TAG_LENGTH} letters, digits and . _ : / - "
+                                  f"(starting with a letter or digit): {bad[0][:40]!r} is not.")
         if len(names) > MAX_TAGS:
-            raise ValidationError(f"At most {MAX_TAGS} tags.")
+            raise ValidationError(f"At most {MAX_TAGS} tags per device ({len(names)} given).")
         field.data = names
 
     def validate_host(self, field):
