@@ -84,6 +84,15 @@
 
   document.addEventListener("keydown", (event) => {
     const target = event.target;
+    // Ctrl+K first, wherever the focus is (the sidebar's search or list included), but inside a terminal, where
+    // Ctrl+K is the shell's "kill line": there Ctrl+Shift+K.
+    const paletteKey = (event.key === "k" || event.key === "K") && (event.ctrlKey || event.metaKey) && !event.altKey;
+    if (paletteKey && (event.shiftKey || !target.closest(".xterm"))) {
+      event.preventDefault();
+      event.stopPropagation();
+      palette.open();
+      return;
+    }
     if (target.id === "device-search") {
       if (event.key === "ArrowDown") { event.preventDefault(); move(null, 1); }
       else if (event.key === "Enter") {
@@ -100,13 +109,6 @@
     if (target.matches && target.matches("#device-list .open-terminal")) {
       if (event.key === "ArrowDown") { event.preventDefault(); move(target, 1); }
       else if (event.key === "ArrowUp") { event.preventDefault(); move(target, -1); }
-      return;
-    }
-    const paletteKey = (event.key === "k" || event.key === "K") && (event.ctrlKey || event.metaKey) && !event.altKey;
-    if (paletteKey && (event.shiftKey || !target.closest(".xterm"))) {
-      event.preventDefault();
-      event.stopPropagation();
-      palette.open();
       return;
     }
     if (event.key === "/" && !event.ctrlKey && !event.metaKey && !event.altKey && !typingElsewhere(target)) {
