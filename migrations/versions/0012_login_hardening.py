@@ -13,8 +13,9 @@ depends_on = None
 
 
 def upgrade():
-    with op.batch_alter_table("users") as batch:
-        batch.add_column(sa.Column("must_change_password", sa.Boolean(), nullable=False, server_default=sa.false()))
+    # A plain ADD COLUMN, not a batch: on SQLite a batch copies and drops the users table, and dropping it
+    # deletes (ON DELETE CASCADE) every device, grant owner and log-in of every user.
+    op.add_column("users", sa.Column("must_change_password", sa.Boolean(), nullable=False, server_default=sa.false()))
     op.create_table(
         "oidc_used_states",
         sa.Column("state_hash", sa.String(length=64), nullable=False),
