@@ -29,5 +29,4 @@ def upgrade():
 def downgrade():
     op.drop_index("ix_oidc_used_states_expires_at", table_name="oidc_used_states")
     op.drop_table("oidc_used_states")
-    with op.batch_alter_table("users") as batch:
-        batch.drop_column("must_change_password")
+    op.drop_column("users", "must_change_password")  # plain, for the reason above (SQLite 3.35+ drops a column)
