@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.terminals.models import OfferedHostKey, TerminalSession
-from tests.support import LiveServer, browser_login
+from tests.support import ADMIN_PASSWORD, LiveServer, browser_login
 from tests.test_accessibility import SERVER_ENV, live_app, seed
 
 AUDIT_ZONE = "Asia/Tokyo"  # neither browser's: the review's list must name it, not pass for the browser's
@@ -167,3 +167,31 @@ def test_the_trail_pickers_name_the_browser_zone(zoned, demo):
     assert picker.input_value() in {f"{since.astimezone(ZoneInfo(zone)):%Y-%m-%dT%H:%M}" + s for s in ("", ":00")}
     assert page.locator("label .zone").all_inner_texts() == [f"({zone})"] * 2  # From and To
     assert timedelta(0) != datetime.now(ZoneInfo(zone)).utcoffset()  # neither zone is UTC in disguise
+
+
+NO_SCRIPT_PAGES = ("trail and connected now", "summary", "review", "session", "watch", "users", "log-ins", "blocks",
+                   "host keys", "accepting a key", "device list")
+
+
+def test_without_javascript_every_time_says_utc(browser, demo):
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, timezone_id="Europe/Berlin",
+                                  java_script_enabled=False)
+    page = context.new_page()
+    page.set_default_timeout(15000)
+    try:
+        page.goto(demo.server.url + "/login")
+        page.fill("#username", "admin")
+        page.fill("#password", ADMIN_PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(demo.server.url + "/")
+        problems, seen = [], set()
+        for name in NO_SCRIPT_PAGES:
+            page.goto(demo.server.url + PAGES[name][0].format(demo=demo))
+            for shown in page.evaluate(READ)["times"]:
+                seen.add(name)
+                if not (shown["zone"] or re.search(r"(UTC|\dZ)$", shown["text"])):
+                    problems.append(f"{name}: {shown['text']!r}")
+        assert not problems, "\n".join(problems)
+        assert seen == set(NO_SCRIPT_PAGES)  # each showed times
+    finally:
+        context.close()
