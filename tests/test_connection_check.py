@@ -232,3 +232,32 @@ def test_a_stored_key_goes_nowhere_else_either(app, admin, sshd, fake_sshd):
     assert offered == []
     response = try_form(admin, sshd, path=f"/devices/{device_id}/test", auth_type="key", password="")
     assert "All steps passed." in response.get_data(as_text=True)
+
+
+def test_an_admin_moves_anothers_device_only_with_its_credentials_typed_again(app, sshd, fake_sshd):
+    fake_port, offered = fake_sshd
+    make_user(app, "bob")
+    bob = client_of(app, "bob")
+    form = {"name": "web1", "host": sshd.host, "port": sshd.port, "username": sshd.user, "auth_type": "password",
+            "password": sshd.password, "folder": "core"}
+    post(bob, "/devices/", form)
+    with app.app_context():
+        device_id = db.session.scalar(select(Device.id))
+        bob_id, admin_id = (db.session.scalar(select(User.id).filter_by(username=name)) for name in ("bob", "admin"))
+    admin = client_of(app)
+    post(admin, "/teams/", {"name": "ops"})
+    tid = team_id(app, "ops")
+    post(admin, f"/teams/{tid}/members", {f"team{tid}-user_id": admin_id})
+    post(admin, f"/teams/{tid}/grants", {f"team{tid}-grant-kind": "folder", f"team{tid}-grant-value": "core",
+                                         f"team{tid}-grant-owners": [bob_id]})
+    moved = {**form, "port": fake_port, "password": ""}
+    response = post(admin, f"/devices/{device_id}", moved)
+    assert response.status_code == 422 and "To move it, type its password or key again." in response.get_data(
+        as_text=True)
+    with app.app_context():
+        assert db.session.get(Device, device_id).port == sshd.port  # nothing saved
+    assert "Device web1 saved." in post(admin, f"/devices/{device_id}", {**moved, "password": "new-one-1"}).get_data(
+        as_text=True)
+    assert "Device web1 saved." in post(bob, f"/devices/{device_id}", {**form, "password": ""}).get_data(
+        as_text=True)  # the owner moves their own with the stored password kept
+    assert offered == []

@@ -90,8 +90,8 @@ def test_owners_are_suggested_from_the_devices_there(any_app, admin):
     ticks = dict(re.findall(r'value="(\d+)" id="[^"]+"( checked)?>', body))
     assert ticks[str(user_id(any_app, "bob"))] == " checked" and ticks[str(user_id(any_app, "carol"))] == ""
     assert re.search(r"bob</span>\s*<span class=\"hint\">2 devices there", body)
-    body = admin.get(f"/teams/{tid}/grant-owners", query_string={f"team{tid}-grant-kind": "tag",
-                                                                   f"team{tid}-grant-value": "DB"}).get_data(as_text=True)
+    query = {f"team{tid}-grant-kind": "tag", f"team{tid}-grant-value": "DB"}
+    body = admin.get(f"/teams/{tid}/grant-owners", query_string=query).get_data(as_text=True)
     ticks = dict(re.findall(r'value="(\d+)" id="[^"]+"( checked)?>', body))
     assert ticks[str(user_id(any_app, "carol"))] == " checked" and ticks[str(user_id(any_app, "bob"))] == ""
     assert client_of(any_app, "alice").get(f"/teams/{tid}/grant-owners").status_code == 403

@@ -121,10 +121,23 @@ def _changes(before, after):
     return details
 
 
+def _may_move(form, device, creating):
+    """Refuse (on the host field) an editor who is not the owner moving a device to another address while keeping its
+    stored credentials: they would go to whatever host the editor names. The owner moves their own freely."""
+    if creating or device.owner_id == current_user.id or (form.host.data, form.port.data) == (device.host, device.port):
+        return True
+    if form.auth_type.data == "generate" or form.password.data or (form.private_key.data or "").strip() or \
+            getattr(form.key_file.data, "filename", ""):
+        return True
+    form.host.errors.append(f"The stored credentials go only to the device's saved address {device.address}. "
+                            "To move it, type its password or key again.")
+    return False
+
+
 def _save(form, device, creating):
     """Validate the form into device and commit it; return the rendered panel."""
     shown = None if creating else device
-    if not form.validate_on_submit():
+    if not form.validate_on_submit() or not _may_move(form, device, creating):
         return _panel(form, shown, status=422)
     before = _snapshot(device)
     for field in _PLAIN_FIELDS:

@@ -47,7 +47,8 @@ class OwnersForm(FlaskForm):
 
     owners = SelectMultipleField("Owners whose devices it covers", coerce=int, validate_choice=True,
                                  invalid_value_message="Choose owners from the list.",
-                                 invalid_choice_message="Choose owners from the list (one of them is no longer a user).")
+                                 invalid_choice_message="Choose owners from the list "
+                                                        "(one of them is no longer a user).")
 
 
 class GrantForm(OwnersForm):
