@@ -14,10 +14,12 @@ from sqlalchemy.orm import aliased
 
 from app.audit.models import AuditEvent
 from app.audit.query import extend_visibility
-from app.auth.models import User
+from app.auth.models import LoginSession, User
+from app.dbtypes import now_utc
 from app.devices.models import Device, DeviceTag
 from app.extensions import db
 from app.teams.models import GRANT_FOLDER, GRANT_TAG, Grant, GrantOwner, TeamMember
+from app.terminals.models import TerminalSession
 
 __all__ = ["admin_required", "covered_by", "current_login", "get_device_or_404", "login_required", "may_edit",
            "may_manage_host_keys", "shared_device_ids", "usable_by", "user_devices"]
@@ -113,6 +115,87 @@ def user_devices(user=None):
     """Return the devices the user (by default the current one) may use, by name."""
     user_id = (user or current_user).id
     return db.session.scalars(select(Device).where(usable_by(user_id)).order_by(Device.name, Device.id)).all()
+
+
+# Sessions. A session shows in lists (the trail, Connected now) to those who may see it; its content (page,
+# recording, commands) is read only once it ended, or by its own user: reading another user's open terminal
+# is watching, which admins do through Watch, and the user is told.
+
+def visible_sessions(user):
+    """Return a select of the sessions user may see listed (the trail's rule): an admin all, anyone else their own
+    and those on devices whose trail a grant shares with their teams (docs/access.md)."""
+    query = select(TerminalSession)
+    if user.is_admin:
+        return query
+    own = and_(TerminalSession.user_id == user.id, TerminalSession.started_at >= user.created_at)
+    return query.where(or_(own, TerminalSession.device_id.in_(shared_device_ids(user.id, trail_only=True))))
+
+
+def may_read_session(user, session):
+    """Say whether user may read a visible session's content (page, recording, commands): ended, or their own."""
+    return session.ended_at is not None or session.user_id == user.id
+
+
+def readable_sessions(user):
+    """Return a select of the sessions whose content user may read: visible, and ended or their own."""
+    return visible_sessions(user).where(or_(TerminalSession.ended_at.is_not(None), TerminalSession.user_id == user.id))
+
+
+def get_session_or_404(session_id, user):
+    """Return a session user may see, or 404 (never 403: another user's session does not exist for them).
+
+    Whether its content may be read yet is may_read_session's answer.
+    """
+    row = db.session.scalar(visible_sessions(user).where(TerminalSession.id == session_id))
+    if row is None:
+        abort(404)
+    return row
+
+
+@extend_visibility
+def owners_read_events_of_their_sessions(user):
+    """Let a session's user read every event of it: who watched, read or exported it, who ended it."""
+    own = select(TerminalSession.id).where(TerminalSession.user_id == user.id,
+                                           TerminalSession.started_at >= user.created_at)
+    if not db.session.scalar(select(exists(own))):
+        return None  # no session of theirs: the viewer's query stays as simple as before
+    return AuditEvent.session_id.in_(own)
+
+
+# Watching: an admin watches another user's open terminal through an active log-in; the watch ends as soon as
+# either is no longer so (live watchers are checked each second and on every log-in's end).
+
+def may_watch(user):
+    """Say whether user may watch other users' open terminals (read-only, the user told): enabled admins."""
+    return bool(user.is_admin and not user.disabled)
+
+
+def watch_refusals(watchers):
+    """Return {(user id, log-in id): reason} for those watchers (such pairs) who may not watch any more."""
+    watchers = set(watchers)
+    if not watchers:
+        return {}
+    users = {row.id: row for row in db.session.execute(
+        select(User.id, User.is_admin, User.disabled).where(User.id.in_({u for u, _ in watchers})))}
+    logins = {row.id: row for row in db.session.execute(
+        select(LoginSession.id, LoginSession.revoked_at, LoginSession.revoke_reason, LoginSession.expires_at)
+        .where(LoginSession.id.in_({login for _, login in watchers if login})))}
+    now = now_utc()
+    refused = {(u, login): _watch_refusal(users.get(u), logins.get(login), login, now) for u, login in watchers}
+    return {pair: reason for pair, reason in refused.items() if reason}
+
+
+def _watch_refusal(user, login, login_id, now):
+    """Return why a watcher may not watch any more (a log-in end reason, user_*, not_admin), or None."""
+    if user is None:
+        return "user_deleted"
+    if login_id and (login is None or login.revoked_at is not None):
+        return (login.revoke_reason if login else None) or "logged_out"
+    if user.disabled:
+        return "user_disabled"
+    if login is not None and login.expires_at <= now:
+        return "expired"
+    return None if user.is_admin else "not_admin"
 
 
 @extend_visibility

@@ -1,7 +1,10 @@
 """Watching a live terminal: an admin sees it as it happens, the user sees that they are watched, both audited."""
+import json
 import os
 import re
 import time
+import uuid
+from datetime import datetime, timezone
 
 import pytest
 import requests
@@ -10,6 +13,10 @@ from sqlalchemy import select
 from app import create_app
 from app.audit.models import AuditEvent
 from app.extensions import db
+from app.terminals import records
+from app.terminals.live import LiveTerminal
+from app.terminals.recording import LocalStore, Recorder
+from app.terminals.records import Facts
 from app.terminals.watching import MAX_QUEUED, Watcher
 from tests.support import SECRET_KEY, browser_login, connect_terminal, new_user, wait_for
 
@@ -128,3 +135,55 @@ def test_a_watcher_that_falls_behind_is_dropped_not_the_session():
     watcher.output(b"y" * 20)
     assert watcher.ended and "could not keep up" in watcher.ended
     watcher.output(b"z")  # ignored from now on, and never raises into the terminal's pump
+    assert watcher.reason == "fell_behind"
+
+
+class Frames:
+    """Stands in for a websocket: keeps what is sent."""
+
+    connected = True
+
+    def __init__(self):
+        self.sent = []
+
+    def send(self, data):
+        self.sent.append(data)
+
+
+def recorded_terminal(tmp_path, monkeypatch):
+    """Return a live terminal with a real recorder and no device, its start and watch events not written."""
+    monkeypatch.setattr(records, "watch_started", lambda facts, by: None)
+    terminal = LiveTerminal(Frames(), None, None, None, None, {})
+    session_id = str(uuid.uuid4())
+    terminal.facts = Facts(session_id, 1, "alice", "box", None, datetime.now(timezone.utc))
+    terminal.recorder = Recorder(LocalStore(str(tmp_path / "recordings")), session_id, os.urandom(32))
+    return terminal
+
+
+def test_output_racing_a_watchers_start_reaches_it_once_and_in_order(tmp_path, monkeypatch):
+    terminal = recorded_terminal(tmp_path, monkeypatch)
+    terminal.output(b"$ echo before\r\nbefore\r\n$ ")
+    recorder = terminal.recorder
+    flush, screen_text = recorder.flush, recorder.detector.screen_text
+
+    def flush_after_output(*args, **kwargs):  # output once the watcher joined, before the screen is read: on it
+        terminal.output(b"in-flush ")
+        return flush(*args, **kwargs)
+
+    def draw_after_output():  # output while the screen is drawn: not on it, so it must follow it
+        terminal.output(b"in-draw")
+        return screen_text()
+
+    monkeypatch.setattr(recorder, "flush", flush_after_output)
+    monkeypatch.setattr(recorder.detector, "screen_text", draw_after_output)
+    watcher = Watcher("admin")
+    terminal.watch(watcher)
+    terminal.output(b" after")
+    watcher.end("The session ended.", "session_ended")
+    page = Frames()
+    watcher.run(page)
+    size, screen, *rest = page.sent
+    assert json.loads(size) == {"type": "size", "cols": 80, "rows": 24}
+    assert b"before" in screen and b"in-flush" in screen and b"in-draw" not in screen
+    assert b"".join(frame for frame in rest if isinstance(frame, bytes)) == b"in-draw after"
+    assert json.loads(rest[-1]) == {"type": "closed", "message": "The session ended."}

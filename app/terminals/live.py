@@ -23,6 +23,7 @@ from app.signals import login_ended
 from . import hostkeys, records
 from .bridge import ConnectError, connect
 from .recording import FLUSH_BYTES, Recorder, RecordingError
+from .watchers import Watched, end_for_login, end_refused, stop
 
 log = logging.getLogger("gatehouse.terminals")
 
@@ -61,10 +62,11 @@ _live_lock = threading.Lock()
 _unwritten = []  # (terminal, ended_at, row_closed) whose end could not be written yet
 
 
-class LiveTerminal:
+class LiveTerminal(Watched):
     """One open terminal; close(reason) acts once, the first reason wins, and writes the end."""
 
     def __init__(self, websocket, user, device, source_ip, login, config, size=(80, 24)):
+        super().__init__()
         self.websocket, self.user, self.device, self.source_ip = websocket, user, device, source_ip
         self.login_id = login.id if login else None
         self.login_expires = login.expires_at if login else None
@@ -74,7 +76,6 @@ class LiveTerminal:
         self._flush_lock = threading.Lock()  # one flush of the recorder at a time
         self._recording_reported = False
         self.size = size  # columns and rows of the browser's terminal
-        self.watchers = ()  # replaced, never changed in place: the pump reads it without a lock
         self._closed = False
         # Input is the user's activity: noted here, written for the log-in by heartbeat() at most once per interval.
         self.input_at = self.activity_written_at = 0.0
@@ -151,16 +152,13 @@ class LiveTerminal:
 
     def output(self, data):
         """Send remote output to the browser and the recorder (the pump's sender)."""
+        self.fan_out(data)
         recorder = self.recorder
-        if recorder is not None:
-            recorder.output(data)
-            if recorder.buffered > FLUSH_BYTES and not self._flush_lock.locked():
-                if recorder.buffered > MAX_UNFLUSHED:
-                    self.flush_recording()  # the pump waits: memory stays bounded
-                else:
-                    threading.Thread(target=self.flush_recording, daemon=True).start()
-        for watcher in self.watchers:
-            watcher.output(data)
+        if recorder is not None and recorder.buffered > FLUSH_BYTES and not self._flush_lock.locked():
+            if recorder.buffered > MAX_UNFLUSHED:
+                self.flush_recording()  # the pump waits: memory stays bounded
+            else:
+                threading.Thread(target=self.flush_recording, daemon=True).start()
         self.send(data)
 
     def flush_recording(self, finish=False):
@@ -174,46 +172,6 @@ class LiveTerminal:
                     self.seal = run_blocking(recorder.finish)
             elif recorder.state == "recording":
                 run_blocking(recorder.flush)
-
-    def watch(self, watcher):
-        """Show this terminal to a watcher: its size and current screen, then live output; tell the user.
-
-        Raises AuditWriteError when the start cannot be recorded: nobody watches unrecorded.
-        """
-        records.watch_started(self.facts, watcher.name)
-        cols, rows = self.size
-        watcher.control("size", cols=cols, rows=rows)
-        watcher.output(self._screen())
-        self.watchers = (*self.watchers, watcher)
-        self._tell_watchers()
-
-    def unwatch(self, watcher):
-        """Stop showing this terminal to a watcher; tell the user."""
-        if watcher not in self.watchers:
-            return
-        self.watchers = tuple(w for w in self.watchers if w is not watcher)
-        records.watch_ended(self.facts, watcher.name)
-        self._tell_watchers()
-
-    def _tell_watchers(self):
-        """Tell the user's tab who is watching now (an empty list: nobody)."""
-        names = sorted({w.name for w in self.watchers})
-        try:
-            self.tell("watched", f"Being watched by {', '.join(names)}" if names else None, by=names)
-        except (ConnectionClosed, OSError):
-            pass  # the tab is gone; the session is ending anyway
-
-    def _screen(self):
-        """Return the current screen as text to start a watcher with (empty when not recording)."""
-        recorder = self.recorder
-        if recorder is None:
-            return b""
-        with self._flush_lock:
-            if recorder.state == "recording":
-                run_blocking(recorder.flush)
-            lines, x, y = run_blocking(recorder.detector.screen_text)
-        text = "\r\n".join(line.rstrip() for line in lines)
-        return f"\x1b[H\x1b[2J{text}\x1b[{y + 1};{x + 1}H".encode()
 
     def report_recording(self):
         """Store the commands the recorder found and audit a recording that stopped (needs the app)."""
@@ -270,11 +228,7 @@ class LiveTerminal:
             self.tell("error", f"ignored control message: {str(exc)[:120]}")
             return
         self.bridge.resize(cols, rows)
-        self.size = cols, rows
-        if self.recorder is not None:
-            self.recorder.resize(cols, rows)
-        for watcher in self.watchers:
-            watcher.control("size", cols=cols, rows=rows)
+        self.resized(cols, rows)
 
     def close(self, reason):
         """Close the SSH side, seal the recording and write the end, once; an end that cannot be written is retried."""
@@ -285,7 +239,7 @@ class LiveTerminal:
             self._closed = True
         ended_at = now_utc()
         for watcher in self.watchers:
-            watcher.end("The session ended.")
+            stop(watcher, "session_ended")
         try:
             self.flush_recording(finish=True)
             self.report_recording()
@@ -388,10 +342,12 @@ def _note_input(terminals):
 
 
 def watch():
-    """End the terminals somebody asked to end (any process or node) and those whose log-in expired."""
+    """End the terminals somebody asked to end (any process or node) and those whose log-in expired; end the
+    watches their watchers may not keep."""
     terminals = live_terminals()
     if not terminals:
         return 0
+    end_refused(terminals)
     asked = records.end_requests([t.facts.id for t in terminals])
     now = now_utc()
     for terminal in terminals:
@@ -413,7 +369,8 @@ def close_all(reason="server_restart"):
 
 @login_ended.connect
 def _on_login_ended(_sender, login_id, reason):
-    """Flag the terminals of a log-in that ended; close at once those this process holds."""
+    """Flag the terminals of a log-in that ended; close at once those this process holds, and its watches."""
+    end_for_login(live_terminals(), login_id, reason)
     reason = _LOGIN_REASONS.get(reason, reason)
     ids = set(records.end_login(login_id, reason))
     for terminal in live_terminals():

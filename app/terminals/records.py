@@ -11,10 +11,10 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask import abort, current_app
-from sqlalchemy import and_, exists, func, insert, or_, select, update
+from flask import current_app
+from sqlalchemy import and_, exists, func, insert, select, update
 
-from app.access import shared_device_ids, usable_by
+from app.access import readable_sessions, usable_by, visible_sessions
 from app.audit.events import FAILURE, AuditWriteError, record
 from app.audit.models import AuditEvent
 from app.audit.query import escape_like
@@ -186,10 +186,11 @@ def watch_started(facts, by):
            target=facts.target, session_id=facts.id, details={"user": facts.actor, "by": by})
 
 
-def watch_ended(facts, by):
-    """Record that someone stopped watching a session."""
-    record("session.watch_ended", f"stopped watching the session of {facts.actor} with {facts.target}",
-           target=facts.target, session_id=facts.id, details={"user": facts.actor, "by": by}, strict=False)
+def watch_ended(facts, by, reason, words):
+    """Record that someone stopped watching a session, and why (a reason code and its words)."""
+    record("session.watch_ended", f"stopped watching the session of {facts.actor} with {facts.target} — {words}",
+           target=facts.target, session_id=facts.id, details={"user": facts.actor, "by": by, "reason": reason},
+           strict=False)
 
 
 def visible_open(user):
@@ -242,24 +243,6 @@ def stale_after(config):
     return timedelta(seconds=3 * config["SESSION_HEARTBEAT_SECONDS"])
 
 
-def visible_sessions(user):
-    """Return a select of the sessions user may see (the trail's rule): an admin all, anyone else their own and
-    those on devices whose trail a grant shares with their teams (docs/access.md)."""
-    query = select(TerminalSession)
-    if user.is_admin:
-        return query
-    own = and_(TerminalSession.user_id == user.id, TerminalSession.started_at >= user.created_at)
-    return query.where(or_(own, TerminalSession.device_id.in_(shared_device_ids(user.id, trail_only=True))))
-
-
-def get_session_or_404(session_id, user):
-    """Return a session user may see, or 404 (never 403: another user's session does not exist for them)."""
-    row = db.session.scalar(visible_sessions(user).where(TerminalSession.id == session_id))
-    if row is None:
-        abort(404)
-    return row
-
-
 def end_details(session_id):
     """Return the details of a session's session.ended event (they hold the recording's seal), or None."""
     return db.session.scalar(select(AuditEvent.details).where(AuditEvent.session_id == session_id,
@@ -273,8 +256,9 @@ def commands_of(session_id):
 
 
 def find_commands(user, text, actor="", since=None, until=None, limit=50):
-    """Return (total, [(command, session)]) of commands containing text (any case) that user may see, newest first."""
-    query = (visible_sessions(user).add_columns(SessionCommand)
+    """Return (total, [(command, session)]) of commands containing text (any case) that user may read, newest first
+    (another user's open session keeps its commands until it ends: app.access.readable_sessions)."""
+    query = (readable_sessions(user).add_columns(SessionCommand)
              .join(SessionCommand, SessionCommand.session_id == TerminalSession.id)
              .where(SessionCommand.text.ilike(f"%{escape_like(text)}%", escape="\\")))
     if actor:

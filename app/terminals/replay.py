@@ -4,6 +4,7 @@ import logging
 from flask import Response, render_template, request, stream_with_context
 from flask_login import current_user
 
+from app.access import get_session_or_404, may_read_session, may_watch
 from app.audit.events import record
 from app.audit.query import parse_filters
 from app.blocking import run_blocking
@@ -18,6 +19,9 @@ log = logging.getLogger("gatehouse.replay")
 # eval() and new Function()); only the session page gets it, every other page keeps the strict policy.
 PLAYER_CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; "
               "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
+
+# Another user's open terminal is not read near-live from its recording: that would be watching, untold.
+STILL_OPEN = "This session is still open; its recording can be read when it ends."
 
 # What a seal's own state says about how the recording ended.
 ENDINGS = {
@@ -72,11 +76,20 @@ def _seal(row, store):
 @bp.get("/sessions/<session_id>")
 def session_page(session_id):
     """Show a terminal session: who, where, when, its seal, the commands typed and the player."""
-    row = records.get_session_or_404(session_id, current_user)
+    row = get_session_or_404(session_id, current_user)
+    if not may_read_session(current_user, row):
+        return still_open(row)
     seal = _seal(row, records.recording_store())
     page = render_template("terminals/session.html", session=row, seal=seal, endings=ENDINGS,
                            commands=records.commands_of(row.id))
     return page, 200, {"Content-Security-Policy": PLAYER_CSP}
+
+
+def still_open(row):
+    """Answer a read of another user's open session: it is read once it ended (an admin may watch it, told)."""
+    page = render_template("terminals/still_open.html", session=row, message=STILL_OPEN,
+                           may_watch=may_watch(current_user))
+    return page, 403
 
 
 def _pieces(cast):
@@ -95,7 +108,9 @@ def _pieces(cast):
 @bp.get("/sessions/<session_id>/recording.cast")
 def recording_cast(session_id):
     """Stream a session's recording as asciicast v2 (?download=1: as a file); audited as viewed or exported."""
-    row = records.get_session_or_404(session_id, current_user)
+    row = get_session_or_404(session_id, current_user)
+    if not may_read_session(current_user, row):
+        return Response(STILL_OPEN + "\n", 403, mimetype="text/plain")
     store, download = records.recording_store(), request.args.get("download") == "1"
     if store.size(row.id) is None:
         return Response("No recording is kept for this session.\n", 404, mimetype="text/plain")

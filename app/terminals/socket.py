@@ -86,7 +86,8 @@ def watch_ws(websocket, session_id):
         websocket.send(json.dumps({"type": "error", "message": "This session is not open in this server process "
                                    "(it ended, or another worker or node holds it)."}))
         return
-    watcher = Watcher(current_user.username)
+    login = current_login()
+    watcher = Watcher(current_user.username, user_id=current_user.id, login_id=login.id if login else None)
     try:
         terminal.watch(watcher)
     except AuditWriteError:

@@ -3,7 +3,7 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from app.access import admin_required, get_device_or_404
+from app.access import admin_required, get_device_or_404, may_read_session, may_watch
 from app.devices.listing import listing
 from app.extensions import db
 from app.origins import check_websocket_origin
@@ -23,7 +23,7 @@ def check_access():
         g.device = get_device_or_404(request.view_args["device_id"])  # fetched once per connection
     elif request.endpoint == "terminals.watch_ws":
         check_websocket_origin()
-        if not current_user.is_admin:
+        if not may_watch(current_user):
             abort(404)
 
 
@@ -36,7 +36,10 @@ def index():
 @bp.get("/terminals/connected")
 def connected():
     """Render the connected-now list (the audit viewer embeds and polls it)."""
-    return render_template("terminals/_connected.html", sessions=records.visible_open(current_user))
+    sessions = records.visible_open(current_user)
+    readable = {s.id for s in sessions if may_read_session(current_user, s)}  # others' open ones: Watch, not read
+    return render_template("terminals/_connected.html", sessions=sessions, readable=readable,
+                           may_watch=may_watch(current_user))
 
 
 @bp.post("/terminals/sessions/<session_id>/terminate")
