@@ -218,6 +218,7 @@ def _register_blueprints(app):
     from .terminals import socket  # noqa: F401  (adds the websocket route to the terminals blueprint)
     from .terminals import replay  # noqa: F401  (adds the session page, its .cast and the command search)
     from .terminals import retention  # noqa: F401  (answers the trail's verify and prune signals)
+    from .terminals import command_filter  # noqa: F401  (answers the trail's command filter)
     from .teams.views import bp as teams_bp
     from .terminals.views import bp as terminals_bp
 

@@ -255,9 +255,10 @@ def commands_of(session_id):
                               .order_by(SessionCommand.offset_s, SessionCommand.id)).all()
 
 
-def find_commands(user, text, actor="", since=None, until=None, limit=50):
-    """Return (total, [(command, session)]) of commands containing text (any case) that user may read, newest first
-    (another user's open session keeps its commands until it ends: app.access.readable_sessions)."""
+def matching_commands(user, text, actor="", since=None, until=None):
+    """Select (session, command) of the commands containing text (any case) that user may read (another user's open
+    session keeps its commands until it ends: app.access.readable_sessions). The command search and the trail's
+    command filter (app/terminals/command_filter.py) both read this, so the two never disagree."""
     query = (readable_sessions(user).add_columns(SessionCommand)
              .join(SessionCommand, SessionCommand.session_id == TerminalSession.id)
              .where(SessionCommand.text.ilike(f"%{escape_like(text)}%", escape="\\")))
@@ -267,6 +268,12 @@ def find_commands(user, text, actor="", since=None, until=None, limit=50):
         query = query.where(SessionCommand.occurred_at >= since)
     if until:
         query = query.where(SessionCommand.occurred_at <= until)
+    return query
+
+
+def find_commands(user, text, actor="", since=None, until=None, limit=50):
+    """Return (total, [(command, session)]) of commands containing text (any case) that user may read, newest first."""
+    query = matching_commands(user, text, actor, since, until)
     total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     rows = db.session.execute(query.order_by(SessionCommand.occurred_at.desc(), SessionCommand.id.desc())
                               .limit(limit)).all()
