@@ -189,3 +189,49 @@ def test_the_teams_page_works_from_the_keyboard(contexts, live_server):
     admin.get_by_text(f"Team {team} deleted.").wait_for()
     assert card.count() == 0
     wait_for(lambda: focused() == "name")
+
+
+def test_a_grant_names_the_owners_whose_devices_it_covers(contexts, live_server, sshd):
+    admin, member = contexts
+    tag = secrets.token_hex(3)
+    team, folder = f"own-{tag}", f"core-{tag}"
+    owner, owner_pw = new_user(live_server)
+    planter, planter_pw = new_user(live_server)
+    name, password = new_user(live_server)
+    live_server.add_device(live_server.login(owner, owner_pw), sshd, f"web-{tag}", folder=folder)
+
+    browser_login(admin, live_server)
+    admin.goto(live_server.url + "/teams/")
+    admin.get_by_label("Team name").fill(team)
+    admin.get_by_role("button", name="Create team").click()
+    card = admin.locator("article.team", has=admin.get_by_role("heading", name=team))
+    card.wait_for()
+    card.get_by_label("Add member").select_option(label=name)
+    card.get_by_role("button", name="Add", exact=True).click()
+    card.locator(".chip", has_text=name).wait_for()
+    card.get_by_label("Folder or tag").fill(folder)  # the owners of the devices there are suggested, with counts
+    owners = card.locator("form.grant-form fieldset.owners")
+    suggested = owners.get_by_role("checkbox", name=re.compile(re.escape(owner) + r"\s+1 device there"))
+    wait_for(lambda: suggested.is_checked())
+    assert not owners.get_by_role("checkbox", name=re.compile(re.escape(planter))).is_checked()
+    shoot(admin, "teams-owners-suggested")
+    card.get_by_role("button", name="Grant").click()
+    grant = card.locator(".grant", has_text=folder)
+    grant.wait_for()
+    assert "1 device" in grant.inner_text() and f"Owners: {owner} and admins" in grant.inner_text()
+
+    # Someone else names a device alike afterwards: it stays out of the grant.
+    live_server.add_device(live_server.login(planter, planter_pw), sshd, f"web-{tag}", folder=folder)
+    browser_login(member, live_server, name, password)
+    assert member.locator(f'.open-terminal[data-device-name="web-{tag}"]').count() == 1
+    assert f"shared by {owner}" in member.locator(".device-panel").inner_text()
+    admin.reload()
+    grant = admin.locator(".grant", has_text=folder)
+    assert "1 device" in grant.inner_text()
+
+    grant.get_by_text(f"Owners: {owner} and admins").click()  # an admin may add an owner on purpose
+    grant.get_by_role("checkbox", name=re.compile(re.escape(planter) + r"\s+1 device there")).check()
+    shoot(admin, "teams-owners-edit")
+    grant.get_by_role("button", name="Save owners").click()
+    admin.get_by_text(f"now uses the devices in folder {folder} of").wait_for()
+    assert "2 devices" in admin.locator(".grant", has_text=folder).inner_text()
