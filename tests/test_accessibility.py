@@ -20,7 +20,7 @@ from app.auth.accounts import create_user
 from app.auth.models import User
 from app.extensions import db
 from app.teams.models import GRANT_FOLDER, GRANT_TAG, Grant, Team, TeamMember
-from app.terminals.models import HostKey
+from app.terminals.models import HostKey, OfferedHostKey
 from tests.support import (ADMIN_PASSWORD, SECRET_KEY, LiveServer, browser_login, csrf_from, live_events,
                            open_terminal, read_until, wait_for)
 
@@ -118,6 +118,8 @@ def seed(server, sshd):
                                  created_by="admin"))
         db.session.add(HostKey(host="127.0.0.1", port=2201, key_type="ssh-ed25519", key_base64="AAAAC3NzaC1lZDI1NTE5",
                                fingerprint="SHA256:" + secrets.token_urlsafe(32)[:43], trusted_by="jonas"))
+        db.session.add(OfferedHostKey(host="127.0.0.1", port=2201, key_type="ssh-ed25519", key_base64="AAAAC3NzaC1l",
+                                      fingerprint="SHA256:" + secrets.token_urlsafe(32)[:43], offered_to="maria"))
         db.session.commit()  # before the events: each takes its own connection, and SQLite has one writer
         for team_name, members, kind, value in teams:
             record("team.created", f"team {team_name} created", actor="admin", details={"team": team_name})
@@ -292,6 +294,8 @@ PAGES = {
     "blocks": Page("Log-in blocks", at("/users/blocks", "table.blocks")),
     "teams": Page("Teams and shared access", at("/teams/", "main h1"), owner="teams", whole=True),
     "host-keys": Page("Known host keys", at("/terminals/hostkeys", "table.list"), owner="terminals"),
+    "host-key-accept": Page("Accepting a changed host key", at("/terminals/hostkeys/offered/1", ".hostkey-accept"),
+                            owner="terminals"),
     "logins": Page("Active log-ins", at("/account/sessions", "table.list")),
     "password": Page("Change password", at("/account/password", "#current")),
     "second-factor": Page("Second factor: off", at("/account/2fa", "#twofactor-settings")),

@@ -1,4 +1,5 @@
 """A changed host key is accepted (exactly the key offered), through a real sshd whose key changes between connections."""
+import os
 import re
 import uuid
 
@@ -6,6 +7,9 @@ import pytest
 
 from tests.support import SSHServer, connect_terminal, csrf_from, live_events, new_user, open_terminal
 from tests.test_terminal_sessions import closed_by_server
+
+
+SHOTS = os.environ.get("GATEHOUSE_SHOTS")  # a folder: the tab's notice and the dialog are shot there
 
 
 def name():
@@ -111,6 +115,8 @@ def test_the_tab_links_to_a_dialog_with_both_fingerprints(page, live_server, ser
     page.locator(f'button.open-terminal[data-device-name="{device}"]').first.click()
     link = page.locator(".hostkey-notice a", has_text="Accept this new key")
     link.wait_for()
+    if SHOTS:
+        page.screenshot(path=f"{SHOTS}/hostkey-notice.png")
     with page.context.expect_page() as opened:
         link.click()
     accept_page = opened.value
@@ -120,6 +126,8 @@ def test_the_tab_links_to_a_dialog_with_both_fingerprints(page, live_server, ser
     dialog.wait_for()
     question = dialog.locator(".confirm-question").inner_text()
     assert first.fingerprint() in question and second.fingerprint() in question
+    if SHOTS:
+        accept_page.screenshot(path=f"{SHOTS}/hostkey-dialog.png")
     dialog.get_by_role("button", name="Accept this new key").click()
     accept_page.locator(".flash", has_text=second.fingerprint()).wait_for()
     accept_page.close()

@@ -82,8 +82,8 @@ def _refuse(device, key, stored, offered_id):
         f"WARNING: the host key of {device.address} has changed!\r\n"
         f"  stored:  {stored_type} {stored_fingerprint}\r\n  offered: {key.get_name()} {offered}\r\n"
         "Someone could be intercepting the connection, or the host was reinstalled. Connection refused. "
-        + ("If the change is expected, accept this new key (link above the terminal) after checking its "
-           "fingerprint on the device." if may_accept else
+        + ("If the change is expected, check the offered fingerprint on the device, then accept it "
+           "(Accept this new key…, below)." if may_accept else
            "If the change is expected, ask an administrator to accept the new key."), extra)
 
 
