@@ -294,14 +294,16 @@ def test_the_trail_of_shared_devices_only_where_the_grant_says(any_app, admin, s
     assert (on_shared in rows) is shares_trail and on_other not in rows
     connected = alice.get("/terminals/connected").get_data(as_text=True)  # the open sessions follow the same rule
     assert (on_shared in connected) is shares_trail and on_other not in connected
-    with any_app.app_context():  # an open session's page is its user's until it ends (tests/test_access_rules.py)
-        for session_id in (on_shared, on_other):
-            db.session.get(TerminalSession, session_id).ended_at = db.func.now()
-        db.session.commit()
     # Both sessions are open: one on a shared device is listed, but read only once it ended (else it is watching).
     page = alice.get(f"/sessions/{on_shared}")
     assert page.status_code == (403 if shares_trail else 404)
     assert ("This session is still open" in page.get_data(as_text=True)) is shares_trail
+    assert alice.get(f"/sessions/{on_other}").status_code == 404
+    with any_app.app_context():  # ended, the shared one is read
+        for session_id in (on_shared, on_other):
+            db.session.get(TerminalSession, session_id).ended_at = db.func.now()
+        db.session.commit()
+    assert alice.get(f"/sessions/{on_shared}").status_code == (200 if shares_trail else 404)
     assert alice.get(f"/sessions/{on_other}").status_code == 404
 
 
