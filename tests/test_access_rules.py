@@ -63,10 +63,10 @@ def end_row(app, session_id):
         db.session.commit()
 
 
-def shared(request, folder="core", shares_trail=False):
+def shared(request, folder="core", shares_trail=False, fixture="app"):
     """A team ops with member alice and a grant on folder core naming bob, whose device web1 sits there:
     return (app, admin client, device id, alice's id, bob's id, grant id)."""
-    app = request.getfixturevalue("app")
+    app = request.getfixturevalue(fixture)
     admin = client_of(app)
     make_user(app, "bob")
     device = make_device(app, "bob", "web1", folder=folder)
@@ -166,7 +166,7 @@ def _admin_session(request):
 
 @check("owner-trail")
 def _owner_trail(request):
-    app, admin, device, _, _, _ = shared(request)
+    app, admin, device, _, _, _ = shared(request, fixture="pg_app")  # the rule reads JSON: PostgreSQL's way
     [admin_id] = ids(app, "admin")
     tid = team_id(app, "ops")
     post(admin, f"/teams/{tid}/members", {f"team{tid}-user_id": admin_id})
