@@ -89,6 +89,8 @@ def test_accepting_is_for_admins_and_the_trail_links_to_it(live_server, servers)
     offered_url = mismatch(live_server, http, url)["accept_url"]
     trail = http.get(live_server.url + "/audit/?action=hostkey.mismatch").text
     assert f'href="{offered_url}"' in trail and "accept this new key" in trail
+    review = http.get(live_server.url + "/audit/?tab=review").text  # its host-key changes list offers it too
+    assert f'href="{offered_url}"' in review[review.index('id="rev-hostkeys"'):]
 
     user, password = new_user(live_server)
     other = live_server.login(user, password)
