@@ -18,7 +18,8 @@ ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.support import CHROMIUM, LiveServer, SSHServer  # noqa: E402
-from tests.test_accessibility import (LOOKS, NEWCOMERS, PAGES, SERVER_ENV, USER_PASSWORD, log_in,  # noqa: E402
+from tests.support import browser_login as log_in  # noqa: E402  (the shared log-in through the real page)
+from tests.test_accessibility import (LOOKS, NEWCOMERS, PAGES, SERVER_ENV, USER_PASSWORD,  # noqa: E402
                                      new_context, seed)
 
 LONGEST = 2.5  # a whole-page shot stops at this many screen heights (the trail's list goes on for long)
