@@ -8,10 +8,8 @@ import socket
 import subprocess
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-import requests
 from sqlalchemy import select
 
 from app.audit.events import record
@@ -166,9 +164,9 @@ def test_a_lost_network_and_a_server_restart_read_as_such_in_the_trail(tmp_path,
         ws = open_terminal(f"{server.ws_url}/terminals/{server.add_device(http, sshd, restart_label)}/ws", http,
                            server.url)
         server.stop()  # SIGTERM: the graceful shutdown closes every terminal it holds, this one's socket included
-        assert not ws.connected
+        wait_for(lambda: not ws.connected)
         server.start()
-        restarted = wait_for(lambda: ended(server, restart_label))
+        restarted = wait_for(lambda: ended(server, restart_label), timeout=20)
         admin = server.login()
         trail = admin.get(f"{server.url}/audit/rows", params={"action": "session.ended"}).text
         for row, reason, words in ((lost, "disconnected", "the network was lost"),
