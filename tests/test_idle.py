@@ -17,8 +17,8 @@ from app.auth.models import LoginSession
 from app.dbtypes import now_utc
 from app.extensions import db
 from config import Config, ConfigError
-from tests.support import (SECRET_KEY, AuthActions, LiveServer, browser_login, live_events, make_app, new_user, open_terminal,
-                           wait_for)
+from tests.support import (SECRET_KEY, AuthActions, LiveServer, browser_login, live_events, make_app, new_user,
+                           open_terminal, wait_for)
 
 POLL = {"X-Gatehouse-Poll": "1"}
 
