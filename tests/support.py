@@ -356,7 +356,9 @@ class LiveServer:
                                      cwd=ROOT, env=env, stdout=self.log, stderr=self.log, start_new_session=True)
         wait_for_port(self.port, timeout=30, proc=self.proc, log=self.log_path)
         deadline = time.monotonic() + 30
-        while requests.get(self.url + "/login", timeout=10).status_code != 200:  # the worker is up, admin made
+        # The worker is up, admin made. The port answers as soon as gunicorn's master binds it; the worker's first
+        # answer waits for its imports, which took 12 s on a machine with a load of 14 (2 cores): no 10 s read limit.
+        while requests.get(self.url + "/login", timeout=30).status_code != 200:
             assert time.monotonic() < deadline, self.log_text()[-2000:]
             time.sleep(0.1)
         return self
