@@ -11,34 +11,29 @@ second factor: Gatehouse's own (TOTP) is for local accounts.
 Nothing secret reaches a log, an audit event or a page; the flow's state, nonce and PKCE verifier travel in
 the session cookie sealed with AES-GCM, never readable there.
 """
-import hashlib
 import logging
 import re
-import secrets
 import time
-import unicodedata
 
 import click
 import requests
-from authlib.common.security import is_secure_transport
 from authlib.integrations.base_client import MismatchingStateError, OAuthError
 from authlib.integrations.flask_client import OAuth
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user
-from joserfc.errors import BadSignatureError, ClaimError, ExpiredTokenError, JoseError
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from joserfc.errors import JoseError
 
 from app.audit.events import FAILURE, record
 from app.devices.secrets import SecretError, decrypt, encrypt
 from app.extensions import db
 from app.origins import public_origin
-from config import ConfigError
 
 from . import oidc_states, sessions
-from .accounts import USERNAME, find_user
+from .accounts import find_user
 from .forms import LoginForm
-from .models import User
+# Matching people and the settings' rules live beside; check_settings and username_from are used from here too.
+from .oidc_people import linked_user, match, username_from  # noqa: F401
+from .oidc_rules import REASONS, Refused, check_settings, display_name, enabled, problem_of  # noqa: F401
 
 bp = Blueprint("oidc", __name__)
 log = logging.getLogger("gatehouse.auth")
@@ -50,49 +45,6 @@ LEEWAY = 60  # seconds of clock difference tolerated on the ID token's times
 FLOW_SECONDS = 600  # a sign-in not finished within this long starts again (state_mismatch)
 _EXTENSION = "gatehouse.oidc"
 _SIGNED_OUT = "oidc_signed_out"  # session key: this browser just logged out of a single sign-on log-in
-# Why a single sign-on was refused: the code goes into auth.login_failed's details.reason.
-REASONS = {
-    "state_mismatch": "the sign-in did not start in this browser, or was used already",
-    "state_replayed": "the sign-in's answer was used already (a replayed callback)",
-    "bad_token": "the provider's ID token failed its check",
-    "provider_error": "the provider did not sign the person in",
-    "provider_unreachable": "the provider could not be reached",
-    "not_allowed": "no Gatehouse user for this person (OIDC_AUTO_CREATE is off)",
-    "disabled": "the user is disabled in Gatehouse",
-    "username_taken": "the name belongs to another Gatehouse account",
-}
-
-
-class Refused(Exception):
-    """A single sign-on that does not log anyone in: why (a REASONS code), what the person reads, the status."""
-
-    def __init__(self, reason, message, status, *, actor=None, user=None, details=None):
-        super().__init__(message)
-        self.reason, self.message, self.status = reason, message, status
-        self.actor, self.user, self.details = actor, user, details or {}
-
-
-def check_settings(config):
-    """Refuse settings that cannot work: no way to log in at all, or an issuer that is no http(s) address."""
-    issuer = config.get("OIDC_ISSUER")
-    if config.get("LOCAL_LOGIN") == "off" and not issuer:
-        raise ConfigError("LOCAL_LOGIN=off needs OIDC_ISSUER (single sign-on), or nobody could log in")
-    if issuer and not (is_secure_transport(issuer) and issuer.startswith(("https://", "http://"))):
-        raise ConfigError(f"OIDC_ISSUER={issuer!r} must be an https:// address (http:// only on loopback)")
-    if issuer and not config.get("OIDC_CLIENT_ID"):
-        raise ConfigError("OIDC_CLIENT_ID must be set when OIDC_ISSUER is")
-
-
-def enabled():
-    """Say whether single sign-on is configured."""
-    return bool(current_app.config.get("OIDC_ISSUER"))
-
-
-def display_name():
-    """Return the provider's name as people know it (OIDC_DISPLAY_NAME)."""
-    return current_app.config["OIDC_DISPLAY_NAME"]
-
-
 class _SealedState:
     """Authlib's state cache, kept in the session cookie but sealed (AES-GCM): the PKCE verifier and nonce stay
     unreadable there, and no server-side store is needed (any worker or node finishes the flow)."""
@@ -191,7 +143,7 @@ def callback():
         return redirect(url_for("terminals.index"))
     try:
         claims = _verified_claims()
-        user = _match(claims)
+        user = match(claims)
     except Refused as refused:
         return _refuse(refused)
     target = session.get("oidc_next") or url_for("terminals.index")
@@ -238,7 +190,7 @@ def _verified_claims():
     except JoseError as exc:
         raise Refused("bad_token", f"The answer of {display_name()} failed Gatehouse's checks; you are not "
                       "logged in. Tell an admin if it happens again.", 401,
-                      details={"problem": _problem(exc)}) from None
+                      details={"problem": problem_of(exc)}) from None
     claims = dict(token.get("userinfo") or {})
     if not claims.get("sub"):
         raise Refused("bad_token", f"{display_name()} sent no ID token.", 401, details={"problem": "no_id_token"})
@@ -251,17 +203,6 @@ def _claim_state(client):
     if state and client.framework.get_state_data(session, state) is not None \
             and not oidc_states.claim(state, FLOW_SECONDS):
         raise Refused("state_replayed", "This sign-in was used already; you are not logged in. Start again.", 400)
-
-
-def _problem(exc):
-    """Name what an ID token failed: expired, audience, issuer, nonce, signature, or the error's own code."""
-    if isinstance(exc, ExpiredTokenError):
-        return "expired"
-    if isinstance(exc, BadSignatureError):
-        return "signature"
-    if isinstance(exc, ClaimError):
-        return {"aud": "audience", "azp": "audience", "iss": "issuer"}.get(exc.claim, exc.claim)
-    return exc.error
 
 
 def _with_userinfo(client, token, claims):
@@ -278,97 +219,6 @@ def _with_userinfo(client, token, claims):
     if info.get("sub") != claims["sub"]:  # OpenID Connect Core 5.3.2: otherwise the answer must not be used
         return claims
     return {**info, **claims}
-
-
-def _match(claims):
-    """Return the Gatehouse user of these claims: by issuer + subject, created if allowed; role from the groups."""
-    config = current_app.config
-    name = str(claims.get(config["OIDC_USERNAME_CLAIM"]) or "")[:64] or None
-    facts = {"subject": claims["sub"], "claimed_name": name}
-    user = _linked_user(claims["sub"])
-    if user is None:
-        if config["OIDC_AUTO_CREATE"] != "on":
-            raise Refused("not_allowed", f"Your {display_name()} account is not allowed into Gatehouse. Ask an "
-                          "admin to let you in.", 403, actor=name, details=facts)
-        user = _create(claims, name, facts)
-    if user.disabled:
-        raise Refused("disabled", "Your Gatehouse account is disabled.", 403, actor=user.username, user=user,
-                      details=facts)
-    _apply_role(user, claims)
-    return user
-
-
-def username_from(claim):
-    """Make a claim value a valid username: accents dropped, letters, digits and . _ @ - kept, other runs one -."""
-    text = unicodedata.normalize("NFKD", str(claim or ""))
-    text = "".join(char for char in text if unicodedata.category(char) != "Mn")  # ü -> u
-    text = re.sub(r"[^A-Za-z0-9._@-]+", "-", text).strip("-._")[:60].strip("-._")
-    return text if text and USERNAME.match(text) else None
-
-
-def _linked_user(subject):
-    """Return the user linked to this subject of the configured issuer, or None."""
-    return db.session.scalar(select(User).where(User.oidc_issuer == current_app.config["OIDC_ISSUER"],
-                                                User.oidc_subject == subject))
-
-
-def _create(claims, name, facts):
-    """Create the user of a first single sign-on, linked to issuer + subject, with no usable password."""
-    base = username_from(name) or "user-" + hashlib.sha256(f"{claims['iss']} {claims['sub']}".encode()).hexdigest()[:8]
-    username = base
-    for number in range(2, 100):
-        taken = find_user(username)
-        if taken is None:
-            break
-        if taken.oidc_subject is None:  # a local account: never linked silently (`flask oidc link` does it)
-            raise Refused("username_taken", f"The name {username} belongs to a Gatehouse account that is not "
-                          f"linked to your {display_name()} account. Ask an admin to link it.", 409,
-                          actor=name, details={**facts, "username": username})
-        username = f"{base}-{number}"  # another person of single sign-on had this name first
-    admin = _in_admin_group(claims) if current_app.config.get("OIDC_ADMIN_GROUP") else False
-    user = User(username=username, is_admin=admin, oidc_issuer=current_app.config["OIDC_ISSUER"],
-                oidc_subject=claims["sub"])
-    user.set_password(secrets.token_urlsafe(32))  # nobody knows it: a local log-in fails like a wrong password
-    db.session.add(user)
-    try:
-        db.session.commit()
-    except IntegrityError:  # the same person's other tab, or the same name, a moment earlier
-        db.session.rollback()
-        user = _linked_user(claims["sub"])
-        if user is None:
-            raise Refused("username_taken", f"The name {username} was just taken. Try again.", 409, actor=name,
-                          details={**facts, "username": username}) from None
-        return user
-    role = "admin" if admin else "user"
-    record("user.created", f"created user {username} ({role}) at their first sign-in with {display_name()}",
-           actor=username, user_id=user.id, details={"username": username, "admin": admin, "method": "oidc",
-                                                     "provider": claims["iss"], "subject": claims["sub"]})
-    return user
-
-
-def _in_admin_group(claims):
-    """Say whether the groups claim names OIDC_ADMIN_GROUP (a leading / of a group path is ignored)."""
-    groups = claims.get(current_app.config["OIDC_GROUPS_CLAIM"]) or []
-    groups = [groups] if isinstance(groups, str) else groups if isinstance(groups, list) else []
-    wanted = current_app.config["OIDC_ADMIN_GROUP"].strip("/")
-    return any(isinstance(group, str) and group.strip("/") == wanted for group in groups)
-
-
-def _apply_role(user, claims):
-    """With OIDC_ADMIN_GROUP set, the groups claim decides the role at every log-in, both ways (audited)."""
-    if not current_app.config.get("OIDC_ADMIN_GROUP"):
-        return
-    admin = _in_admin_group(claims)
-    if user.is_admin == admin:
-        return
-    user.is_admin = admin
-    db.session.commit()
-    role = "admin" if admin else "user"
-    record("user.role_changed", f"changed role of {user.username} to {role} from the groups of {display_name()}",
-           actor=user.username, user_id=user.id,
-           details={"username": user.username, "role": role, "by": "oidc",
-                    "group": current_app.config["OIDC_ADMIN_GROUP"]},
-           strict=False)
 
 
 def _refuse(refused):
@@ -430,7 +280,7 @@ def link(username, subject):
     if user is None:
         raise click.ClickException(f"no user {username!r}")
     issuer = current_app.config["OIDC_ISSUER"]
-    other = db.session.scalar(select(User).where(User.oidc_issuer == issuer, User.oidc_subject == subject))
+    other = linked_user(subject)
     if other is not None and other.id != user.id:
         raise click.ClickException(f"subject {subject!r} is linked to {other.username} already")
     user.oidc_issuer, user.oidc_subject = issuer, subject
