@@ -380,6 +380,27 @@ def test_turning_off_needs_a_code_then_the_password_is_enough(app, clock):
     assert password_step(client).headers["Location"] == "/"
 
 
+def test_turning_the_factor_on_or_off_gives_this_browser_a_new_token(app, clock):
+    client = new_client(app)
+    other = app.test_client()
+    assert AuthActions(other).login("bob", PASSWORD).status_code == 302
+    before = client.get_cookie("gatehouse_session").value
+    secret, _, _ = enrol(client, clock)
+    after_on = client.get_cookie("gatehouse_session").value
+    assert after_on != before and client.get("/account/2fa").status_code == 200
+    token = csrf_from(client.get("/account/2fa").get_data(as_text=True))
+    clock.now += 30
+    response = client.post("/account/2fa/disable", data={"csrf_token": token, "code": pyotp.TOTP(secret).at(clock.now)})
+    assert response.status_code == 302 and client.get("/").status_code == 200
+    for old in (before, after_on):  # copies from before each change open nothing
+        copy = app.test_client()
+        copy.set_cookie("gatehouse_session", old)
+        assert copy.get("/").headers["Location"].startswith("/login")
+    assert other.get("/").headers["Location"].startswith("/login")  # the other log-in from before ended too
+    reasons = [e.details["reason"] for e in events(app, "auth.session_revoked")]
+    assert reasons == ["second_factor_changed"] * 3  # this browser's token twice, the other log-in once
+
+
 # --- resets by an admin and from the console ---------------------------------------------------------------
 
 def test_an_admin_resets_a_users_second_factor_and_their_log_ins_end(app, clock, auth, client):
