@@ -116,3 +116,25 @@ def test_an_alert_about_a_lying_name_shows_it_escaped_and_parses_to_it(lying_app
         body = payload(event, {"PUBLIC_URL": "https://gatehouse.example.org"})
     assert b"\\u202enimda" in body and "\u202e".encode() not in body
     assert json.loads(body)["actor"] == "\u202enimda"  # what a receiver parses is the hashed value
+
+
+def test_a_command_typed_with_hidden_characters_is_listed_escaped(app):
+    import uuid
+
+    from app.terminals import records
+    from app.terminals.models import TerminalSession
+
+    with app.app_context():
+        row = TerminalSession(id=str(uuid.uuid4()), user_id=1, actor="admin", target="web1 (10.0.0.1:22)",
+                              source_ip="127.0.0.1", worker="elsewhere:1", started_at=now_utc(), heartbeat_at=now_utc())
+        db.session.add(row)
+        db.session.commit()
+        facts = records.Facts.of(row)
+        records.save_commands(facts, [(1.0, "echo \u202e;fr- mr")])
+        records.close_row(facts, "client_closed", 1, 2, now_utc())
+    admin = app.test_client()
+    AuthActions(admin).login()
+    for path in (f"/sessions/{facts.id}", "/terminals/commands?command=echo"):
+        html = admin.get(path).get_data(as_text=True)
+        assert "\u202e" not in html and '<code>echo <span class="hidden-char" title="U+202E RIGHT-TO-LEFT OVERRIDE">' \
+            '\\u202e</span>;fr- mr</code>' in html, path
