@@ -365,7 +365,7 @@ def _disable(request):
         admin_action(server, f"/users/{_user_id(server, admin_name)}/disable")
         assert watch_ends(watch), "a watch outlived its watcher's account"
     finally:
-        watch.close()
+        close_quietly(watch)
         ws.close()
 
 
@@ -395,6 +395,12 @@ def watch_ends(watch, timeout=5):
     return False
 
 
+def close_quietly(ws):
+    """Close a websocket the server may have closed already (a watch that ended does)."""
+    if ws.connected:
+        ws.close()
+
+
 @check("watch")
 def _watch(request):
     server, sshd = request.getfixturevalue("live_server"), request.getfixturevalue("sshd")
@@ -410,7 +416,7 @@ def _watch(request):
         ws.close()  # the session ends: so does the watch
         assert watch_ends(watch)
     finally:
-        watch.close()
+        close_quietly(watch)
 
 
 @check("logout")
@@ -421,7 +427,7 @@ def _logout(request):
         live_post(server, admin, "/logout")
         assert watch_ends(watch), "a watch outlived its watcher's log-out"
     finally:
-        watch.close()
+        close_quietly(watch)
         ws.close()
     name, password = new_user(server)
     http = server.login(name, password)
@@ -439,7 +445,7 @@ def _demotion(request):
         admin_action(server, f"/users/{_user_id(server, admin_name)}/role")
         assert watch_ends(watch), "a watch outlived its watcher's admin role"
     finally:
-        watch.close()
+        close_quietly(watch)
         ws.close()
     # Members' terminals to a demoted admin's devices that no grant names end (tests/test_teams_owners.py too).
     app = request.getfixturevalue("app")
