@@ -21,8 +21,9 @@ from app.extensions import db
 from app.teams.models import GRANT_FOLDER, GRANT_TAG, Grant, GrantOwner, TeamMember
 from app.terminals.models import TerminalSession
 
-__all__ = ["admin_required", "covered_by", "current_login", "get_device_or_404", "login_required", "may_edit",
-           "may_manage_host_keys", "shared_device_ids", "usable_by", "user_devices"]
+__all__ = ["admin_required", "covered_by", "current_login", "get_device_or_404", "get_session_or_404",
+           "login_required", "may_edit", "may_manage_host_keys", "may_read_session", "may_watch", "readable_sessions",
+           "shared_device_ids", "usable_by", "user_devices", "visible_sessions", "watch_refusals"]
 
 
 def admin_required(view):

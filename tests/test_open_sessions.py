@@ -31,7 +31,8 @@ def share_with_team(server, folder, names):
         db.session.add(team)
         db.session.flush()
         for name in names:
-            db.session.add(TeamMember(team_id=team.id, user_id=db.session.scalar(select(User.id).filter_by(username=name))))
+            member_id = db.session.scalar(select(User.id).filter_by(username=name))
+            db.session.add(TeamMember(team_id=team.id, user_id=member_id))
         db.session.add(Grant(team_id=team.id, kind=GRANT_FOLDER, value=folder, shares_trail=True, created_by="admin"))
         db.session.commit()
         db.engine.dispose()

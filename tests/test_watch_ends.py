@@ -164,8 +164,8 @@ def test_a_watch_ends_with_its_watchers_standing(two_workers, sshd, how):
         assert not [f for f in rest_of(watching) if isinstance(f, bytes) and b"after-21" in f]
         ended = wait_for(lambda: [e for e in live_events(server, "session.watch_ended") if e.session_id == session_id])
         assert [(e.actor, e.details["by"], e.details["reason"]) for e in ended] == [(watcher, watcher, ENDS[how][1])]
-        assert re.fullmatch(rf"stopped watching the session of u-\w+ with .+ — {re.escape(WATCH_ENDS[ENDS[how][1]][1])}",
-                            ended[0].message)
+        words = re.escape(WATCH_ENDS[ENDS[how][1]][1])
+        assert re.fullmatch(rf"stopped watching the session of u-\w+ with .+ — {words}", ended[0].message)
         assert http.get(f"{server.url}/sessions/{session_id}/watch", timeout=10, allow_redirects=False).status_code \
             in (302, 403)  # and the watch page is refused from now on
     finally:
