@@ -238,6 +238,23 @@ def test_a_recovery_code_works_once(any_app, clock):
     assert codes[3] not in all_event_text(app)
 
 
+@pytest.mark.parametrize("spent,told,urged", [(0, "A recovery code was used; 9 left.", False),
+                                              (6, "A recovery code was used; 3 left.", True),
+                                              (9, "A recovery code was used; 0 left.", True)])
+def test_a_recovery_code_log_in_says_how_many_are_left(app, clock, spent, told, urged):
+    client, _, codes = enrolled(app, clock)
+    with app.app_context():
+        user_id = db.session.scalar(select(User.id).where(User.username == "bob"))
+        for code in codes[:spent]:  # spent earlier
+            assert totp.use_recovery_code(db.session.get(User, user_id), code)[0] == totp.OK
+    password_step(client)
+    assert send_code(client, codes[spent]).status_code == 302
+    page = client.get("/").get_data(as_text=True)
+    assert told in page
+    link = 'href="/account/2fa#new-codes" id="make-new-codes">Make new recovery codes</a>'
+    assert (link in page) is urged and ('class="flash error"' in page) is urged
+
+
 def test_parallel_tries_of_one_code_or_recovery_code_win_once(any_app, clock):
     """Four requests at once with the same code: the conditional updates let exactly one through."""
     app = any_app
