@@ -1,4 +1,5 @@
-"""A changed host key is accepted (exactly the key offered), through a real sshd whose key changes between connections."""
+"""A changed host key is accepted (exactly the key offered), through a real sshd whose key changes between
+connections."""
 import os
 import re
 import uuid
@@ -66,7 +67,7 @@ def test_accepting_stores_exactly_the_key_offered(live_server, servers):
     third = servers(first.port)  # a third key shows up before the second is accepted
     assert mismatch(live_server, http, url)["accept_url"] != offered_url
     response = accept(live_server, http, offered_url)  # the second, as shown: not what is offered now
-    assert response.status_code == 200 and second.fingerprint() in response.text, response.text[response.text.find("<main"):][:3000]
+    assert response.status_code == 200 and second.fingerprint() in response.text
     replaced = live_events(live_server, "hostkey.replaced")[-1]
     assert replaced.details["stored"] == first.fingerprint() and replaced.details["accepted"] == second.fingerprint()
     assert first.fingerprint() in replaced.message and second.fingerprint() in replaced.message

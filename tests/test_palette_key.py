@@ -24,7 +24,8 @@ def opens_the_palette(page):
     try:
         palette.wait_for(timeout=3000)
     except Exception:
-        return f"no palette; the focus is on {page.evaluate('document.activeElement.id || document.activeElement.className')}"
+        focus = page.evaluate("document.activeElement.id || document.activeElement.className")
+        return f"no palette; the focus is on {focus}"
     focus = page.evaluate("document.activeElement.id")
     page.keyboard.press("Escape")
     palette.wait_for(state="hidden")

@@ -107,7 +107,8 @@ def time_problems(shown, zone):
     if shown["zone"]:  # the review's list, in AUDIT_TIMEZONE and saying so
         local = utc.astimezone(ZoneInfo(shown["zone"]))
         expected = f"{local:%a %Y-%m-%d %H:%M} {offset_text(local)} {shown['zone']}"
-        return [] if shown["text"] == expected and shown["zone"] == AUDIT_ZONE else [f"{shown['text']!r} != {expected!r}"]
+        good = shown["text"] == expected and shown["zone"] == AUDIT_ZONE
+        return [] if good else [f"{shown['text']!r} != {expected!r}"]
     if shown["short"]:  # the device list's "3 min ago" or a day; the moment with its offset on hover
         good = AGO.fullmatch(shown["text"]) and LOCAL.search(shown["title"])
         return [] if good else [f"short {shown['text']!r} / {shown['title']!r}"]

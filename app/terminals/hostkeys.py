@@ -96,7 +96,8 @@ def accept(offered_row, actor):
     if row is None:
         row = HostKey(host=offered_row.host, port=offered_row.port)
         db.session.add(row)
-    row.key_type, row.key_base64, row.fingerprint = offered_row.key_type, offered_row.key_base64, offered_row.fingerprint
+    row.key_type, row.key_base64 = offered_row.key_type, offered_row.key_base64
+    row.fingerprint = offered_row.fingerprint
     row.trusted_at, row.trusted_by = now_utc(), actor
     db.session.delete(offered_row)
     db.session.commit()
