@@ -65,7 +65,7 @@ def test_the_command_filter_narrows_events_count_and_pager_to_what_the_viewer_ma
     total, linked = shown(html)
     assert linked == set(wanted)  # no other session's events, and never one the viewer may not see
     assert total == len(events_of(live_server, wanted)) >= 2 * len(wanted)  # each one's start and end at least
-    assert f"{total} events <span class=\"command-scope\">of the sessions where a command containing “" in html
+    assert re.search(f"{total} events <span class=\"command-scope\">of the sessions where a command containing\\s+“", html)
     assert f", page 1 of 1</p>" in html and 'rel="next"' not in html
     everything, _ = shown(http.get(f"{live_server.url}/audit/rows", params={"size": 25}).text)
     assert everything > total  # the unfiltered trail holds more

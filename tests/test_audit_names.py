@@ -39,7 +39,8 @@ def test_each_hidden_character_is_shown_as_a_marked_escape(char):
 def test_ordinary_text_is_left_alone_and_escapes_cannot_be_faked():
     for text in ("José Müller", "名前 🙂", "web-prod-1 (10.0.0.1:22)", "a b"):
         assert not has_hidden(text) and reveal(text) == escape(text) and reveal_text(text) == text
-    assert str(reveal("<b>\u202e")) == '&lt;b&gt;<span class="hidden-char" title="U+202E RIGHT-TO-LEFT OVERRIDE">\\u202e</span>'
+    assert str(reveal("<b>\u202e")) == ('&lt;b&gt;<span class="hidden-char" title="U+202E RIGHT-TO-LEFT OVERRIDE">'
+                                        '\\u202e</span>')
     # Typed as six letters, an escape is not marked on a page and keeps its backslash doubled in plain text.
     assert "hidden-char" not in str(reveal("\\u202e")) and reveal_text("\\u202e") == "\\\\u202e"
 
@@ -50,7 +51,8 @@ def lying_app(tmp_path):
     app = make_app(tmp_path, LOGIN_MAX_FAILURES=1)
     client = app.test_client()
     for name in LYING:
-        assert "Invalid username or password" in AuthActions(client).login(name, "not-the-password").get_data(as_text=True)
+        answer = AuthActions(client).login(name, "not-the-password").get_data(as_text=True)
+        assert "Invalid username or password" in answer
     with app.app_context():  # the wait lasts a second: long enough to read the blocks page at leisure
         db.session.execute(update(LoginThrottle).where(LoginThrottle.kind == "account")
                            .values(blocked_until=now_utc() + timedelta(minutes=10)))
@@ -103,7 +105,8 @@ def test_exports_show_a_lying_name_escaped_and_json_lines_keep_its_value(lying_a
 def test_the_process_log_gets_a_lying_name_escaped(app, caplog):
     caplog.set_level("INFO", logger="gatehouse.audit")
     AuthActions(app.test_client()).login("\u202enim\u2028da", "not-the-password")
-    logged = [r.getMessage() for r in caplog.records if r.name == "gatehouse.audit" and "login_failed" in r.getMessage()]
+    logged = [r.getMessage() for r in caplog.records
+              if r.name == "gatehouse.audit" and "login_failed" in r.getMessage()]
     assert logged and logged[-1].endswith("failed log in as \\u202enim\\u2028da")
     assert "actor=\\u202enim\\u2028da " in logged[-1] and "\u202e" not in caplog.text and "\u2028" not in caplog.text
 

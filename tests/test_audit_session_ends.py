@@ -66,7 +66,8 @@ def dead_pid():
 
 def open_row(worker, heartbeat_age=timedelta(seconds=1)):
     """Store an open session of the admin held by worker, with its start event; return its id."""
-    row = TerminalSession(id=str(uuid.uuid4()), user_id=1, actor="admin", target=f"web-{uuid.uuid4().hex[:6]} (10.0.0.1:22)",
+    target = f"web-{uuid.uuid4().hex[:6]} (10.0.0.1:22)"
+    row = TerminalSession(id=str(uuid.uuid4()), user_id=1, actor="admin", target=target,
                           source_ip="127.0.0.1", worker=worker, started_at=now_utc() - timedelta(minutes=5),
                           heartbeat_at=now_utc() - heartbeat_age)
     db.session.add(row)

@@ -217,7 +217,8 @@ def test_names_that_lie_reach_rsyslog_escaped_and_stay_raw_in_the_chain(tmp_path
     app = make_app(tmp_path, SYSLOG_TARGETS=(f"tcp://127.0.0.1:{rsyslog.port}",))
     client = app.test_client()
     for name in LYING_NAMES:  # real failed log-ins through the form
-        assert "Invalid username or password" in AuthActions(client).login(name, "wrong-password").get_data(as_text=True)
+        answer = AuthActions(client).login(name, "wrong-password").get_data(as_text=True)
+        assert "Invalid username or password" in answer
     sender = forwarding.Sender(app)
     expected = all_ids(app)
     drain(app, sender, lambda: len(rsyslog.ids()) >= len(expected))
