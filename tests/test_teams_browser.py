@@ -225,6 +225,7 @@ def test_a_grant_names_the_owners_whose_devices_it_covers(contexts, live_server,
     browser_login(member, live_server, name, password)
     assert member.locator(f'.open-terminal[data-device-name="web-{tag}"]').count() == 1
     assert f"shared by {owner}" in member.locator(".device-panel").inner_text()
+    shoot(member, "device-list-shared")
     admin.reload()
     grant = admin.locator(".grant", has_text=folder)
     assert "1 device" in grant.inner_text()

@@ -69,7 +69,7 @@ def test_a_device_planted_under_a_grant_name_is_not_shared(any_app, admin, kind,
     assert "Device web1 added." in post(mallory, "/devices/", form).get_data(as_text=True)
     with any_app.app_context():
         plant = db.session.scalar(select(Device.id).where(Device.owner_id == user_id(any_app, "mallory")))
-    assert listed(alice) == [("web1", "ops@127.0.0.1:2222 · shared by bob")]  # only bob's
+    assert listed(alice) == [("web1", "shared by bob · ops@127.0.0.1:2222")]  # only bob's
     assert post(alice, f"/devices/{plant}/favourite").status_code == 404  # not hers to reach at all
     assert post(alice, f"/devices/{real}/favourite").status_code == 200
     body = admin.get("/teams/").get_data(as_text=True)
@@ -157,8 +157,8 @@ def test_twins_in_a_list_say_whose_is_whose(any_app, admin):
     make_device(any_app, "alice", "web1")
     make_device(any_app, "alice", "db1")
     assert sorted(listed(client_of(any_app, "alice"))) == [
-        ("db1", "ops@127.0.0.1:2222"), ("web1", "ops@127.0.0.1:2222 · shared by bob"),
-        ("web1", "ops@127.0.0.1:2222 · yours")]
+        ("db1", "ops@127.0.0.1:2222"), ("web1", "shared by bob · ops@127.0.0.1:2222"),
+        ("web1", "yours · ops@127.0.0.1:2222")]
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
