@@ -189,3 +189,24 @@ def test_existing_grants_keep_what_they_covered(tmp_path, database):
         db.session.remove()
         db.engine.dispose()
     assert [tuple(row) for row in owners] == [(1, 1), (2, 2)]  # dan's device in edge was under no grant
+
+
+def test_a_demotion_by_single_sign_on_ends_what_the_admins_devices_no_longer_share(app):
+    from app.auth.oidc_people import _apply_role
+    from tests.test_teams import events as trail_events
+
+    admin = client_of(app)
+    make_user(app, "dora")
+    device = make_device(app, "dora", "web1", folder="core")
+    tid = team_with_member(app, admin)
+    grant(admin, tid, "folder", "core")
+    app.config.update(OIDC_ADMIN_GROUP="gatehouse-admins", OIDC_GROUPS_CLAIM="groups")
+    with app.test_request_context():
+        dora = db.session.scalar(select(User).filter_by(username="dora"))
+        dora.is_admin = True
+        db.session.commit()
+        session_id = open_session(app, user_id(app, "alice"), device)
+        _apply_role(dora, {"groups": ["others"]})  # her next sign-in: no longer in the admin group
+    assert session_flags(app, session_id) == (True, "access_revoked")
+    [event] = trail_events(app, "user.role_changed")
+    assert event.details["sessions_ended"] == 1 and event.details["role"] == "user"

@@ -100,9 +100,13 @@ def _apply_role(user, claims):
         return
     user.is_admin = admin
     db.session.commit()
+    from app.terminals.records import end_sessions_without_access  # here: the terminals import the auth package
+
+    # An admin's devices count under every grant of their folder or tag; a demoted one's only where chosen.
+    ended = 0 if admin else len(end_sessions_without_access())
     role = "admin" if admin else "user"
     record("user.role_changed", f"changed role of {user.username} to {role} from the groups of {display_name()}",
            actor=user.username, user_id=user.id,
            details={"username": user.username, "role": role, "by": "oidc",
-                    "group": current_app.config["OIDC_ADMIN_GROUP"]},
+                    "group": current_app.config["OIDC_ADMIN_GROUP"], "sessions_ended": ended},
            strict=False)
