@@ -74,7 +74,7 @@ def test_live_server_sweeps_orphans_and_prunes_at_start_up(tmp_path):
     app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": database, "INSTANCE_DIR": str(tmp_path)})
     with app.app_context():
         flask_migrate.upgrade()
-        old = now_utc() - timedelta(days=30)
+        old = (now_utc() - timedelta(days=30)).replace(hour=12, minute=0)  # one day's file, whatever the hour
         for i in range(5):
             events.now_utc, saved = (lambda i=i: old + timedelta(minutes=i)), events.now_utc
             try:
@@ -216,7 +216,8 @@ def test_day_behind_two_nginx_leaves_exactly_the_expected_rows(behind_two_nginx,
     rows = trail(server, since)
     target = f"web-proxied (127.0.0.1:{sshd.port})"
     assert [e.action for e in rows] == ["auth.login", "device.created", "hostkey.trusted", "session.started",
-                                        "session.ended", "auth.password_changed", "auth.logout"]
+                                        "session.ended", "auth.password_changed", "auth.session_revoked",
+                                        "auth.logout"]  # the change gives a new token: the old log-in is revoked
     assert {e.source_ip for e in rows} == {"127.0.0.5"}
     assert {e.actor for e in rows} == {"admin"} and {e.user_agent for e in rows} == {"compliance-check/1.0"}
     started, ended = rows[3], rows[4]

@@ -152,7 +152,8 @@ def test_the_group_decides_the_role_at_every_sign_in_both_ways(sso_app, provider
     assert sso_login(sso_app.test_client(), provider, "alice").status_code == 302
     assert not user_named(sso_app, "alice").is_admin
     change = events(sso_app, "user.role_changed")[-1]
-    assert change.details == {"username": "alice", "role": "user", "by": "oidc", "group": "auditors"}
+    assert change.details == {"username": "alice", "role": "user", "by": "oidc", "group": "auditors",
+                              "sessions_ended": 0}
     sso_app.config["OIDC_ADMIN_GROUP"] = "/" + ADMIN_GROUP  # a group path matches too
     assert sso_login(sso_app.test_client(), provider, "alice").status_code == 302
     assert user_named(sso_app, "alice").is_admin and events(sso_app, "user.role_changed")[-1].details["role"] == "admin"
