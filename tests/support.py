@@ -354,6 +354,15 @@ class LiveServer:
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
                                      cwd=ROOT, env=env, stdout=self.log, stderr=self.log, start_new_session=True)
+        try:  # a server that never answers is stopped here: its test fails and nothing is left running
+            self._wait_until_serving()
+        except BaseException:
+            self.stop(signal.SIGKILL)
+            raise
+        return self
+
+    def _wait_until_serving(self):
+        """Wait for the port, then for the first page (the worker's imports come first)."""
         wait_for_port(self.port, timeout=30, proc=self.proc, log=self.log_path)
         deadline = time.monotonic() + 30
         # The worker is up, admin made. The port answers as soon as gunicorn's master binds it; the worker's first
@@ -361,7 +370,6 @@ class LiveServer:
         while requests.get(self.url + "/login", timeout=30).status_code != 200:
             assert time.monotonic() < deadline, self.log_text()[-2000:]
             time.sleep(0.1)
-        return self
 
     def stop(self, sig=signal.SIGTERM):
         """Stop gunicorn (SIGTERM: graceful; SIGKILL: a crash)."""

@@ -117,3 +117,17 @@ def test_a_provider_that_dies_early_shows_its_own_last_log_lines(tmp_path):
     assert "exited with" in message and "provider.log" in message
     assert "EADDRINUSE" in message, message  # node's own words, not only that it exited
 
+
+
+def test_a_test_server_that_never_answers_is_stopped_not_left_running(tmp_path, monkeypatch):
+    """A start that gives up stops its gunicorn: a busy machine's timeouts must not leave servers behind."""
+    from tests.support import LiveServer
+
+    def never(_self):
+        raise RuntimeError("nothing answered")
+
+    monkeypatch.setattr(LiveServer, "_wait_until_serving", never)
+    server = LiveServer(tmp_path)
+    with pytest.raises(RuntimeError):
+        server.start()
+    assert server.proc.poll() is not None
