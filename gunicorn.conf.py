@@ -1,7 +1,9 @@
 """gunicorn settings: the gevent worker (see docs/serving.md for why and for the limits)."""
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 
 from gunicorn.glogging import Logger
@@ -42,6 +44,26 @@ class _UtcLogger(Logger):
 logger_class = _UtcLogger
 
 
+def on_starting(server):
+    """Give the workers one new folder for their metrics, so /metrics adds every worker up (prometheus-client's
+    multiprocess mode); a folder set in PROMETHEUS_MULTIPROC_DIR is used as it is and kept."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = server.metrics_folder = tempfile.mkdtemp(prefix="gatehouse-metrics-")
+
+
+def child_exit(server, worker):
+    """Drop a stopped worker's gauges from the metrics (its counters stay in the node's totals)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics folder this start made."""
+    if getattr(server, "metrics_folder", None):
+        shutil.rmtree(server.metrics_folder, ignore_errors=True)
+
+
 def when_ready(server):
     """Tell the person at the console where to point the browser."""
     host, _, port = bind.rpartition(":")
@@ -49,8 +71,8 @@ def when_ready(server):
 
 
 def post_worker_init(worker):
-    """Start the worker's background work: heartbeats, orphan sweep, audit pruning."""
-    from app.maintenance import start
+    """Start the worker's background jobs (app/jobs/table.py lists them) once the app is loaded."""
+    from app.jobs.table import start
 
     _quit_once(worker)
     start(worker.wsgi, is_alive=lambda: worker.alive)
@@ -75,8 +97,8 @@ def _quit_once(worker):
 
 
 def worker_exit(server, worker):
-    """Close the terminal sessions this worker still holds (reason server_restart)."""
-    from app.maintenance import stop
+    """Stop the worker's jobs and close the terminal sessions it still holds (reason server_restart)."""
+    from app.jobs.table import stop
 
     app = getattr(worker, "wsgi", None)  # absent when the worker failed to boot: it holds nothing
     if app is not None:

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
-from config import Config, ConfigError, load_secret_key, public_url_origin
+from config import Config, load_secret_key
 
 from .dbtypes import iso_utc, now_utc
 from .extensions import csrf, db, login_manager, migrate, sock
@@ -44,42 +44,28 @@ class _RequestIdFilter(logging.Filter):
 
 
 def create_app(config=None):
-    """Build the app: defaults, overrides, validation, extensions, proxy, blueprints, CLI, start-up."""
+    """Build the app: settings (defaults, overrides, validation), extensions, proxy, packages, templates, start-up."""
     app = Flask(__name__)
-    app.config.from_mapping(vars(Config()))
-    app.config.update(config or {})
-    _validate(app)
+    app.config.update(vars(Config(config)))  # the environment, the overrides on top, checked once as a whole
+    _derive_settings(app)
     _configure_logging(app)
     _init_extensions(app)
     _init_proxy(app)
     _init_requests(app)
     _init_converters(app)
-    _register_blueprints(app)
-    _register_cli(app)
+    _init_packages(app)
+    _init_templates(app)
     _startup(app)
     return app
 
 
-def _validate(app):
-    """Fill the secret key and reject settings that make no sense."""
+def _derive_settings(app):
+    """Fill the secret key (generated once, kept private), create a private SQLite file, derive what follows."""
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = load_secret_key(Path(app.config["INSTANCE_DIR"]))
     _create_private_sqlite(app.config["SQLALCHEMY_DATABASE_URI"])
-    hops = app.config["TRUSTED_PROXY_HOPS"]
-    if not isinstance(hops, int) or hops < 0:
-        raise ConfigError(f"TRUSTED_PROXY_HOPS={hops!r} must be a whole number >= 0")
-    if app.config.get("PUBLIC_URL"):
-        app.config["PUBLIC_URL"] = public_url_origin("PUBLIC_URL", app.config["PUBLIC_URL"])
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=app.config["SESSION_TTL_HOURS"])
-    from .audit.events import CATALOGUE, SEVERITY_ORDER
-
-    from .auth.oidc import check_settings
-
-    check_settings(app.config)  # single sign-on: LOCAL_LOGIN=off needs OIDC_ISSUER, which must be http(s)
-    unknown = [word for word in app.config["ALERT_ACTIONS"] if word not in CATALOGUE and word not in SEVERITY_ORDER]
-    if unknown:
-        raise ConfigError(f"ALERT_ACTIONS names no such action: {', '.join(unknown)} (see docs/audit.md)")
-    from .terminals.socket import InputGate
+    from .terminals.websocket import InputGate
 
     app.config["SOCK_SERVER_OPTIONS"] = {
         "ping_interval": app.config["WS_PING_SECONDS"],
@@ -206,45 +192,30 @@ def _init_converters(app):
     app.url_map.converters["int"] = _BoundedIntConverter
 
 
-def _register_blueprints(app):
-    """Attach the auth, devices, terminals and audit blueprints."""
-    # Views are imported here, not by their packages, so models and helpers import without cycles.
-    from .audit.views import bp as audit_bp
-    from .auth.totp_views import bp as twofactor_bp
-    from .auth.users import bp as users_bp
-    from .auth.views import bp as auth_bp
-    from .devices.views import bp as devices_bp
-    from .devices import connection_test  # noqa: F401  (adds Test connection to the devices blueprint)
-    from .terminals import socket  # noqa: F401  (adds the websocket route to the terminals blueprint)
-    from .terminals import replay  # noqa: F401  (adds the session page, its .cast and the command search)
-    from .terminals import retention  # noqa: F401  (answers the trail's verify and prune signals)
-    from .terminals import command_filter  # noqa: F401  (answers the trail's command filter)
-    from .teams.views import bp as teams_bp
-    from .terminals.views import bp as terminals_bp
+def _init_packages(app):
+    """Wire each package in: its blueprints and the routes added to them, CLI groups and signal receivers."""
+    # Each package's init_app imports its own views: a package imported for its models pulls in no views.
+    from . import access, audit, auth, devices, operations, recording, teams, terminals
 
-    for blueprint in (auth_bp, twofactor_bp, users_bp, teams_bp, devices_bp, terminals_bp, audit_bp):
-        app.register_blueprint(blueprint)
-    from .auth.oidc import bp as oidc_bp
+    operations.init_app(app, MIGRATIONS_DIR)  # /healthz, /readyz, /metrics
+    access.init_app(app)  # the trail's visibility rules that grants, sessions and devices add
+    auth.init_app(app)
+    teams.init_app(app)
+    devices.init_app(app)
+    terminals.init_app(app)
+    audit.init_app(app)
+    recording.init_app(app)  # answers the trail's verify, prune and bundle signals
 
-    app.register_blueprint(oidc_bp)  # single sign-on; its routes answer 404 without OIDC_ISSUER
+
+def _init_templates(app):
+    """Give every template the app-wide filters and globals."""
+    from . import session_ends, text
+
     app.add_template_filter(iso_utc, "iso_utc")
-    from . import text
-
-    text.register(app)  # `reveal`: names and messages shown with their hidden characters made visible
-    from . import session_ends
-
-    session_ends.register(app)  # why a session ended, in words: the trail and the session page
+    text.init_app(app)  # `reveal`: names and messages shown with their hidden characters made visible
+    session_ends.init_app(app)  # why a session ended, in words: the trail and the session page
     app.add_template_global(now_utc, "now_utc")
     app.add_template_global(public_origin, "public_origin")  # the terminal page tells its origin to terminal.js
-
-
-def _register_cli(app):
-    """Add the `flask audit ...` and `flask users ...` commands."""
-    from .audit.cli import audit_cli
-    from .auth.cli import users_cli
-
-    app.cli.add_command(audit_cli)
-    app.cli.add_command(users_cli)
 
 
 def _startup(app):

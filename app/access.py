@@ -21,9 +21,10 @@ from app.extensions import db
 from app.teams.models import GRANT_FOLDER, GRANT_TAG, Grant, GrantOwner, TeamMember
 from app.terminals.models import TerminalSession
 
-__all__ = ["admin_required", "covered_by", "current_login", "get_device_or_404", "get_session_or_404",
-           "login_required", "may_edit", "may_manage_host_keys", "may_read_session", "may_watch", "readable_sessions",
-           "shared_device_ids", "usable_by", "user_devices", "visible_sessions", "watch_refusals"]
+__all__ = ["admin_required", "covered_by", "current_login", "get_device_or_404", "get_session_or_404", "login_required",
+           "may_edit", "may_manage_host_keys", "may_read_session", "may_resume", "may_transfer_files", "may_watch",
+           "own_sessions", "readable_sessions", "resumable_sessions", "sessions_on_shared_devices", "shared_device_ids",
+           "usable_by", "user_devices", "visible_open", "visible_sessions", "watch_refusals"]
 
 
 def admin_required(view):
@@ -94,6 +95,12 @@ def may_manage_host_keys(user):
     return bool(user.is_admin)
 
 
+def may_transfer_files(user, owner_id, device):
+    """Say whether user may use the files (SFTP) of a terminal that owner_id opened to device: only that owner, while
+    enabled, and only when the device allows file transfer. Admins watch others' terminals; they never use them."""
+    return bool(user.id == owner_id and not user.disabled and device is not None and device.allow_file_transfer)
+
+
 def may_edit(user, device):
     """Say whether user may change or delete device, or test its stored credentials: its owner, or an admin."""
     return device.owner_id == user.id or user.is_admin
@@ -132,9 +139,39 @@ def visible_sessions(user):
     return query.where(or_(own, TerminalSession.device_id.in_(shared_device_ids(user.id, trail_only=True))))
 
 
+def visible_open(user):
+    """Return the open sessions user may see (visible_sessions), oldest first."""
+    query = visible_sessions(user).where(TerminalSession.ended_at.is_(None)).order_by(TerminalSession.started_at)
+    return db.session.scalars(query).all()
+
+
 def may_read_session(user, session):
     """Say whether user may read a visible session's content (page, recording, commands): ended, or their own."""
     return session.ended_at is not None or session.user_id == user.id
+
+
+def may_resume(user, session):
+    """Say whether user may attach a browser to a session again, while it is open: its owner only (admins watch,
+    read-only)."""
+    return session.user_id == user.id and session.started_at >= user.created_at
+
+
+def _owned_by(user):
+    """Return a select of the sessions user opened (may_resume's rule, in SQL)."""
+    return select(TerminalSession).where(TerminalSession.user_id == user.id,
+                                         TerminalSession.started_at >= user.created_at)
+
+
+def own_sessions(user, ids):
+    """Return a select of the sessions with these ids that user may act in as their owner (may_resume): typing in
+    several at once, resuming, their files."""
+    return _owned_by(user).where(TerminalSession.id.in_(ids))
+
+
+def resumable_sessions(user):
+    """Return the open sessions user may resume (may_resume), oldest first: the terminal page restores them."""
+    query = _owned_by(user).where(TerminalSession.ended_at.is_(None)).order_by(TerminalSession.started_at)
+    return db.session.scalars(query).all()
 
 
 def readable_sessions(user):
@@ -153,7 +190,6 @@ def get_session_or_404(session_id, user):
     return row
 
 
-@extend_visibility
 def owners_read_events_of_their_sessions(user):
     """Let a session's user read every event of it: who watched, read or exported it, who ended it."""
     own = select(TerminalSession.id).where(TerminalSession.user_id == user.id,
@@ -161,6 +197,18 @@ def owners_read_events_of_their_sessions(user):
     if not db.session.scalar(select(exists(own))):
         return None  # no session of theirs: the viewer's query stays as simple as before
     return AuditEvent.session_id.in_(own)
+
+
+def sessions_on_shared_devices(user_id):
+    """Select the ids of the terminal sessions on devices whose trail a grant shares with the user's teams."""
+    return select(TerminalSession.id).where(TerminalSession.device_id.in_(shared_device_ids(user_id, trail_only=True)))
+
+
+def shared_sessions(user):
+    """Let a member read the events of sessions on devices a trail-sharing grant covers (None: no such grant)."""
+    if not db.session.scalar(select(exists(shared_device_ids(user.id, trail_only=True)))):
+        return None  # the usual case keeps the viewer's query as simple as before
+    return AuditEvent.session_id.in_(sessions_on_shared_devices(user.id))
 
 
 # Watching: an admin watches another user's open terminal through an active log-in; the watch ends as soon as
@@ -199,9 +247,14 @@ def _watch_refusal(user, login, login_id, now):
     return None if user.is_admin else "not_admin"
 
 
-@extend_visibility
 def owners_read_tests_of_their_devices(user):
     """Let a device's owner read the connection tests an admin ran on it (None: the user owns no device)."""
     if not db.session.scalar(select(exists().where(Device.owner_id == user.id))):
         return None
     return and_(AuditEvent.action == "device.tested", AuditEvent.details["owner_id"].as_integer() == user.id)
+
+
+def init_app(_app):
+    """Let the trail show a non-admin the events of their sessions, of shared trails and of tests on their devices."""
+    for rule in (owners_read_events_of_their_sessions, shared_sessions, owners_read_tests_of_their_devices):
+        extend_visibility(rule)

@@ -1,11 +1,23 @@
-"""Why a terminal session ended, in words: the one table the audit trail and the session page both read.
+"""Why and how a terminal session is asked to end: the reasons in words, and the flags that end sessions.
 
-It lives outside app.audit and app.terminals: the trail shows what terminals record without importing them, and
-terminals (or anything else that ends a session: log-ins, grants, devices, users) add a reason here, once.
-The terminal tab's own sentences (app/terminals/live.py END_MESSAGES) speak to the user; these speak about the
-session, to whoever reads the trail.
+Asking a terminal to end is a database flag, from anywhere (an admin, a log-in that ended, a grant, a device or a
+user that went): request_end() sets terminate_requested on its row, and the process that holds it closes it within
+a second (app.terminals.registry.end_requested); the first reason asked for wins. This module reads only models and
+the access rules, so auth, devices and teams end terminals without importing app.terminals.
+
+The reasons in words are the one table the audit trail and the session page both read; it lives outside app.audit
+and app.terminals: the trail shows what terminals record without importing them, and terminals (or anything else
+that ends a session: log-ins, grants, devices, users) add a reason here, once. The terminal tab's own sentences
+(app/terminals/messages.py END_MESSAGES) speak to the user; these speak about the session, to whoever reads the trail.
 """
 from dataclasses import dataclass
+
+from sqlalchemy import and_, exists, or_, select, update
+
+from app.access import usable_by
+from app.devices.models import Device
+from app.extensions import db
+from app.terminals.models import TerminalSession
 
 # How a session ended: its user (or their shell) chose to, it was lost (nobody chose it), or something cut it off
 # (an admin, a rule, a restart). Only the first looks like an ordinary end.
@@ -80,6 +92,53 @@ def describe_end(reason):
     return End(str(reason), words, kind)
 
 
-def register(app):
+def init_app(app):
     """Make describe_end available to every template (the trail's sentences and badges, the session page)."""
     app.add_template_global(describe_end, "describe_end")
+
+
+# Asking sessions to end.
+
+_NOT_ASKED_YET = TerminalSession.terminate_requested.is_(False)  # an earlier reason (say, user_deleted) stays
+
+
+def request_end(reason, *conditions):
+    """Flag the open sessions matching conditions to end with reason; return their ids."""
+    with db.engine.begin() as conn:
+        ids = list(conn.scalars(select(TerminalSession.id).where(TerminalSession.ended_at.is_(None), *conditions)))
+        if ids:
+            conn.execute(update(TerminalSession).where(TerminalSession.id.in_(ids), TerminalSession.ended_at.is_(None))
+                         .values(terminate_requested=True, terminate_reason=reason))
+    return ids
+
+
+def end_sessions_without_access(reason="access_revoked"):
+    """Flag every open terminal whose user may no longer use its device (a grant, a team, a folder or tag went);
+    return their ids. Their holders close them within a second, the tab saying why."""
+    allowed = exists(select(Device.id).where(and_(Device.id == TerminalSession.device_id,
+                                                  usable_by(TerminalSession.user_id))))
+    return request_end(reason, ~allowed)
+
+
+def end_login(login_id, reason):
+    """Flag every open terminal of a log-in that ended; return their ids."""
+    return request_end(reason, TerminalSession.login_session_id == login_id)
+
+
+def end_deviceless():
+    """Flag every open terminal whose device was deleted (reason device_deleted); return how many.
+
+    A terminal connects with its device owner's stored credentials: with the device (or its owner, which deletes
+    their devices) gone, every terminal on it ends, whoever typed in it.
+    """
+    return len(request_end("device_deleted", TerminalSession.device_id.is_(None), _NOT_ASKED_YET))
+
+
+def end_on_devices_of(owner_id, reason="owner_disabled"):
+    """Flag the open terminals of other users on the devices of owner_id (reason owner_disabled); return how many.
+
+    The owner's own terminals end with their log-ins (user_disabled).
+    """
+    others = or_(TerminalSession.user_id.is_(None), TerminalSession.user_id != owner_id)
+    devices = select(Device.id).where(Device.owner_id == owner_id)
+    return len(request_end(reason, TerminalSession.device_id.in_(devices), others, _NOT_ASKED_YET))

@@ -81,7 +81,7 @@ def json_reveal(encoded):
     return "".join(out)
 
 
-def register(app):
+def init_app(app):
     """Make reveal and reveal_text available to every template as filters."""
     app.add_template_filter(reveal, "reveal")
     app.add_template_filter(reveal_text, "reveal_text")

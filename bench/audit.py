@@ -14,7 +14,8 @@ import flask_migrate
 import sqlalchemy as sa
 
 from app import create_app
-from app.audit.events import CATALOGUE, chain_hash, record
+from app.audit.catalogue import CATALOGUE
+from app.audit.events import chain_hash, record
 from app.audit.integrity import verify
 from app.audit.models import AuditChainHead, AuditEvent
 from app.audit.retention import prune

@@ -1,23 +1,33 @@
-"""Audit viewer response time on a table of 1 000 000 events, SQLite and PostgreSQL.
+"""Audit viewer response time on a table of 1 000 000 events, SQLite and PostgreSQL, before and after the search index.
 
-Run: .venv/bin/python -m bench.audit_viewer [--events 1000000] [--repeat 20] [--skip-pg]
+Run: .venv/bin/python -m bench.audit_viewer [--events 1000000] [--repeat 20] [--skip-pg] [--skip-sqlite]
 Each figure is the time of GET /audit/rows?<filter> through the real view (query, count and
-template), measured in-process with Flask's test client, as the logged-in admin.
+template), measured in-process with Flask's test client, as the logged-in admin. The free-text
+filters are measured twice: on the plain scan (the database migrated to 0014, without the index)
+and after migration 0015_search_index has built it (the time that took is printed too). PostgreSQL
+runs in a database of its own, named for the run on the server of BENCH_PG (default: 127.0.0.1:5432),
+dropped at the end.
 """
 import argparse
+import os
 import random
+import secrets
 import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
+from unittest import mock
 
+import flask_migrate
 import sqlalchemy as sa
 
-from app.audit.events import CATALOGUE
+from app.audit import query as viewer_query
+from app.audit import search_index
+from app.audit.catalogue import CATALOGUE
 from app.audit.models import AuditChainHead, AuditEvent
 from app.dbtypes import now_utc
 from app.extensions import db
-from bench.audit import PG_URL, make_app
+from bench.audit import make_app
 from tests.support import ADMIN_PASSWORD, AuthActions
 
 QUERIES = [
@@ -31,6 +41,17 @@ QUERIES = [
     ("free text", "q=web42"),
     ("page 100 of a filter", "action=device.created&page=100"),
 ]
+# The free text as people type it: a device's name (1 % of events), a word in no event, a two-character term (no
+# trigram in it: the plain scan whatever the index), and wildcards and quotes searched literally.
+TEXT_QUERIES = [
+    ("free text", "q=web42"),
+    ("free text, no match", "q=zebra-crossing"),
+    ("free text, 2 characters", "q=b4"),
+    ("free text with % and \"", "q=10.0.0.7%25%22"),
+    ("free text + one user", "q=web42&user=user7"),
+]
+BEFORE = "0014_resume_and_files"  # the revision before the index
+SERVER = os.environ.get("BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
 def fill(app, count):
@@ -70,13 +91,13 @@ def fill(app, count):
             db.session.commit()
 
 
-def measure(app, repeat):
+def measure(app, repeat, queries=QUERIES):
     """Return {label: (p50 ms, p95 ms, total)} for each query."""
     client = app.test_client()
     assert AuthActions(client).login("admin", ADMIN_PASSWORD).status_code == 302
     day_ago = (now_utc() - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     results = {}
-    for label, query in QUERIES:
+    for label, query in queries:
         url = "/audit/rows?" + query.format(day_ago=day_ago)
         samples = []
         for _ in range(repeat):
@@ -90,6 +111,72 @@ def measure(app, repeat):
     return results
 
 
+def own_database(create, name):
+    """Create (or drop) the run's own PostgreSQL database on the BENCH_PG server; return its URL."""
+    engine = sa.create_engine(SERVER, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            if create:
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
+    return sa.make_url(SERVER).set(database=name).render_as_string(hide_password=False)
+
+
+def prepare(url, folder, events):
+    """Make the app on a database at the revision before the index, with the first admin and events in it."""
+    app = make_app(url, folder)
+    # A password alone logs the admin in here (as in the tests): the second factor is not what this measures.
+    app.config.update(ADMIN_USER="admin", ADMIN_PASSWORD=ADMIN_PASSWORD, REQUIRE_2FA="off")
+    with app.app_context():
+        from app.auth.admin import ensure_first_admin
+
+        flask_migrate.downgrade(revision=BEFORE)
+        ensure_first_admin(app)
+    started = time.perf_counter()
+    fill(app, events)
+    return app, time.perf_counter() - started
+
+
+def build_index(app):
+    """Migrate to head (building the search index over the rows there); return the seconds it took."""
+    started = time.perf_counter()
+    with app.app_context():
+        flask_migrate.upgrade()
+        if db.engine.dialect.name == "postgresql":
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(sa.text("ANALYZE audit_events"))
+    return time.perf_counter() - started
+
+
+def report(title, results, before=None):
+    """Print one table of figures (with the plain scan's beside them when given)."""
+    print(f"\n{title}")
+    print(f"{'filter':<28} {'matches':>16} {'p50 ms':>8} {'p95 ms':>8}" + ("  plain scan p50/p95 ms" if before else ""))
+    for label, (p50, p95, total) in results.items():
+        line = f"{label:<28} {total:>16} {p50:>8.1f} {p95:>8.1f}"
+        if before and label in before:
+            line += f"  {before[label][0]:>10.1f} / {before[label][1]:.1f}"
+        print(line, flush=True)
+
+
+def bench_one(name, url, folder, args):
+    """Fill one database, then measure the free text on the plain scan, build the index and measure everything."""
+    app, fill_s = prepare(url, folder, args.events)
+    print(f"\n{name}: {args.events} events inserted in {fill_s:.0f} s", flush=True)
+    # At 0014 there is no index to ask: the viewer's query is the plain ILIKE scan, as before the index.
+    # Nor is a short term's count bounded there (app.audit.query.SCAN_COUNT_BOUND): it counted every match.
+    with mock.patch.dict(search_index.FTS_TABLES, clear=True), mock.patch.object(viewer_query, "SCAN_COUNT_BOUND", 10**9):
+        before = measure(app, args.repeat, TEXT_QUERIES)
+    report(f"{name}, plain scan (revision {BEFORE})", before)
+    print(f"\n{name}: search index built in {build_index(app):.1f} s", flush=True)
+    after = measure(app, args.repeat, QUERIES + [query for query in TEXT_QUERIES if query not in QUERIES])
+    report(f"{name}, with the search index", after, before)
+    with app.app_context():
+        db.engine.dispose()
+
+
 def main():
     """Fill each database and print the viewer's response times."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -98,23 +185,15 @@ def main():
     parser.add_argument("--skip-pg", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
     args = parser.parse_args()
-    targets = ([] if args.skip_sqlite else [("SQLite", None)]) + ([] if args.skip_pg else [("PostgreSQL", PG_URL)])
     with tempfile.TemporaryDirectory() as folder:
-        for name, url in targets:
-            app = make_app(url or f"sqlite:///{Path(folder) / 'viewer.db'}", folder)
-            app.config.update(ADMIN_USER="admin", ADMIN_PASSWORD=ADMIN_PASSWORD)
-            with app.app_context():
-                from app.auth.admin import ensure_first_admin
-
-                ensure_first_admin(app)
-            started = time.perf_counter()
-            fill(app, args.events)
-            print(f"\n{name}: {args.events} events inserted in {time.perf_counter() - started:.0f} s")
-            print(f"{'filter':<28} {'matches':>9} {'p50 ms':>8} {'p95 ms':>8}")
-            for label, (p50, p95, total) in measure(app, args.repeat).items():
-                print(f"{label:<28} {total:>9} {p50:>8.1f} {p95:>8.1f}", flush=True)
-            with app.app_context():
-                db.engine.dispose()
+        if not args.skip_sqlite:
+            bench_one("SQLite", f"sqlite:///{Path(folder) / 'viewer.db'}", folder, args)
+        if not args.skip_pg:
+            name = f"bench_viewer_{secrets.token_hex(4)}"
+            try:
+                bench_one("PostgreSQL", own_database(True, name), folder, args)
+            finally:
+                own_database(False, name)
 
 
 if __name__ == "__main__":

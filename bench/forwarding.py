@@ -9,13 +9,13 @@ import re
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 from datetime import datetime
 from pathlib import Path
 
 from app.audit import forwarding
 from app.audit.events import record
+from app.jobs.table import start
 from bench.audit import bench_record, make_app
 from tests.support import free_port, wait_for_port
 
@@ -41,14 +41,11 @@ def count_lines(path):
 
 
 def run_sender(app):
-    """Run the sender loop in a thread; return a function that stops it."""
-    forwarding._stop.clear()
-    thread = threading.Thread(target=forwarding._loop, args=(app,), daemon=True)
-    thread.start()
+    """Run the sender as the jobs driver runs it; return a function that stops it."""
+    driver = start(app, names={"forwarding"})
 
     def stop():
-        forwarding.stop()
-        thread.join(timeout=10)
+        driver.stop(join_seconds=10)
     return stop
 
 

@@ -4,6 +4,8 @@ import logging
 from alembic import context
 from flask import current_app
 
+from app.audit.search_index import include_object  # the search index (0015) is not in the models
+
 config = context.config
 logger = logging.getLogger("alembic.env")
 
@@ -15,7 +17,8 @@ def _db():
 def run_migrations_offline():
     """Write SQL for the configured URL without a connection."""
     url = _db().engine.url.render_as_string(hide_password=False)
-    context.configure(url=url, target_metadata=_db().metadata, literal_binds=True, render_as_batch=True)
+    context.configure(url=url, target_metadata=_db().metadata, literal_binds=True, render_as_batch=True,
+                      include_object=include_object)
     with context.begin_transaction():
         context.run_migrations()
 
@@ -30,6 +33,7 @@ def run_migrations_online():
 
     conf_args = dict(current_app.extensions["migrate"].configure_args)
     conf_args.setdefault("process_revision_directives", process_revision_directives)
+    conf_args.setdefault("include_object", include_object)
     with _db().engine.connect() as connection:
         sqlite = connection.dialect.name == "sqlite"
         if sqlite:  # a batch change copies and drops a table: with foreign keys on, the drop cascades to its children

@@ -1,4 +1,7 @@
 """Test helpers: the app on a fresh database, log-in actions, a private OpenSSH sshd, the app under gunicorn."""
+import atexit
+import contextlib
+import json
 import os
 import pwd
 import re
@@ -8,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +52,10 @@ CHROMIUM = "/usr/bin/chromium"
 ADMIN_PASSWORD = "admin-password-for-tests"
 SECRET_KEY = "test-secret-key-" + "k" * 32
 TEST_USER = "gatehouse-test"
+# The one ceiling for every wait on a condition (a page element, an event in the trail, a port, output on a socket).
+# A wait ends as soon as its condition holds, so a long ceiling costs nothing when all is well, while a short one
+# fails on a busy machine: two cores under several suites stretch one second into ten.
+WAIT_SECONDS = 30
 
 
 def missing(what):
@@ -79,7 +87,7 @@ def log_tail(path, lines=25):
     return "\n".join("  " + line for line in text.splitlines()[-lines:]) or "  (the log is empty)"
 
 
-def wait_for_port(port, timeout=10.0, proc=None, log=None):
+def wait_for_port(port, timeout=WAIT_SECONDS, proc=None, log=None):
     """Wait until something accepts on 127.0.0.1:port; a failure shows the end of the process's log."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -107,6 +115,35 @@ def csrf_from(html):
     return match.group(1)
 
 
+_SCHEMA = {}  # the one empty SQLite database at head that this process copies for every fresh app and server
+
+
+def migrate(url, instance_dir):
+    """Migrate the database at url to head in this process (a `flask db upgrade` process would import everything)."""
+    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": url, "INSTANCE_DIR": str(instance_dir)})
+    with app.app_context():
+        flask_migrate.upgrade()
+        db.engine.dispose()
+
+
+def fresh_sqlite(path):
+    """Put an empty SQLite database at head at path, unless one is there; return whether it was put there.
+
+    Migrating a new file runs every migration (a third of a second of CPU); a copy of one file migrated once per
+    process is the same database, made by the same migrations, for a millisecond."""
+    path = Path(path)
+    if path.exists():
+        return False
+    if "path" not in _SCHEMA:
+        folder = Path(tempfile.mkdtemp(prefix="gatehouse-schema-"))
+        atexit.register(shutil.rmtree, folder, True)
+        migrate(f"sqlite:///{folder / 'schema.db'}", folder)
+        _SCHEMA["path"] = folder / "schema.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(_SCHEMA["path"], path)
+    return True
+
+
 def make_app(tmp_path, database_url=None, **overrides):
     """Create the app on a fresh database, migrated to head, with the first admin."""
     config = {
@@ -117,9 +154,12 @@ def make_app(tmp_path, database_url=None, **overrides):
         "PORT_CHECK_SECONDS": "0",  # test devices name hosts that must never be dialled; test_device_finding.py sets it
     }
     config.update(overrides)
+    default = config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'test.db'}"
+    copied = default and fresh_sqlite(tmp_path / "test.db")
     app = create_app(config)
     with app.app_context():
-        flask_migrate.upgrade()
+        if not copied:
+            flask_migrate.upgrade()
         ensure_first_admin(app)
     return app
 
@@ -140,6 +180,55 @@ def worker_database(create, url=PG_URL):
         engine.dispose()
 
 
+def no_postgres():
+    """Skip (or, in CI, fail) a test whose PostgreSQL server does not answer, saying how to get one."""
+    suite = sa.make_url(SUITE_PG_URL)
+    missing(f"PostgreSQL on {suite.host or '127.0.0.1'}:{suite.port or 5432} (apt-get install postgresql; "
+            f"trust auth, database {suite.database})")
+
+
+_PG_HEAD = {}  # url of this process's PostgreSQL database migrated to head once, copied for every fresh app
+
+
+def fresh_postgres(url=PG_URL):
+    """Put an empty database at head at url and return url: a copy (CREATE DATABASE … TEMPLATE) of one this process
+    migrated once, as fresh_sqlite does for SQLite: running every migration on PostgreSQL costs seconds a test."""
+    target = sa.make_url(url)
+    head = target.set(database=target.database[:58] + "_head")
+    admin = sa.make_url(SUITE_PG_URL)  # run without xdist, the target is the suite's own: act from "postgres"
+    engine = sa.create_engine(admin.set(database="postgres") if admin.database == target.database else admin,
+                              isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            if "url" not in _PG_HEAD:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{head.database}" WITH (FORCE)'))
+                conn.execute(sa.text(f'CREATE DATABASE "{head.database}"'))
+                folder = Path(tempfile.mkdtemp(prefix="gatehouse-pg-head-"))
+                atexit.register(shutil.rmtree, folder, True)
+                migrate(head.render_as_string(hide_password=False), folder)
+                _PG_HEAD["url"] = head
+                atexit.register(_drop_database, head.database)
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
+            conn.execute(sa.text(f'CREATE DATABASE "{target.database}" TEMPLATE "{head.database}"'))
+    except sa.exc.OperationalError:
+        no_postgres()
+    finally:
+        engine.dispose()
+    return url
+
+
+def _drop_database(name):
+    """Drop a database of this run (at exit), if the server still answers."""
+    engine = sa.create_engine(SUITE_PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    except sa.exc.OperationalError:
+        pass
+    finally:
+        engine.dispose()
+
+
 def reset_postgres(url=PG_URL):
     """Empty the test database on PostgreSQL, or skip/fail when no server answers."""
     engine = sa.create_engine(url)
@@ -148,9 +237,7 @@ def reset_postgres(url=PG_URL):
             conn.execute(sa.text("DROP SCHEMA public CASCADE"))
             conn.execute(sa.text("CREATE SCHEMA public"))
     except sa.exc.OperationalError:
-        suite = sa.make_url(SUITE_PG_URL)
-        missing(f"PostgreSQL on {suite.host or '127.0.0.1'}:{suite.port or 5432} (apt-get install postgresql; "
-                f"trust auth, database {suite.database})")
+        no_postgres()
     finally:
         engine.dispose()
     return url
@@ -348,8 +435,9 @@ class LiveServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
         env = self.environment()
-        subprocess.run([sys.executable, "-m", "flask", "--app", "app", "db", "upgrade"], cwd=ROOT, env=env,
-                       check=True, capture_output=True)
+        default = self.database_url == f"sqlite:///{self.workdir / 'live.db'}"
+        if not (default and fresh_sqlite(self.workdir / "live.db")):
+            migrate(self.database_url, self.workdir)  # as `flask db upgrade` before gunicorn, without its start-up
         self.log_path = self.workdir / "server.log"
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
@@ -363,20 +451,21 @@ class LiveServer:
 
     def _wait_until_serving(self):
         """Wait for the port, then for the first page (the worker's imports come first)."""
-        wait_for_port(self.port, timeout=30, proc=self.proc, log=self.log_path)
-        deadline = time.monotonic() + 30
-        # The worker is up, admin made. The port answers as soon as gunicorn's master binds it; the worker's first
-        # answer waits for its imports, which took 12 s on a machine with a load of 14 (2 cores): no 10 s read limit.
-        while requests.get(self.url + "/login", timeout=30).status_code != 200:
+        wait_for_port(self.port, proc=self.proc, log=self.log_path)
+        deadline = time.monotonic() + 2 * WAIT_SECONDS
+        # The port answers as soon as gunicorn's master binds it; the worker's first answer waits for its imports,
+        # which took 12 s on a machine with a load of 14 (2 cores), longer with two workers: no short read limit.
+        while requests.get(self.url + "/login", timeout=2 * WAIT_SECONDS).status_code != 200:
             assert time.monotonic() < deadline, self.log_text()[-2000:]
             time.sleep(0.1)
 
     def stop(self, sig=signal.SIGTERM):
-        """Stop gunicorn (SIGTERM: graceful; SIGKILL: a crash)."""
+        """Stop gunicorn (SIGTERM: graceful; SIGKILL: a crash); stopping a stopped server does nothing."""
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, sig)
-            self.proc.wait(timeout=30)
-        self.log.close()
+            self.proc.wait(timeout=WAIT_SECONDS)
+        if getattr(self, "log", None):
+            self.log.close()
 
     def log_text(self):
         return self.log_path.read_text(errors="replace")
@@ -413,16 +502,70 @@ class LiveServer:
         """Return the id the app gave the newest device of this name, from the server's database."""
         from app.devices.models import Device
 
-        app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": self.database_url,
-                          "INSTANCE_DIR": str(self.workdir)})
-        with app.app_context():
+        with server_app(self).app_context():
             found = db.session.scalar(select(Device.id).filter_by(name=name).order_by(Device.id.desc()).limit(1))
             db.engine.dispose()
         assert found is not None, f"no device {name!r} in {self.database_url}"
         return found
 
 
+class LiveServers:
+    """Start app servers under gunicorn, and stop every one of them when the test (or module) is over."""
+
+    def __init__(self, folder):
+        self.folder, self.started = Path(folder), []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.stop_all()
+
+    def start(self, workdir=None, port=0, **settings):
+        """Start a server with these settings (environment variables) and return it once it answers; workdir holds
+        its instance folder and SQLite database (a new folder unless given: a restart passes the old one)."""
+        workdir = Path(workdir) if workdir else self.folder / f"server-{len(self.started) + 1}"
+        server = LiveServer(workdir, env=settings, port=port)
+        self.started.append(server)
+        return server.start()
+
+    def stop_all(self):
+        """Stop every server started here that still runs: a failed test leaves none behind."""
+        errors = []
+        for server in reversed(self.started):
+            try:
+                server.stop()
+            except Exception as error:  # the others are stopped all the same
+                errors.append(error)
+        if errors:
+            raise errors[0]
+
+
 # A private nginx in the foreground: format with dir= (its folder) and servers= (server blocks).
+def start_nginx(workdir, write_conf, attempts=3):
+    """Start nginx on the nginx.conf that write_conf() writes into workdir; return (process, what write_conf returned).
+
+    write_conf picks free ports, but a port picked free can be taken by another process before nginx binds it: nginx
+    then retries for 2.5 s and exits, while its other ports (and the taker's) answer. The pid file, which nginx writes
+    only once every socket is bound, says it started; otherwise write_conf is asked again for new ports.
+    """
+    nginx, workdir = shutil.which("nginx") or "/usr/sbin/nginx", Path(workdir)
+    pid = workdir / "nginx.pid"
+    for _ in range(attempts):
+        pid.unlink(missing_ok=True)
+        picked = write_conf()
+        proc = subprocess.Popen([nginx, "-p", str(workdir), "-c", str(workdir / "nginx.conf")],
+                                stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + WAIT_SECONDS
+        while proc.poll() is None and not pid.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if proc.poll() is None and pid.exists():
+            return proc, picked
+        proc.kill()
+        proc.wait(10)
+    raise RuntimeError(f"nginx did not start in {attempts} tries; the end of its log:\n{log_tail(workdir / 'error.log')}")
+
+
 NGINX_CONF = """
 daemon off;
 master_process off;
@@ -491,7 +634,17 @@ def open_terminal(ws_url, http, origin, monkeypatch=None, source=None):
     return ws
 
 
-def wait_for(check, timeout=10.0):
+def session_of(ws, timeout=WAIT_SECONDS):
+    """Read a terminal websocket's frames until its "connected" message; return the session id it names."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        frame = ws.receive(timeout=0.5)
+        if isinstance(frame, str) and json.loads(frame).get("type") == "connected":
+            return json.loads(frame)["session"]
+    raise AssertionError(f"the terminal did not connect within {timeout} s")
+
+
+def wait_for(check, timeout=WAIT_SECONDS):
     """Poll check() until it returns something true; return it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -499,13 +652,25 @@ def wait_for(check, timeout=10.0):
         if found:
             return found
         time.sleep(0.1)
-    raise AssertionError("condition not met in time")
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+_SERVER_APPS = {}  # (database URL, instance folder): an app that reads a live server's database
+
+
+def server_app(server):
+    """Return an app on a live server's database and instance folder, made once: a wait polls it ten times a
+    second, and making an app each time took 40 ms of CPU from the server it waited for."""
+    key = (server.database_url, str(server.workdir))
+    if key not in _SERVER_APPS:
+        _SERVER_APPS[key] = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
+                                        "INSTANCE_DIR": str(server.workdir)})
+    return _SERVER_APPS[key]
 
 
 def live_events(server, action):
     """Return the events of one action in a live server's trail, oldest first."""
-    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
-                      "INSTANCE_DIR": str(server.workdir)})
+    app = server_app(server)
     with app.app_context():
         rows = db.session.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)).all()
         db.session.expunge_all()
@@ -513,15 +678,39 @@ def live_events(server, action):
     return rows
 
 
+@contextlib.contextmanager
+def environment(values):
+    """Run the block with exactly these environment variables, then put the old ones back."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def console(server, *args):
+    """Run a `flask` console command (`users create ...`) with a live server's settings and database; return what
+    it printed. The same command runs in this process: a `flask` process would import the whole app first."""
+    with environment(server.environment()):
+        app = create_app()
+        result = app.test_cli_runner().invoke(args=list(args))
+    with app.app_context():
+        db.engine.dispose()
+    assert result.exit_code == 0, f"{result.output}{result.exception!r}"  # the console's own words
+    return result.output
+
+
 def new_user(server, password="user-password-long"):
     """Create a user through the console on a live server; return its name and password."""
     name = "u-" + secrets.token_hex(4)
-    subprocess.run([sys.executable, "-m", "flask", "--app", "app", "users", "create", name, "--password", password,
-                    "--no-must-change"], cwd=ROOT, env=server.environment(), check=True, capture_output=True)
+    console(server, "users", "create", name, "--password", password, "--no-must-change")
     return name, password
 
 
-def read_until(ws, marker, timeout=10):
+def read_until(ws, marker, timeout=WAIT_SECONDS):
     """Collect output frames until marker shows up."""
     seen = b""
     deadline = time.monotonic() + timeout

@@ -3,8 +3,6 @@ check here, or a check without a row, fails. Ends that concern open terminals ru
 import json
 import re
 import secrets
-import subprocess
-import sys
 import time
 
 import pytest
@@ -15,7 +13,8 @@ from app.auth.models import User
 from app.extensions import db
 from app.teams.models import Grant
 from app.terminals.models import TerminalSession
-from tests.support import ROOT, connect_terminal, live_events, new_user, open_terminal, wait_for
+from tests.support import (ROOT, WAIT_SECONDS, connect_terminal, console, live_events, new_user, open_terminal,
+                           server_app, wait_for)
 from tests.test_teams import (client_of, make_device, make_user, open_session, post, session_flags, setup_team,
                               team_id)
 
@@ -226,9 +225,7 @@ def _move(request):
 def new_admin(server, password="admin-password-long"):
     """Create an admin through the console on a live server; return its name and password."""
     name = "a-" + secrets.token_hex(4)
-    subprocess.run([sys.executable, "-m", "flask", "--app", "app", "users", "create", name, "--admin",
-                    "--password", password, "--no-must-change"], cwd=ROOT, env=server.environment(), check=True,
-                   capture_output=True)
+    console(server, "users", "create", name, "--admin", "--password", password, "--no-must-change")
     return name, password
 
 
@@ -239,11 +236,7 @@ def live_post(server, http, path, data=None):
 
 def _user_id(server, name):
     """Return the id of a user, from the live server's database."""
-    from app import create_app
-    from tests.support import SECRET_KEY
-
-    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
-                      "INSTANCE_DIR": str(server.workdir)})
+    app = server_app(server)
     with app.app_context():
         found = db.session.scalar(select(User.id).filter_by(username=name))
         db.engine.dispose()
@@ -268,7 +261,7 @@ def live_shared(server, sshd):
     return owner_http, member_http, device, owner, f"core-{tag}"
 
 
-def closing(ws, timeout=10):
+def closing(ws, timeout=WAIT_SECONDS):
     """Read until the server closes the terminal; return its last control message (the closed one)."""
     controls = []
     deadline = time.monotonic() + timeout
@@ -303,7 +296,7 @@ def refused_terminal(server, http, device):
     except Exception:  # the upgrade itself is refused (404)
         return True
     try:
-        message = closing(ws, timeout=10)
+        message = closing(ws)
     finally:
         close_quietly(ws)
     return message is None or message.get("type") == "error"
@@ -382,7 +375,7 @@ def watching(server, sshd):
     return ws, watch, admin, admin_name
 
 
-def watch_ends(watch, timeout=5):
+def watch_ends(watch, timeout=WAIT_SECONDS):
     """Say whether the watch socket is closed (or told it closed) within timeout seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

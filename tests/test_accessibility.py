@@ -13,16 +13,17 @@ import pyotp
 import pytest
 from sqlalchemy import select
 
-from app import create_app
 from app.audit.events import FAILURE, record
 from app.auth import totp
 from app.auth.accounts import create_user
 from app.auth.models import User
+from app.devices.models import Device, Favourite, HostKey, OfferedHostKey
 from app.extensions import db
 from app.teams.models import GRANT_FOLDER, GRANT_TAG, Grant, Team, TeamMember
-from app.terminals.models import HostKey, OfferedHostKey
-from tests.support import (ADMIN_PASSWORD, SECRET_KEY, LiveServer, browser_login, csrf_from, live_events,
-                           open_terminal, read_until, wait_for)
+from tests.fleet import add_fleet
+from tests.pages_import import import_preview
+from tests.support import (ADMIN_PASSWORD, LiveServer, browser_login, csrf_from, live_events,
+                           open_terminal, read_until, server_app, wait_for)
 
 ROOT = Path(__file__).resolve().parent.parent
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
@@ -62,8 +63,7 @@ class Demo:
 
 def live_app(server):
     """Return an app bound to a live server's database and keys."""
-    return create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
-                       "INSTANCE_DIR": str(server.workdir)})
+    return server_app(server)
 
 
 def post_login(server, username, password):
@@ -77,9 +77,11 @@ def post_login(server, username, password):
 
 
 def add_device(server, http, name, host, port, username, password, folder="", tags=""):
-    """Create a device through the real form; return its id."""
+    """Create a device through the real form (password None: with a key pair generated there); return its id."""
     data = {"name": name, "host": host, "port": port, "username": username, "auth_type": "password",
             "password": password, "folder": folder, "tags": tags, "csrf_token": server.csrf(http)}
+    if password is None:
+        data.update(auth_type="generate", key_type="ed25519", password="")
     response = http.post(server.url + "/devices/", data=data, timeout=30)
     assert response.status_code == 200 and f"Device {name} added." in response.text, response.text[:1000]
     return server.device_id(name)
@@ -96,8 +98,11 @@ def seed(server, sshd):
                                      ("build-runner", 2203, "ci", "linux"),
                                      ("lab-switch", 2204, "", "network")):
         devices[name] = add_device(server, admin, name, "127.0.0.1", port, "ops", "a-device-password", folder, tags)
+    devices["deploy-key-box"] = add_device(server, admin, "deploy-key-box", "127.0.0.1", 2205, "deploy", None, "ci")
 
     app = live_app(server)
+    add_fleet(app, "admin")  # the admin's list is two hundred devices long, as an operator's is
+    pin_favourites(app, "admin", ("db-primary", "core-sw-01", "db-replica-eu-west-3"))
     with app.app_context():
         users = {}
         people = [("maria", False), ("jonas", True), ("dora", False)] + [(n, False) for n in NEWCOMERS.values()]
@@ -148,7 +153,7 @@ def seed(server, sshd):
             ws.send(line + b"\n")  # one at a time, as a person types: the replay shows each with its output
             read_until(ws, answer)
         ws.send(b"exit\n")
-        wait_for(lambda: [e for e in live_events(server, "session.ended")], timeout=15)
+        wait_for(lambda: [e for e in live_events(server, "session.ended")])
     finally:
         if ws.connected:  # exit has usually closed it from the other side
             ws.close()
@@ -160,6 +165,16 @@ def seed(server, sshd):
     read_until(live, b"busy-42")
     live_id = [e for e in live_events(server, "session.started") if e.actor == "maria"][-1].session_id
     return Demo(server=server, session_id=session_id, devices=devices, live=live, live_session_id=live_id)
+
+
+def pin_favourites(app, username, names):
+    """Pin some of a user's devices under Favourites."""
+    with app.app_context():
+        user = db.session.scalar(select(User).filter_by(username=username))
+        for device in db.session.scalars(select(Device).where(Device.owner_id == user.id, Device.name.in_(names))):
+            db.session.add(Favourite(user_id=user.id, device_id=device.id))
+        db.session.commit()
+        db.engine.dispose()
 
 
 # ---- the pages: how to reach each one and what shows it is ready ----------------------------------------------
@@ -200,12 +215,23 @@ def code_step(page, demo):
 
 
 def main_page(page, demo):
-    """Open the main page with its device list in view (on a phone the list is a drawer, opened by its button)."""
+    """Open the main page with its device list in view (on a phone it is the first screen; with a terminal open, a
+    drawer opened by its button), as a new window: a terminal an earlier check left open is not brought back as a tab (this page is the list's)."""
+    if page.url.startswith(demo.server.url):
+        page.evaluate("sessionStorage.removeItem('gatehouse-window')")
     page.goto(demo.server.url + "/")
     page.locator("#device-panel").wait_for(state="attached")
     if not page.locator("#device-list").is_visible():
         page.click("#sidebar-toggle")
     page.locator("#device-list").wait_for()
+
+
+def account_menu(page, demo):
+    """Open the main page and the header's account menu (on a desktop the header shows its items without one)."""
+    main_page(page, demo)
+    if page.locator("#account-button").is_visible():
+        page.click("#account-button")
+        page.locator("#theme-switch").wait_for()
 
 
 def add_drawer(page, demo):
@@ -214,10 +240,30 @@ def add_drawer(page, demo):
     page.locator("dialog#device-drawer[open] #name").wait_for()
 
 
+def row_menu(name):
+    """Open the main page and the menu of one device's row (by the keyboard's Enter on its ⋯ button)."""
+    def open_page(page, demo):
+        main_page(page, demo)
+        page.wait_for_load_state("load")  # the deferred scripts wire the menu and the confirmation
+        button = page.locator(f"#device-menu-{demo.devices[name]}")
+        button.scroll_into_view_if_needed()
+        button.focus()
+        page.keyboard.press("Enter")
+        page.locator(f"#device-actions-{demo.devices[name]} [role=menuitem]").first.wait_for()
+    return open_page
+
+
 def delete_question(page, demo):
-    main_page(page, demo)
-    click_when_ready(page, f"#device-{demo.devices['lab-switch']} :is(button.danger, [hx-confirm])")
+    row_menu("lab-switch")(page, demo)
+    click_when_ready(page, f"#device-actions-{demo.devices['lab-switch']} [hx-confirm]")
     page.locator("#confirm-dialog[open]").wait_for()
+
+
+def edit_drawer(page, demo):
+    """The Edit drawer of a key device: its public key to copy, Delete beside Save."""
+    row_menu("deploy-key-box")(page, demo)
+    click_when_ready(page, f"#edit-device-{demo.devices['deploy-key-box']}")
+    page.locator("dialog#device-drawer[open] #device-public-key").wait_for()
 
 
 def terminal(page, demo):
@@ -284,6 +330,10 @@ PAGES = {
     "login-code": Page("Second factor asked at log-in", code_step, who="nobody"),
     "devices": Page("Main page: the device list", main_page, owner="devices"),
     "device-drawer": Page("Add device drawer", add_drawer, owner="devices"),
+    "device-menu": Page("A device's menu of actions", row_menu("build-runner"), owner="devices"),
+    "device-edit": Page("Edit drawer of a key device", edit_drawer, owner="devices"),
+    "phone-menu": Page("The account menu of the header (phones)", account_menu, owner="devices"),
+    "import-preview": Page("Importing devices: the preview", import_preview, owner="devices", whole=True),
     "confirm": Page("Confirmation before deleting a device", delete_question, owner="devices"),
     "terminal": Page("Main page with a terminal open", terminal, owner="terminals"),
     "audit-events": Page("Audit trail over the main page: events", audit_dialog()),
@@ -327,7 +377,6 @@ def new_context(browser, server, size, theme, axe=True):
     context.route("**/*", _loopback_only)
     if axe:
         context.add_init_script(path=str(AXE))  # into every page before its own scripts; the page's CSP does not apply
-    context.set_default_timeout(10000)
     page = context.new_page()
     if switch:
         page.goto(server.url + "/login")
@@ -336,10 +385,10 @@ def new_context(browser, server, size, theme, axe=True):
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory, sshd):
+def demo(module_live_servers, sshd):
     if not AXE.exists():
         pytest.fail("axe-core is missing: run `make app/static/vendor/.installed` (npm ci)")
-    server = LiveServer(tmp_path_factory.mktemp("a11y"), env=SERVER_ENV).start()
+    server = module_live_servers(**SERVER_ENV)
     demo = None
     try:
         demo = seed(server, sshd)
@@ -347,7 +396,6 @@ def demo(tmp_path_factory, sshd):
     finally:
         if demo:
             demo.close()
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -484,13 +532,13 @@ def test_audit_tabs_work_by_keyboard(browser, demo):
         assert focused(page) == "summary" and selected(page) == ["events"]  # arrows move, they do not choose
         page.keyboard.press("Enter")
         dialog.locator("#audit-summary").wait_for()
-        wait_for(lambda: focused(page) == "summary" and selected(page) == ["summary"], timeout=5)
+        wait_for(lambda: focused(page) == "summary" and selected(page) == ["summary"])
         wait_processed(page, "#audit-dialog [data-tab=review]")  # the swapped-in tabs are htmx's (a person is slower)
         page.keyboard.press("ArrowRight")
         assert focused(page) == "review"
         page.keyboard.press("Space")
         dialog.locator(".audit-review").wait_for()
-        wait_for(lambda: focused(page) == "review" and selected(page) == ["review"], timeout=5)
+        wait_for(lambda: focused(page) == "review" and selected(page) == ["review"])
         page.keyboard.press("ArrowRight")  # round to the first, and back
         assert focused(page) == "events"
         page.keyboard.press("ArrowLeft")
@@ -504,7 +552,7 @@ def test_audit_tabs_work_by_keyboard(browser, demo):
         assert focused(page) == "review"
         page.keyboard.press("Escape")
         dialog.wait_for(state="hidden")
-        wait_for(lambda: focused(page) == "audit-icon", timeout=5)  # back where the dialog was opened from
+        wait_for(lambda: focused(page) == "audit-icon")  # back where the dialog was opened from
 
         page.goto(demo.server.url + "/audit/")  # the viewer as a page: the same keys
         page.locator("#audit-results tr[data-action]").first.wait_for()

@@ -3,8 +3,6 @@ before anything else opens (the page, the console, the first admin's generated p
 import logging
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,7 @@ from sqlalchemy import select
 from app.audit.models import AuditEvent
 from app.auth.models import LoginSession, User
 from app.extensions import db
-from tests.support import (ROOT, AuthActions, browser_login, connect_terminal, csrf_from,
+from tests.support import (AuthActions, browser_login, connect_terminal, console, csrf_from,
                            live_events, make_app, new_user, wait_for)
 
 PAGES = ("/", "/devices/", "/audit/", "/account/2fa", "/account/sessions", "/users/", "/teams/", "/nowhere")
@@ -165,8 +163,7 @@ def test_a_terminal_does_not_open_while_the_password_must_change(live_server, ss
     name, password = new_user(live_server)
     http = live_server.login(name, password)
     device_id = live_server.add_device(http, sshd, "must-change-box")
-    subprocess.run([sys.executable, "-m", "flask", "--app", "app", "users", "reset-password", name, "--password",
-                    "console-chose-this-1"], cwd=ROOT, env=live_server.environment(), check=True, capture_output=True)
+    console(live_server, "users", "reset-password", name, "--password", "console-chose-this-1")
     http = live_server.login(name, "console-chose-this-1")
     url = f"{live_server.ws_url}/terminals/{device_id}/ws"
     with pytest.raises(simple_websocket.ConnectionError, match="302"):
@@ -185,7 +182,6 @@ def test_browser_reset_on_the_users_page_then_the_user_must_change_it(browser, l
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
     page = context.new_page()
-    page.set_default_timeout(10000)
     try:
         browser_login(page, live_server)
         page.goto(live_server.url + "/users/")
@@ -210,7 +206,6 @@ def test_browser_reset_on_the_users_page_then_the_user_must_change_it(browser, l
 
     context = browser.new_context(viewport={"width": 390, "height": 844})
     page = context.new_page()
-    page.set_default_timeout(10000)
     try:
         page.goto(live_server.url + "/login")
         page.fill("#username", victim)

@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select, update
 
-from app.audit import archive, checkpoints, events, retention
+from app.audit import archive, chain, checkpoints, events, retention
 from app.audit.events import chain_hash, record
 from app.audit.models import AuditEvent
 from app.dbtypes import now_utc
@@ -41,7 +41,7 @@ def verify_archive(app, folder, *args):
 
 def pubkey(app):
     with app.app_context():
-        return checkpoints.public_text(checkpoints.signing_key().public_key())
+        return chain.public_text(checkpoints.signing_key().public_key())
 
 
 def rows_of(path):
@@ -120,7 +120,7 @@ def forge_a_manifest(folder, manifests):
     """Re-sign an edited manifest with another key."""
     other = Ed25519PrivateKey.generate()
     manifest = json.loads(manifests[0].read_text())
-    manifest["key_id"] = checkpoints.key_id(other.public_key())
+    manifest["key_id"] = chain.key_id(other.public_key())
     manifest["signature"] = base64.b64encode(other.sign(archive.signed_bytes(manifest))).decode()
     manifests[0].write_text(json.dumps(manifest))
     return [f"ARCHIVE {manifests[0].name}: signed by key {manifest['key_id']}, not by the given key"]
@@ -154,7 +154,7 @@ def test_an_altered_archive_is_detected_and_named(app, monkeypatch, tmp_path, ta
 def test_a_wrong_public_key_fails_every_manifest(app, monkeypatch, tmp_path):
     folder = tmp_path / "archive"
     prune_into_archive(app, monkeypatch, folder)
-    other = checkpoints.public_text(Ed25519PrivateKey.generate().public_key())
+    other = chain.public_text(Ed25519PrivateKey.generate().public_key())
     code, output = verify_archive(app, folder, "--pubkey", other)
     assert code == 1 and output.count("not by the given key") == 5, output
 

@@ -5,13 +5,13 @@ import sqlite3
 import pytest
 from sqlalchemy import select, update
 
-from app import maintenance
 from app.audit import health
 from app.audit.events import AuditWriteError, record, report_lost
 from app.audit.integrity import verify
 from app.audit.models import AuditEvent
 from app.extensions import db
-from tests.support import ADMIN_PASSWORD, LiveServer, make_app, wait_for
+from app.jobs import table as jobs
+from tests.support import ADMIN_PASSWORD, make_app, wait_for
 from tests.test_disk_full import fill, small_disk  # noqa: F401  (small_disk is a fixture)
 
 
@@ -111,10 +111,9 @@ def test_retention_on_record_then_changes_are_events(tmp_path):
     assert "7 → 90 days" in changed["message"] and "archived first" in changed["message"]
 
 
-def test_a_full_disk_under_gunicorn_is_warned_of_and_lost_writes_reported(tmp_path, small_disk):  # noqa: F811
-    server = LiveServer(tmp_path / "live", env={
-        "DATABASE_URL": f"sqlite:///{small_disk / 'gatehouse.db'}", "GATEHOUSE_INSTANCE": str(small_disk),
-        "STORAGE_WARN_FREE_PERCENT": "20", "STORAGE_CHECK_SECONDS": "1", "RECORDING": "off"}).start()
+def test_a_full_disk_under_gunicorn_is_warned_of_and_lost_writes_reported(live_servers, small_disk):  # noqa: F811
+    server = live_servers(DATABASE_URL=f"sqlite:///{small_disk / 'gatehouse.db'}", GATEHOUSE_INSTANCE=str(small_disk),
+                          STORAGE_WARN_FREE_PERCENT="20", STORAGE_CHECK_SECONDS="1", RECORDING="off")
     database = small_disk / "gatehouse.db"
 
     def actions():
@@ -129,7 +128,7 @@ def test_a_full_disk_under_gunicorn_is_warned_of_and_lost_writes_reported(tmp_pa
         stat = os.statvfs(small_disk)
         with open(nearly, "wb") as handle:  # leave about 12% free: under the threshold, still writable
             handle.write(b"\0" * int(stat.f_bavail * stat.f_frsize - 0.12 * stat.f_blocks * stat.f_frsize))
-        wait_for(lambda: "storage.low" in actions(), timeout=15)
+        wait_for(lambda: "storage.low" in actions())
         http = server.login()  # before the disk fills: opening the viewer then writes nothing but its event
         filler = fill(small_disk)
         for _ in range(3):  # the trail cannot take these audit.viewed: lost, and said to be once it can
@@ -137,7 +136,7 @@ def test_a_full_disk_under_gunicorn_is_warned_of_and_lost_writes_reported(tmp_pa
         filler.unlink()
         nearly.unlink()
         try:
-            wait_for(lambda: "audit.write_failed" in actions() and "storage.recovered" in actions(), timeout=20)
+            wait_for(lambda: "audit.write_failed" in actions() and "storage.recovered" in actions())
         except AssertionError:
             raise AssertionError(f"{actions()}\n{server.log_text()[-3000:]}") from None
     finally:
@@ -166,10 +165,10 @@ def test_scheduled_verify_records_the_verdict_and_a_broken_chain_is_critical(app
 def test_the_maintenance_loop_verifies_every_interval_under_a_lease(tmp_path):
     app = make_app(tmp_path, AUDIT_VERIFY_SECONDS=1, AUDIT_CHECKPOINT_SECONDS=3600)
     try:
-        maintenance.start(app)
-        wait_for(lambda: len(rows(app, "audit.verified")) >= 2, timeout=15)
+        jobs.start(app)
+        wait_for(lambda: len(rows(app, "audit.verified")) >= 2)
     finally:
-        maintenance.stop(app)
+        jobs.stop(app)
         with app.app_context():
             db.engine.dispose()
     assert all(row.outcome == "success" and row.actor == "system" for row in rows(app, "audit.verified"))

@@ -22,10 +22,10 @@ from app.audit.models import AuditEvent
 from app.dbtypes import iso_utc, now_utc
 from app.extensions import db
 from app.leases import worker_id
-from app.terminals import live, records
+from app.terminals import live, orphans, registry, session_events
 from app.terminals.models import TerminalSession
-from tests.support import (ADMIN_PASSWORD, NGINX_CONF, SECRET_KEY, LiveServer, csrf_from, free_port, missing,
-                           open_terminal, wait_for_port)
+from tests.support import (ADMIN_PASSWORD, NGINX_CONF, SECRET_KEY, WAIT_SECONDS, LiveServer, csrf_from, free_port,
+                           missing, open_terminal, server_app, start_nginx, wait_for_port)
 
 HOST = __import__("socket").gethostname()
 
@@ -55,8 +55,8 @@ def test_orphans_closed_after_a_crash_but_not_while_their_worker_lives(app):
     other_node_alive = open_session(app, "node-b:4242", fresh)
     other_node_gone = open_session(app, "node-c:4242", stale)
     with app.app_context():
-        assert records.sweep_orphans(timedelta(seconds=30)) == 2
-        assert records.sweep_orphans(timedelta(seconds=30)) == 0  # closing happens once
+        assert orphans.sweep_orphans(timedelta(seconds=30)) == 2
+        assert orphans.sweep_orphans(timedelta(seconds=30)) == 0  # closing happens once
         state = {row.id: (row.ended_at is not None, row.end_reason) for row in db.session.scalars(select(TerminalSession))}
         ended = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "session.ended")).all()
     assert state[crashed] == (True, "server_restart")
@@ -68,7 +68,7 @@ def test_orphans_closed_after_a_crash_but_not_while_their_worker_lives(app):
                for e in ended)
 
 
-def test_live_server_sweeps_orphans_and_prunes_at_start_up(tmp_path):
+def test_live_server_sweeps_orphans_and_prunes_at_start_up(tmp_path, live_servers):
     """A server starting on a database left by a crash closes its orphans and prunes expired events."""
     database = f"sqlite:///{tmp_path / 'live.db'}"
     app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": database, "INSTANCE_DIR": str(tmp_path)})
@@ -83,20 +83,17 @@ def test_live_server_sweeps_orphans_and_prunes_at_start_up(tmp_path):
                 events.now_utc = saved
         db.engine.dispose()
     orphan = open_session(app, f"{HOST}:{dead_pid()}", timedelta(seconds=1))
-    server = LiveServer(tmp_path, env={"DATABASE_URL": database, "AUDIT_ARCHIVE_DIR": str(tmp_path / "archive")})
-    server.start()
-    try:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            with app.app_context():
-                actions = db.session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)).all()
-                session_row = db.session.get(TerminalSession, orphan)
-                db.session.remove()
-            if "audit.pruned" in actions and session_row.ended_at is not None:
-                break
-            time.sleep(0.2)
-    finally:
-        server.stop()
+    server = live_servers(workdir=tmp_path, DATABASE_URL=database, AUDIT_ARCHIVE_DIR=str(tmp_path / "archive"))
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        with app.app_context():
+            actions = db.session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)).all()
+            session_row = db.session.get(TerminalSession, orphan)
+            db.session.remove()
+        if "audit.pruned" in actions and session_row.ended_at is not None:
+            break
+        time.sleep(0.2)
+    server.stop()  # before the checks: nothing writes to the trail while it is verified
     assert "auth.login_failed" not in actions  # the five 30-day-old events are gone
     assert actions.count("audit.pruned") == 1 and "session.ended" in actions and "user.created" in actions
     assert session_row.end_reason == "server_restart"
@@ -133,23 +130,25 @@ COMMON = ("proxy_http_version 1.1; proxy_set_header Host $http_host; "
 
 
 @pytest.fixture(scope="module")
-def behind_two_nginx(tmp_path_factory):
+def behind_two_nginx(tmp_path_factory, module_live_servers):
     """The app with TRUSTED_PROXY_HOPS=2 behind two real nginx, each hop on its own loopback address."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not os.path.exists(nginx):
         missing("nginx (apt-get install nginx)")
     workdir = tmp_path_factory.mktemp("nginx")
-    server = LiveServer(workdir / "app", env={"TRUSTED_PROXY_HOPS": "2"}).start()
-    outer, inner = free_port(), free_port()
-    conf = workdir / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(dir=workdir, servers=SERVERS.format(outer=outer, inner=inner, app=server.port,
-                                                                         common=COMMON)))
-    proc = subprocess.Popen([nginx, "-p", str(workdir), "-c", str(conf)], stderr=subprocess.DEVNULL)
+    server = module_live_servers(workdir=workdir / "app", TRUSTED_PROXY_HOPS="2")
+
+    def write_conf():
+        outer, inner = free_port(), free_port()
+        (workdir / "nginx.conf").write_text(NGINX_CONF.format(dir=workdir, servers=SERVERS.format(
+            outer=outer, inner=inner, app=server.port, common=COMMON)))
+        return outer
+
+    proc, outer = start_nginx(workdir, write_conf)
     wait_for_port(outer, proc=proc)
     yield server, f"http://127.0.0.1:{outer}"
     proc.terminate()
     proc.wait(10)
-    server.stop()
 
 
 def test_two_nginx_hops_give_the_real_client_address(behind_two_nginx):
@@ -162,8 +161,7 @@ def test_two_nginx_hops_give_the_real_client_address(behind_two_nginx):
     response = http.post(url + "/login", data={"username": "admin", "password": "wrong-password",
                                                "csrf_token": token}, timeout=10)
     assert response.status_code == 401
-    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
-                      "INSTANCE_DIR": str(server.workdir)})
+    app = server_app(server)
     with app.app_context():
         event = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "auth.login_failed")
                                    .order_by(AuditEvent.id.desc())).first()
@@ -175,8 +173,7 @@ def test_two_nginx_hops_give_the_real_client_address(behind_two_nginx):
 
 def trail(server, since=0):
     """Return the audit events of a live server after id since."""
-    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
-                      "INSTANCE_DIR": str(server.workdir)})
+    app = server_app(server)
     with app.app_context():
         found = db.session.scalars(select(AuditEvent).where(AuditEvent.id > since).order_by(AuditEvent.id)).all()
         db.session.expunge_all()
@@ -184,7 +181,7 @@ def trail(server, since=0):
     return found
 
 
-def wait_for_action(server, action, since=0, timeout=5):
+def wait_for_action(server, action, since=0, timeout=WAIT_SECONDS):
     """Poll the trail until an event with action appears; return the trail."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -227,8 +224,8 @@ def test_day_behind_two_nginx_leaves_exactly_the_expected_rows(behind_two_nginx,
     assert (ended.occurred_at - started.occurred_at).total_seconds() < 10
 
 
-def test_server_shutdown_ends_sessions_and_a_crash_is_closed_on_restart(tmp_path, sshd):
-    server = LiveServer(tmp_path).start()
+def test_server_shutdown_ends_sessions_and_a_crash_is_closed_on_restart(live_servers, sshd):
+    server = live_servers()
     http = server.login()
     device_id = server.add_device(http, sshd, "web-restart")
     ws_url = f"{server.ws_url}/terminals/{device_id}/ws"
@@ -245,10 +242,7 @@ def test_server_shutdown_ends_sessions_and_a_crash_is_closed_on_restart(tmp_path
     crashed = [e for e in trail(server) if e.action == "session.started"][-1]
     assert not [e for e in trail(server) if e.action == "session.ended" and e.session_id == crashed.session_id]
     server.start()  # the new process finds the session of the dead one and closes it
-    try:
-        events_now = wait_for_action(server, "session.ended", since=crashed.id)
-    finally:
-        server.stop()
+    events_now = wait_for_action(server, "session.ended", since=crashed.id)
     closed = [e for e in events_now if e.action == "session.ended"]
     assert [(e.session_id, e.details["reason"]) for e in closed] == [(crashed.session_id, "server_restart")]
 
@@ -265,10 +259,11 @@ class FakeBridge:
 def held_terminal(app, login_expires=None):
     """Return a LiveTerminal this process holds, on an open session row, with a fake bridge."""
     session_id = open_session(app, worker_id(), timedelta(0))
-    terminal = live.LiveTerminal(None, None, None, "127.0.0.1", None, {})
-    terminal.facts = records.Facts(session_id, None, "admin", "web1 (127.0.0.1:22)", "127.0.0.1", now_utc())
+    terminal = live.LiveTerminal(None, None, None, "127.0.0.1", None, {"TERMINAL_RESUME_SECONDS": 0, "TERMINAL_RESUME_BUFFER_KB": 64})
+    terminal.metadata = session_events.SessionMetadata(session_id, None, "admin", "web1 (127.0.0.1:22)", "127.0.0.1",
+                                                       now_utc())
     terminal.bridge, terminal.login_expires = FakeBridge(), login_expires
-    live._live[session_id] = terminal
+    registry.hold(terminal)
     return terminal
 
 
@@ -277,53 +272,54 @@ def test_watch_ends_sessions_flagged_elsewhere(app):
     terminal = held_terminal(app)
     with app.app_context():
         try:
-            assert live.watch() == 0 and live.heartbeat() == 1 and terminal.bridge.reason is None
+            assert registry.end_requested() == 0 and registry.heartbeat() == 1 and terminal.bridge.reason is None
             with db.engine.begin() as conn:
                 conn.execute(TerminalSession.__table__.update().values(terminate_requested=True,
                                                                       terminate_reason="logged_out"))
-            live.watch()
+            registry.end_requested()
             assert terminal.bridge.reason == "logged_out"
-            assert db.session.get(TerminalSession, terminal.facts.id).bytes_out == 50
+            assert db.session.get(TerminalSession, terminal.metadata.id).bytes_out == 50
         finally:
-            live._live.clear()
+            registry.release(terminal)
 
 
 def test_watch_ends_sessions_whose_log_in_expired(app):
     terminal = held_terminal(app, login_expires=now_utc() + timedelta(seconds=1))
     with app.app_context():
         try:
-            live.watch()
+            registry.end_requested()
             assert terminal.bridge.reason is None
             terminal.login_expires = now_utc() - timedelta(seconds=1)
-            live.watch()
+            registry.end_requested()
             assert terminal.bridge.reason == "login_expired"
         finally:
-            live._live.clear()
+            registry.release(terminal)
 
 
 def test_an_end_that_cannot_be_written_is_retried_with_its_real_time(app, monkeypatch):
     terminal = held_terminal(app)
     with app.app_context():
         real = events.record
-        monkeypatch.setattr(records, "record", lambda *a, **k: (_ for _ in ()).throw(events.AuditWriteError("disk full")))
+        monkeypatch.setattr(session_events, "record",
+                            lambda *a, **k: (_ for _ in ()).throw(events.AuditWriteError("disk full")))
         terminal.close("client_closed")
-        assert live.retry_unwritten() == 0  # still failing: kept
-        monkeypatch.setattr(records, "record", real)
-        assert live.retry_unwritten() == 1 and live.retry_unwritten() == 0
-        row = db.session.get(TerminalSession, terminal.facts.id)
+        assert registry.retry_unwritten() == 0  # still failing: kept
+        monkeypatch.setattr(session_events, "record", real)
+        assert registry.retry_unwritten() == 1 and registry.retry_unwritten() == 0
+        row = db.session.get(TerminalSession, terminal.metadata.id)
         ended = db.session.scalars(select(AuditEvent).where(AuditEvent.session_id == row.id)).one()
     assert row.end_reason == "client_closed" and ended.details["ended_at"] == iso_utc(row.ended_at)
     assert ended.occurred_at > row.ended_at  # written later, stamped with when it really ended
 
 
-def test_terminal_refused_when_the_audit_trail_cannot_be_written(tmp_path, sshd):
+def test_terminal_refused_when_the_audit_trail_cannot_be_written(tmp_path, live_servers, sshd):
     """Trusting a new host key and starting a session fail closed when the trail cannot be written."""
     import simple_websocket
 
-    from app.terminals.models import HostKey
+    from app.devices.models import HostKey
     from tests.support import connect_terminal
 
-    server = LiveServer(tmp_path).start()
+    server = live_servers(workdir=tmp_path)
     app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
                       "INSTANCE_DIR": str(tmp_path)})
 
@@ -338,7 +334,7 @@ def test_terminal_refused_when_the_audit_trail_cannot_be_written(tmp_path, sshd)
     def attempt(url):
         ws, messages = connect_terminal(url, http, server.url), []
         try:
-            while (frame := ws.receive(timeout=10)) is not None:
+            while (frame := ws.receive(timeout=WAIT_SECONDS)) is not None:
                 messages.append(frame)
         except simple_websocket.ConnectionClosed:
             pass
@@ -365,6 +361,5 @@ def test_terminal_refused_when_the_audit_trail_cannot_be_written(tmp_path, sshd)
         log = server.log_text()
         assert "audit write failed: action=hostkey.trusted" in log and "action=session.started" in log
     finally:
-        server.stop()
         with app.app_context():
             db.engine.dispose()

@@ -124,17 +124,18 @@ def test_an_alert_about_a_lying_name_shows_it_escaped_and_parses_to_it(lying_app
 def test_a_command_typed_with_hidden_characters_is_listed_escaped(app):
     import uuid
 
-    from app.terminals import records
+    from app.terminals import session_commands, session_rows
     from app.terminals.models import TerminalSession
+    from app.terminals.session_events import SessionMetadata
 
     with app.app_context():
         row = TerminalSession(id=str(uuid.uuid4()), user_id=1, actor="admin", target="web1 (10.0.0.1:22)",
                               source_ip="127.0.0.1", worker="elsewhere:1", started_at=now_utc(), heartbeat_at=now_utc())
         db.session.add(row)
         db.session.commit()
-        facts = records.Facts.of(row)
-        records.save_commands(facts, [(1.0, "echo \u202e;fr- mr")])
-        records.close_row(facts, "client_closed", 1, 2, now_utc())
+        facts = SessionMetadata.of(row)
+        session_commands.save_commands(facts, [(1.0, "echo \u202e;fr- mr")])
+        session_rows.close_row(facts, "client_closed", 1, 2, now_utc())
     admin = app.test_client()
     AuthActions(admin).login()
     for path in (f"/sessions/{facts.id}", "/terminals/commands?command=echo"):

@@ -16,12 +16,6 @@ from tests.support import AuthActions, browser_login, csrf_from, logged_in_user,
 from tests.test_audit_summary import SHOTS, fail_login, shoot_fresh, wait_processed
 
 
-@pytest.fixture
-def admin(client, auth):
-    auth.login()
-    return client
-
-
 def text(response):
     return response.get_data(as_text=True)
 

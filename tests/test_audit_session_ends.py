@@ -13,13 +13,14 @@ import pytest
 from sqlalchemy import select
 
 from app.audit.events import record
-from app.auth import sessions as log_ins
+from app.auth import logins
 from app.dbtypes import now_utc
 from app.extensions import db
 from app.session_ends import CUT, END_REASONS, ENDED, LOST, describe_end
-from app.terminals import live, records
+from app.terminals import messages, orphans, registry, session_rows
 from app.terminals.models import TerminalSession
-from tests.support import ROOT, AuthActions, LiveServer, open_terminal, wait_for
+from app.terminals.session_events import SessionMetadata
+from tests.support import ROOT, AuthActions, open_terminal, wait_for
 from tests.test_replay import read_live
 
 HOST = socket.gethostname()
@@ -28,8 +29,8 @@ HOST = socket.gethostname()
 def reasons_in_the_code():
     """Return every end reason the code can give a session: the tab's sentences, log-in ends, and each literal handed
     to close(), request_end() or a reason default."""
-    found = set(live.END_MESSAGES) | {live._LOGIN_REASONS.get(reason, reason) for reason in log_ins.REASONS}
-    found |= {"server_restart", "lost"}  # records._orphan_reason's answers
+    found = set(messages.END_MESSAGES) | {registry.LOGIN_REASONS.get(reason, reason) for reason in logins.REASONS}
+    found |= {"server_restart", "lost"}  # orphans._orphan_reason's answers
     patterns = [r'\bclose\(\s*"([a-z_]+)"', r'\brequest_end\(\s*"([a-z_]+)"',
                 r'def (?:end|close)\w*\([^)]*\breason="([a-z_]+)"']
     for path in (ROOT / "app").rglob("*.py"):
@@ -109,10 +110,10 @@ def test_the_trail_and_the_session_page_say_how_each_session_ended(app):
         lost = open_row("node-gone:4242", heartbeat_age=timedelta(minutes=10))
         others = {reason: open_row(f"{HOST}:{os.getpid()}") for reason in
                   ("remote_exit", "client_closed", "disconnected", "terminated", "access_revoked", "device_deleted")}
-        assert records.sweep_orphans(timedelta(seconds=30)) == 2
+        assert orphans.sweep_orphans(timedelta(seconds=30)) == 2
         for reason, session_id in others.items():
             row = db.session.get(TerminalSession, session_id)
-            records.close_row(records.Facts.of(row), reason, 1, 2, now_utc())
+            session_rows.close_row(SessionMetadata.of(row), reason, 1, 2, now_utc())
     admin = app.test_client()
     AuthActions(admin).login()
     assert_told(admin, restarted, "server_restart")
@@ -126,7 +127,8 @@ def test_the_trail_and_the_session_page_say_how_each_session_ended(app):
 def test_a_code_nobody_named_still_reads_as_words_with_a_warning_look(app):
     with app.app_context():
         session_id = open_row(f"{HOST}:{os.getpid()}")
-        records.close_row(records.Facts.of(db.session.get(TerminalSession, session_id)), "solar_flare", 0, 0, now_utc())
+        session_rows.close_row(SessionMetadata.of(db.session.get(TerminalSession, session_id)), "solar_flare", 0, 0,
+                               now_utc())
     admin = app.test_client()
     AuthActions(admin).login()
     classes, cells = row_of(admin.get("/audit/rows").get_data(as_text=True), session_id)
@@ -154,20 +156,20 @@ def ended(server, label):
     return rows[0] if rows else None
 
 
-def test_a_lost_network_and_a_server_restart_read_as_such_in_the_trail(tmp_path, sshd):
-    server = LiveServer(tmp_path / "server").start()
+def test_a_lost_network_and_a_server_restart_read_as_such_in_the_trail(live_servers, sshd):
+    server = live_servers(TERMINAL_RESUME_SECONDS="1")  # a lost browser is waited for one second
     try:
         http = server.login()
         lost_label, restart_label = "lost-" + uuid.uuid4().hex[:6], "restart-" + uuid.uuid4().hex[:6]
         raw = drop_the_network(server, http, server.add_device(http, sshd, lost_label))
-        lost = wait_for(lambda: ended(server, lost_label), timeout=20)  # missed pings (WS_PING_SECONDS=2)
+        lost = wait_for(lambda: ended(server, lost_label))  # missed pings (WS_PING_SECONDS=2)
         raw.close()
         ws = open_terminal(f"{server.ws_url}/terminals/{server.add_device(http, sshd, restart_label)}/ws", http,
                            server.url)
         server.stop()  # SIGTERM: the graceful shutdown closes every terminal it holds, this one's socket included
         wait_for(lambda: not ws.connected)
         server.start()
-        restarted = wait_for(lambda: ended(server, restart_label), timeout=20)
+        restarted = wait_for(lambda: ended(server, restart_label))
         admin = server.login()
         trail = admin.get(f"{server.url}/audit/rows", params={"action": "session.ended"}).text
         for row, reason, words in ((lost, "disconnected", "the network was lost"),

@@ -218,9 +218,8 @@ def test_summary_in_the_browser(page, live_server):
     name = "nobody-" + uuid.uuid4().hex[:6]
     fail_login(live_server, name)
     # No reload: the poll (every 2 s on the test server) brings the new count and the name.
-    page.wait_for_function(f"() => +document.querySelector('[data-count=failed] a').textContent === {before + 1}",
-                           timeout=10000)
-    dialog.get_by_text(name).wait_for(timeout=1000)
+    page.wait_for_function(f"() => +document.querySelector('[data-count=failed] a').textContent === {before + 1}")
+    dialog.get_by_text(name).wait_for()
     wait_processed(page, "#audit-summary a.trail")
     polls = []
     page.on("request", lambda request: polls.append(1) if "/audit/summary" in request.url else None)

@@ -14,7 +14,7 @@ from app.audit.events import record
 from app.audit.integrity import verify
 from app.audit.models import AuditChainHead, AuditEvent
 from app.extensions import db
-from tests.support import ADMIN_PASSWORD, PG_URL, csrf_from, make_app, reset_postgres
+from tests.support import ADMIN_PASSWORD, PG_URL, csrf_from, fresh_postgres, make_app
 
 
 def rows(app, **where):
@@ -334,7 +334,7 @@ def run_writers(app, database_url, tmp_path, processes=4, each=250):
 
 
 def test_concurrent_writers_one_chain_postgresql(tmp_path):
-    url = reset_postgres(PG_URL)
+    url = fresh_postgres(PG_URL)
     app = make_app(tmp_path, database_url=url)
     run_writers(app, url, tmp_path)
     with app.app_context():

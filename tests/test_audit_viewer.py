@@ -15,7 +15,7 @@ from app.audit.models import AuditEvent
 from app.dbtypes import now_utc
 from app.extensions import db
 from app.terminals.models import TerminalSession
-from tests.support import ADMIN_PASSWORD, browser_login, logged_in_user
+from tests.support import ADMIN_PASSWORD, browser_login, live_events, logged_in_user, wait_for
 
 
 def count(app, action):
@@ -36,12 +36,6 @@ def seed(app, n=30):
             else:
                 record("session.ended", f"stopped session with web{i} (10.0.0.{i}:22)", actor="admin", user_id=1,
                        target=f"web{i} (10.0.0.{i}:22)", source_ip="10.0.0.2", details={"reason": "client_closed"})
-
-
-@pytest.fixture
-def admin(client, auth):
-    auth.login()
-    return client
 
 
 def body(response):
@@ -221,7 +215,6 @@ def test_viewer_in_the_browser(browser, page, live_server, sshd):
     other = browser.new_context()
     try:
         tab = other.new_page()
-        tab.set_default_timeout(10000)
         browser_login(tab, live_server)
         http = live_server.login()
         name = "viewer-" + uuid.uuid4().hex[:6]
@@ -230,11 +223,14 @@ def test_viewer_in_the_browser(browser, page, live_server, sshd):
         tab.locator(f'button.open-terminal[data-device-name="{name}"]').first.click()
         tab.locator(".xterm-rows").get_by_text(re.compile(r"gatehouse-test@")).first.wait_for()
         tab.locator(".tab-close").click()
+        tab.locator("#confirm-dialog[open] .confirm-yes").click()  # a running session asks before it ends
+        # The close frame must leave before the window does: a window closed first only detaches the session.
+        wait_for(lambda: any(name in (e.target or "") for e in live_events(live_server, "session.ended")))
     finally:
         other.close()
-    # No reload: the poll (every 5 s) brings both session rows within 10 s.
-    dialog.get_by_text(f"stopped session with {name}").wait_for(timeout=10000)
-    dialog.get_by_text(f"started session with {name}").wait_for(timeout=1000)
+    # No reload: the poll (every 5 s) brings both session rows.
+    dialog.get_by_text(f"stopped session with {name}").wait_for()
+    dialog.get_by_text(f"started session with {name}").wait_for()
 
     page.select_option("#audit-filters select[name=action]", "auth.login")
     dialog.locator("tr[data-action]").first.wait_for()
@@ -244,8 +240,7 @@ def test_viewer_in_the_browser(browser, page, live_server, sshd):
     assert actions and set(actions) == {"auth.login"}
     shown = len(actions)
     live_server.login()  # another browser logs in; the filtered, open viewer shows it by itself
-    page.wait_for_function(f"() => document.querySelectorAll('#audit-dialog tr[data-action]').length > {shown}",
-                           timeout=10000)
+    page.wait_for_function(f"() => document.querySelectorAll('#audit-dialog tr[data-action]').length > {shown}")
     page.click("[data-close-dialog]")
     assert not dialog.is_visible()
 

@@ -9,15 +9,15 @@ import uuid
 import pytest
 import simple_websocket
 
-from app.terminals.bridge import connect
-from tests.support import SECRET_KEY, LiveServer, open_terminal, read_until
+from app.terminals.bridge import ConnectRequest, connect
+from tests.support import open_terminal, read_until, server_app
 
 STALL = b"stty -icanon -echo; echo $((6*7))-stalled; sleep 300\n"  # a full PTY then blocks sshd's writes
 
 
 def open_bridge(sshd, **limits):
     """Connect to the test sshd; return the bridge and the output its pump collects."""
-    bridge = connect(sshd.host, sshd.port, sshd.user, password=sshd.password, timeout=5, **limits)
+    bridge = connect(ConnectRequest(sshd.host, sshd.port, sshd.user, password=sshd.password, timeout=5, **limits))
     output = bytearray()
     threading.Thread(target=bridge.pump, args=(output.extend,), daemon=True).start()
     return bridge, output
@@ -157,12 +157,10 @@ def ended_events(server, device):
     """Return the session.ended events of a device's sessions, from the server's database."""
     from sqlalchemy import select
 
-    from app import create_app
     from app.audit.models import AuditEvent
     from app.extensions import db
 
-    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
-                      "INSTANCE_DIR": str(server.workdir)})
+    app = server_app(server)
     with app.app_context():
         rows = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "session.ended",
                                                            AuditEvent.target.startswith(device + " "))).all()
@@ -172,11 +170,9 @@ def ended_events(server, device):
 
 
 @pytest.fixture(scope="module")
-def stuck_server(tmp_path_factory):
+def stuck_server(module_live_servers):
     """The app under gunicorn with a short SSH_WRITE_TIMEOUT, so a stuck device ends its session soon."""
-    server = LiveServer(tmp_path_factory.mktemp("stuck"), env={"SSH_WRITE_TIMEOUT": "2"}).start()
-    yield server
-    server.stop()
+    return module_live_servers(SSH_WRITE_TIMEOUT="2")
 
 
 def flood_websocket(ws, pid, frames=300, limit=30):

@@ -16,11 +16,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
 from app import create_app
-from app.audit import bundle, checkpoints, events
+from app.audit import bundle, chain, events
 from app.audit.models import AuditEvent
 from app.dbtypes import iso_utc, now_utc
 from app.extensions import db
-from tests.support import ROOT, SECRET_KEY, LiveServer, connect_terminal, new_user, read_until
+from tests.support import ROOT, SECRET_KEY, WAIT_SECONDS, connect_terminal, new_user, read_until, session_of
 
 
 def app_of(server):
@@ -29,17 +29,7 @@ def app_of(server):
                        "INSTANCE_DIR": str(server.workdir), "RECORDINGS_DIR": str(server.workdir / "recordings")})
 
 
-def session_of(ws):
-    """Read frames until the connected message; return the session id."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        frame = ws.receive(timeout=0.5)
-        if isinstance(frame, str) and json.loads(frame).get("type") == "connected":
-            return json.loads(frame)["session"]
-    raise AssertionError("no connected message")
-
-
-def ended_seal(app, session_id, timeout=10):
+def ended_seal(app, session_id, timeout=WAIT_SECONDS):
     """Wait for the session.ended event of a session; return its recording's seal."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -54,10 +44,10 @@ def ended_seal(app, session_id, timeout=10):
 
 
 @pytest.fixture(scope="module")
-def made(tmp_path_factory, sshd):
+def made(tmp_path_factory, module_live_servers, sshd):
     """Two users act on a real server, the admin records one terminal session; then two bundles are written."""
     workdir = tmp_path_factory.mktemp("bundle")
-    server = LiveServer(workdir / "server").start()
+    server = module_live_servers(workdir=workdir / "server")
     start = now_utc() - timedelta(seconds=1)
     try:
         other, password = new_user(server)  # first, so that a bundle of theirs holds the admin's events too
@@ -127,9 +117,10 @@ def test_a_bundle_of_two_users_and_a_recorded_session_verifies_offline(made, tmp
     assert done.stdout.startswith(f"OK: bundle {path}: {len(rows)} events ({meta['selected']} selected)")
     assert done.stdout.rstrip().endswith("1 recordings verified") and not done.stderr
     assert list(instance.iterdir()) == []
-    (tmp_path / "alone").mkdir()  # the checking half needs no other file of the project
+    (tmp_path / "alone").mkdir()  # the checker needs no other file of the project than the chain's format
     alone = tmp_path / "alone" / "bundle.py"
     alone.write_bytes((ROOT / "app" / "audit" / "bundle.py").read_bytes())
+    (tmp_path / "alone" / "chain.py").write_bytes((ROOT / "app" / "audit" / "chain.py").read_bytes())
     done = subprocess.run([sys.executable, str(alone), str(path), "--pubkey", made["pubkey"]], cwd=tmp_path,
                           env={"PATH": os.environ["PATH"]}, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.startswith("OK: bundle "), done.stdout + done.stderr
@@ -163,7 +154,7 @@ def test_the_user_filter_selects_only_that_users_events(made):
     assert rows[0]["selected"] and rows[0]["action"] == "auth.login"  # the segment starts at their first event
     assert {row["action"] for row in rows if not row["selected"]} >= {"session.started", "session.ended"}
     assert not [name for name in members(path) if name.startswith("recordings/")]  # the admin's session is not theirs
-    verdict = bundle.check(path, bundle.parse_public_key(made["pubkey"]))
+    verdict = bundle.check(path, chain.parse_public_key(made["pubkey"]))
     assert not verdict.problems and verdict.selected == len(selected)
     assert made["bundled"][1].details["user"] == made["other"]
 
@@ -176,7 +167,7 @@ def test_the_session_filter_selects_that_sessions_events_and_recording(made):
     assert {row["action"] for row in selected} == {"session.started", "session.ended"}
     assert all(row["session_id"] == made["session"] for row in selected)
     assert f"recordings/{made['session']}.cast" in found
-    verdict = bundle.check(path, bundle.parse_public_key(made["pubkey"]))
+    verdict = bundle.check(path, chain.parse_public_key(made["pubkey"]))
     assert not verdict.problems and verdict.recordings == 1
 
 
@@ -234,7 +225,7 @@ def test_a_tampered_bundle_is_detected_and_named(made, tmp_path, tamper):
     expected = []
     path = rewrite(made["paths"]["all"], tmp_path / "tampered.zip",
                    lambda found: expected.extend(tamper(found, made["session"])))
-    verdict = bundle.check(path, bundle.parse_public_key(made["pubkey"]))
+    verdict = bundle.check(path, chain.parse_public_key(made["pubkey"]))
     text = "\n".join(verdict.problems)
     assert all(part in text for part in expected), text
     assert str(verdict).startswith("BUNDLE FAILED (")
@@ -242,23 +233,44 @@ def test_a_tampered_bundle_is_detected_and_named(made, tmp_path, tamper):
 
 
 def test_a_wrong_public_key_fails(made):
-    other = checkpoints.public_text(Ed25519PrivateKey.generate().public_key())
-    verdict = bundle.check(made["paths"]["all"], bundle.parse_public_key(other))
+    other = chain.public_text(Ed25519PrivateKey.generate().public_key())
+    verdict = bundle.check(made["paths"]["all"], chain.parse_public_key(other))
     assert any("not by the given key" in problem for problem in verdict.problems), verdict.problems
 
 
-def test_the_checker_restates_the_chains_forms_exactly():
-    """The offline half carries its own copy of the documented forms: they must equal the app's."""
-    assert bundle.HASHED_FIELDS == events.HASHED_FIELDS
-    assert bundle.checkpoint_bytes(7, "ab" * 32, "2026-01-01T00:00:00.000000Z", "k") == checkpoints.signed_bytes(
-        7, "ab" * 32, "2026-01-01T00:00:00.000000Z", "k")
+def test_the_checker_and_the_app_share_the_chains_documented_forms():
+    """One module holds the forms docs/audit.md documents; the checker hashes a row as a bundle holds it (time in
+    ISO form) to the hash the app gives the row it writes."""
+    assert events.HASHED_FIELDS == chain.HASHED_FIELDS == (
+        "id", "occurred_at", "actor", "user_id", "action", "outcome", "severity", "message", "source_ip",
+        "user_agent", "request_id", "target", "session_id", "details")
+    assert chain.checkpoint_bytes(7, "ab" * 32, "2026-01-01T00:00:00.000000Z", "k") == (
+        b"gatehouse-audit-checkpoint-v1\n7\n" + b"ab" * 32 + b"\n2026-01-01T00:00:00.000000Z\nk\n")
     key = Ed25519PrivateKey.generate().public_key()
-    assert bundle.key_id(key) == checkpoints.key_id(key)
+    assert chain.key_id(key) == hashlib.sha256(key.public_bytes_raw()).hexdigest()[:16]
     row = {"id": 3, "occurred_at": now_utc(), "actor": "zoë", "user_id": None, "action": "auth.login", "outcome":
            "success", "severity": "info", "message": "logged in", "source_ip": "::1", "user_agent": None,
            "request_id": "r", "target": None, "session_id": None, "details": {"b": [1, 2.5], "a": "é"}}
     plain = events.plain(row)
     assert bundle.row_hash({**plain, "prev_hash": "0" * 64}) == events.chain_hash("0" * 64, row)
+
+
+STORED = ROOT / "tests" / "data" / "bundle" / "made-2026-12.zip"
+
+
+def test_a_bundle_written_before_the_chains_format_moved_still_verifies(tmp_path):
+    """A bundle written with the code of December 2026 (a user filter, a checkpoint inside the segment, a sealed
+    recording) verifies with the checker of today, in the app and as a script of its own."""
+    pubkey = STORED.with_suffix(".pubkey").read_text().strip()
+    verdict = bundle.check(STORED, chain.parse_public_key(pubkey))
+    assert not verdict.problems and not verdict.notes, verdict.problems
+    assert (verdict.events, verdict.selected, verdict.first_id, verdict.last_id, verdict.recordings) == (6, 4, 2, 7, 1)
+    done = subprocess.run([sys.executable, "-m", "app.audit.bundle", str(STORED), "--pubkey", pubkey], cwd=tmp_path,
+                          env={"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith(f"OK: bundle {STORED}: 6 events (4 selected)"), done.stdout
+    tampered = rewrite(STORED, tmp_path / "tampered.zip", lambda found: edit_event(found, "s-fixture"))
+    assert bundle.check(tampered, chain.parse_public_key(pubkey)).problems
 
 
 def test_a_range_that_selects_nothing_writes_no_file(runner, tmp_path):

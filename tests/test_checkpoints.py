@@ -9,11 +9,11 @@ from datetime import datetime, timedelta, timezone
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import delete, func, select, update
 
-from app import maintenance
-from app.audit import checkpoints, events, retention
+from app.audit import chain, checkpoints, events, retention
 from app.audit.events import chain_hash, record
 from app.audit.models import GENESIS_HASH, AuditChainHead, AuditEvent
 from app.extensions import db
+from app.jobs import table as jobs
 from tests.support import make_app, wait_for
 
 
@@ -94,8 +94,8 @@ def test_key_created_private_and_pubkey_printed(app, runner, tmp_path):
     assert stat.S_IMODE(key_file.parent.stat().st_mode) == 0o700
     with app.app_context():
         public = checkpoints.signing_key().public_key()
-    assert result.output.strip() == checkpoints.public_text(public)
-    assert len(checkpoints.parse_public_key(result.output).public_bytes_raw()) == 32
+    assert result.output.strip() == chain.public_text(public)
+    assert len(chain.parse_public_key(result.output).public_bytes_raw()) == 32
     assert runner.invoke(args=["audit", "pubkey"]).output == result.output  # made once, then read
 
 
@@ -121,7 +121,7 @@ def test_checkpoint_only_when_the_head_moved(app, tmp_path):
         row = db.session.scalars(select(AuditEvent).where(AuditEvent.id == 7)).one()
         head_hash = db.session.scalar(select(AuditEvent.hash).where(AuditEvent.id == 6))
     assert (row.action, row.severity, row.actor) == ("audit.checkpoint", "info", "system")
-    assert row.details["head_hash"] == head_hash and set(row.details) == set(checkpoints.FIELDS)
+    assert row.details["head_hash"] == head_hash and set(row.details) == set(chain.CHECKPOINT_FIELDS)
     lines = [json.loads(line) for line in (tmp_path / "audit_checkpoints.jsonl").read_text().splitlines()]
     assert lines == [first, second]
 
@@ -131,7 +131,7 @@ def test_maintenance_loop_signs_under_a_lease(tmp_path):
     app = make_app(tmp_path, AUDIT_CHECKPOINT_SECONDS=1)
     try:
         fill(app, 2)
-        maintenance.start(app)
+        jobs.start(app)
 
         def count():
             with app.app_context():
@@ -143,7 +143,7 @@ def test_maintenance_loop_signs_under_a_lease(tmp_path):
         fill(app, 1)
         wait_for(lambda: count() == 2)
     finally:
-        maintenance.stop(app)
+        jobs.stop(app)
         with app.app_context():
             db.engine.dispose()
     assert count() == 2  # the head did not move after the second one
@@ -234,12 +234,12 @@ def test_forged_checkpoint_fails_its_signature(any_app):
     with any_app.app_context():
         head = db.session.execute(select(AuditChainHead)).scalar_one()
         details = {"head_id": head.last_id, "head_hash": head.last_hash, "signed_at": "2026-01-01T00:00:00.000000Z",
-                   "key_id": checkpoints.key_id(other.public_key())}
-        message = checkpoints.signed_bytes(details["head_id"], details["head_hash"], details["signed_at"],
+                   "key_id": chain.key_id(other.public_key())}
+        message = chain.checkpoint_bytes(details["head_id"], details["head_hash"], details["signed_at"],
                                            details["key_id"])
         details["signature"] = base64.b64encode(other.sign(message)).decode()
         record("audit.checkpoint", "signed the audit trail's head", actor="system", details=details)
-        mine = checkpoints.key_id(checkpoints.signing_key().public_key())
+        mine = chain.key_id(checkpoints.signing_key().public_key())
         # And one with this trail's key id but a signature of other bytes.
         record("audit.checkpoint", "signed the audit trail's head", actor="system",
                details={**details, "key_id": mine})
@@ -280,7 +280,7 @@ def test_verify_against_an_exported_file(app, runner, tmp_path):
         assert code == 1
         assert f"CHECKPOINT event 14 (from {exported})" in output and "names event 13, which is gone" in output
         # The wrong public key fails every signature.
-        other = checkpoints.public_text(Ed25519PrivateKey.generate().public_key())
+        other = chain.public_text(Ed25519PrivateKey.generate().public_key())
         code, output = verify(copy, "--against", str(exported), "--pubkey", other)
         assert code == 1 and "not by this trail's key" in output
         code, output = verify(copy, "--pubkey", "not a key")

@@ -97,7 +97,7 @@ def test_factory_applies_overrides(tmp_path):
     app = create_app({"TESTING": True, "SECRET_KEY": "k" * 40, "INSTANCE_DIR": str(tmp_path),
                       "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'x.db'}", "SESSION_TTL_HOURS": 2})
     assert app.config["PERMANENT_SESSION_LIFETIME"].total_seconds() == 7200
-    from app.terminals.socket import InputGate
+    from app.terminals.websocket import InputGate
 
     assert app.config["SOCK_SERVER_OPTIONS"] == {"ping_interval": 10, "max_message_size": 1048576,
                                                  "event_class": InputGate}

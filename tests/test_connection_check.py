@@ -11,17 +11,10 @@ from sqlalchemy import select
 from app.audit.models import AuditEvent
 from app.auth.models import User
 from app.devices import connection_test
-from app.devices.models import Device
+from app.devices.models import Device, HostKey
 from app.extensions import db
-from app.terminals.models import HostKey
 from tests.support import free_port, wait_for
 from tests.test_teams import client_of, make_user, post, team_id
-
-
-@pytest.fixture
-def admin(client, auth):
-    auth.login()
-    return client
 
 
 def try_form(admin, sshd, path="/devices/test", **fields):

@@ -8,15 +8,16 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from app import create_app
+from app import crypto
 from app.audit.models import AuditEvent
 from app.auth.models import User
 from app.dbtypes import iso_utc, now_utc
-from app.devices import reachability, secrets
+from app.devices import reachability
 from app.devices.models import Device, Favourite
 from app.extensions import db
+from app.jobs.table import app_jobs
 from app.terminals.models import TerminalSession
-from tests.support import SECRET_KEY, AuthActions, browser_login, csrf_from, new_user, wait_for
+from tests.support import AuthActions, browser_login, csrf_from, new_user, server_app, wait_for
 
 SHOTS = os.environ.get("GATEHOUSE_SHOTS")
 
@@ -84,7 +85,8 @@ def test_favourites_recent_and_last_use_lead_the_list(any_app):
     html = reply.get_data(as_text=True)
     favourites = html.split("<h3>Favourites</h3>")[1].split("</section>")[0]
     assert re.findall(r'data-device-name="(\w+)"', favourites) == ["bravo"]
-    assert 'aria-label="Remove bravo from favourites"' in html and 'aria-pressed="true"' in html
+    assert re.search(r'id="device-actions-\d+"[^>]*aria-label="Actions for bravo"[^>]*>\s*<button[^>]*class="star on"'
+                     r'[^>]*>\s*<svg[^<]*<path[^<]*</svg>Remove from favourites</button>', html)
     assert html.count(f'id="device-{ids["bravo"]}"') == 1  # the copy under Favourites has no id of its own
     reply = client.post(f"/devices/{ids['bravo']}/favourite", headers={"X-CSRFToken": csrf_from(page)})
     assert "<h3>Favourites</h3>" not in reply.get_data(as_text=True)
@@ -100,7 +102,7 @@ def test_a_favourite_of_a_device_one_may_not_use_is_404(app, auth, client):
         db.session.add(other)
         db.session.flush()
         device = Device(owner_id=other.id, name="theirs", host="10.0.0.9", port=22, username="x",
-                        password_enc=secrets.encrypt("pw", "password"))
+                        password_enc=crypto.encrypt("pw", "password"))
         db.session.add(device)
         db.session.commit()
         device_id = device.id
@@ -122,7 +124,7 @@ def test_port_check_marks_answering_and_silent_ports(any_app):
             admin = db.session.scalar(select(User).filter_by(username="admin"))
             for name, port in (("up", listening.getsockname()[1]), ("down", closed.getsockname()[1])):
                 db.session.add(Device(owner_id=admin.id, name=name, host="127.0.0.1", port=port, username="x",
-                                      password_enc=secrets.encrypt("pw", "password")))
+                                      password_enc=crypto.encrypt("pw", "password")))
             db.session.commit()
         assert reachability.check_round(app) == 2
         assert reachability.check_round(app) == 0  # checked a moment ago: not due again
@@ -141,19 +143,18 @@ def test_port_check_marks_answering_and_silent_ports(any_app):
 
 def test_port_check_is_off_at_zero(app):
     app.config["PORT_CHECK_SECONDS"] = 0
-    assert reachability.start_round(app) is False
+    assert "port-check" not in {job.name for job in app_jobs(app)}  # no round is ever started
 
 
 # ---- In Chromium: 200 devices, search, keys, the palette, folders, phone width ----
 
 def seed_many(server, owner, sshd, count=200):
     """Give owner count devices in four folders, one of them the real sshd; return its name."""
-    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
-                      "INSTANCE_DIR": str(server.workdir)})
+    app = server_app(server)
     target = "db-primary-117"
     with app.app_context():
         user = db.session.scalar(select(User).filter_by(username=owner))
-        password = secrets.encrypt(sshd.password, "password")
+        password = crypto.encrypt(sshd.password, "password")
         for i in range(count):
             name = target if i == 117 else f"host-{i:03d}"
             device = Device(owner_id=user.id, name=name, host="127.0.0.1" if name == target else f"10.9.{i // 250}.{i % 250}",
@@ -266,15 +267,17 @@ def test_favourite_in_the_browser_keeps_the_search(page, live_server, crowd):
     user, password, _ = crowd
     browser_login(page, live_server, user, password)
     page.locator("#device-search").fill("host-005")
-    page.locator("#device-list li.device[id]:visible button.star").click()
+    page.locator("#device-list li.device[id]:visible .row-menu").click()  # the star is in the row's menu
+    page.locator("#device-list li.device[id]:visible .row-actions .star").click()
     favourites = page.locator('#device-list section.group.pinned[aria-label="Favourites"]')
     favourites.wait_for(state="attached")  # the new panel is in (Recent may have been there before it)
-    wait_for(lambda: page.locator("#device-search").input_value() == "host-005", timeout=5)
-    wait_for(lambda: page.locator("#device-list li.device[id]:visible").count() == 1, timeout=5)
+    wait_for(lambda: page.locator("#device-search").input_value() == "host-005")
+    wait_for(lambda: page.locator("#device-list li.device[id]:visible").count() == 1)
     page.locator("#device-search").fill("")
     favourites.wait_for(state="visible")
     assert favourites.locator(".open-terminal .name").inner_text() == "host-005"
-    favourites.locator("button.star").click()  # unpin again: the module's other tests see no favourite
+    favourites.locator(".row-menu").click()
+    favourites.locator(".row-actions .star").click()  # unpin again: the module's other tests see no favourite
     page.locator('#device-list section.group.pinned[aria-label="Favourites"]').wait_for(state="detached")
 
 
@@ -282,7 +285,6 @@ def test_phone_list_fits_the_screen(browser, live_server, crowd):
     user, password, _ = crowd
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     page = context.new_page()
-    page.set_default_timeout(10000)
     try:
         browser_login(page, live_server, user, password)
         page.locator("#device-list li.device[id]").first.wait_for(state="attached")

@@ -8,19 +8,14 @@ import paramiko
 import pytest
 from sqlalchemy import func, select
 
-from app.devices import keys, secrets
+from app import crypto
+from app.devices import keys
 from app.devices.models import Device
 from app.extensions import db
 from tests.support import AuthActions, logged_in_user, make_app, need_ssh_keygen
 
 SECRET_PASSWORD = "device-secret-Pa55word!"
 PASSPHRASE = "key-passphrase-42"
-
-
-@pytest.fixture
-def admin(client, auth):
-    auth.login()
-    return client
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +55,7 @@ def device(app, name="web1"):
 
 def decrypted(app, value, purpose):
     with app.app_context():
-        return secrets.decrypt(value, purpose)
+        return crypto.decrypt(value, purpose)
 
 
 @pytest.fixture(autouse=True)
@@ -257,18 +252,18 @@ def test_no_secret_in_clear_on_postgresql(pg_app, key_files):
 def test_changing_the_secret_key_needs_encryption_key(tmp_path):
     first = make_app(tmp_path / "a", SECRET_KEY="s" * 40)
     with first.app_context():
-        blob = secrets.encrypt("hunter2-device", "password")
+        blob = crypto.encrypt("hunter2-device", "password")
     second = make_app(tmp_path / "b", SECRET_KEY="t" * 40)
-    with second.app_context(), pytest.raises(secrets.SecretError, match="was SECRET_KEY or ENCRYPTION_KEY changed"):
-        secrets.decrypt(blob, "password")
+    with second.app_context(), pytest.raises(crypto.SecretError, match="was SECRET_KEY or ENCRYPTION_KEY changed"):
+        crypto.decrypt(blob, "password")
     pinned = make_app(tmp_path / "c", SECRET_KEY="s" * 40, ENCRYPTION_KEY="e" * 40)
     with pinned.app_context():
-        blob = secrets.encrypt("hunter2-device", "password")
-        with pytest.raises(secrets.SecretError):
-            secrets.decrypt(blob, "private_key")  # bound to its purpose
+        blob = crypto.encrypt("hunter2-device", "password")
+        with pytest.raises(crypto.SecretError):
+            crypto.decrypt(blob, "private_key")  # bound to its purpose
     rotated = make_app(tmp_path / "d", SECRET_KEY="u" * 40, ENCRYPTION_KEY="e" * 40)
     with rotated.app_context():
-        assert secrets.decrypt(blob, "password") == "hunter2-device"
+        assert crypto.decrypt(blob, "password") == "hunter2-device"
 
 
 def test_key_parser_rejects_paramiko_garbage():

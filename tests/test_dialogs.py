@@ -6,11 +6,10 @@ import secrets
 import pytest
 from sqlalchemy import select
 
-from app import create_app
+from app.devices.models import HostKey
 from app.extensions import db
-from app.terminals.models import HostKey
-from tests.support import (SECRET_KEY, browser_login, csrf_from, free_port, live_events, new_user, open_terminal,
-                           wait_for)
+from tests.support import (browser_login, csrf_from, free_port, live_events, new_user, open_terminal,
+                           server_app, wait_for)
 
 SIZES = {"desktop": (1440, 900), "phone": (390, 844)}
 
@@ -26,7 +25,6 @@ def page_at(browser, size):
     width, height = SIZES[size]
     context = browser.new_context(viewport={"width": width, "height": height})
     page = context.new_page()
-    page.set_default_timeout(10000)
     yield page
     context.close()
 
@@ -80,7 +78,7 @@ def focused_id(page):
 
 def wait_focus(page, element_id):
     """Wait until the element with this id has the focus."""
-    wait_for(lambda: focused_id(page) == element_id, timeout=5)
+    wait_for(lambda: focused_id(page) == element_id)
 
 
 def assert_in_view(page, locator):
@@ -100,8 +98,10 @@ def test_drawer_opens_in_view_takes_focus_and_gives_it_back(page_at, live_server
     name, password, ids = owner
     browser_login(page, live_server, name, password)
     show_devices(page)
+    menu = page.locator(f"#device-menu-{ids['dev-48']}")  # Edit is in the row's menu
+    menu.scroll_into_view_if_needed()
+    menu.click()
     edit = page.locator(f"#edit-device-{ids['dev-48']}")
-    edit.scroll_into_view_if_needed()
     edit.click()
     drawer = page.locator("dialog#device-drawer[open]")
     drawer.wait_for()
@@ -111,9 +111,10 @@ def test_drawer_opens_in_view_takes_focus_and_gives_it_back(page_at, live_server
     shot(page, f"dialogs-drawer-{size}")
     page.keyboard.press("Escape")
     drawer.wait_for(state="detached")
-    wait_focus(page, f"edit-device-{ids['dev-48']}")
+    wait_focus(page, f"device-menu-{ids['dev-48']}")  # back on the row's menu button
 
-    edit.click()  # again, and save: the list updates, the drawer goes, the focus comes back
+    menu.click()  # again, and save: the list updates, the drawer goes, the focus comes back
+    edit.click()
     drawer.wait_for()
     new_host = "127.0.0.2" if size == "desktop" else "127.0.0.3"
     page.fill("#host", new_host)
@@ -126,7 +127,7 @@ def test_drawer_opens_in_view_takes_focus_and_gives_it_back(page_at, live_server
     page.get_by_text("Device dev-48 saved.").wait_for()
     drawer.wait_for(state="detached")
     assert f"@{new_host}:2222" in page.locator(f"#device-{ids['dev-48']} .addr").inner_text()
-    wait_focus(page, f"edit-device-{ids['dev-48']}")
+    wait_focus(page, f"device-menu-{ids['dev-48']}")
 
     page.click("#add-device")
     drawer.wait_for()
@@ -140,6 +141,7 @@ def test_drawer_opens_in_view_takes_focus_and_gives_it_back(page_at, live_server
 
 def ask(page, button, names):
     """Press a destructive button; check the one dialog names the object and offers Cancel first."""
+    page.wait_for_load_state("load")  # the confirmation is wired by a deferred script: a click before it submits
     button.click()
     dialog = page.locator("#confirm-dialog[open]")
     dialog.wait_for()
@@ -159,8 +161,7 @@ def cancel(page, dialog, how):
 
 def put_host_key(server, port):
     """Store a host key for 127.0.0.1:port in the live server's database; return its fingerprint."""
-    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
-                      "INSTANCE_DIR": str(server.workdir)})
+    app = server_app(server)
     fingerprint = "SHA256:" + secrets.token_urlsafe(32)[:43]
     with app.app_context():
         db.session.add(HostKey(host="127.0.0.1", port=port, key_type="ssh-ed25519", key_base64="AAAAC3NzaC1lZDI1NTE5",
@@ -171,8 +172,7 @@ def put_host_key(server, port):
 
 
 def host_key_stored(server, port):
-    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
-                      "INSTANCE_DIR": str(server.workdir)})
+    app = server_app(server)
     with app.app_context():
         found = db.session.scalar(select(HostKey.id).filter_by(host="127.0.0.1", port=port))
         db.engine.dispose()
@@ -194,12 +194,17 @@ def test_every_destructive_action_needs_its_confirmation(page_at, live_server, s
     browser_login(page, live_server)
     show_devices(page)
 
-    # Delete a device: Cancel keeps it, Delete deletes it.
-    button = page.locator(f'#device-list li:has([data-device-name="{doomed}"]) button.danger')
+    # Delete a device, from its row's menu: Cancel keeps it, Delete deletes it.
+    row = page.locator(f'#device-list li[id]:has([data-device-name="{doomed}"])')
+    button = row.locator(".row-actions [hx-confirm]")
+    page.wait_for_load_state("load")
+    row.locator(".row-menu").click()
     dialog = ask(page, button, f"Delete device {doomed} (127.0.0.1:22)?")
     shot(page, f"dialogs-confirm-{size}")
     cancel(page, dialog, "button")
     assert f'data-device-name="{doomed}"' in admin.get(live_server.url + "/devices/", timeout=10).text
+    wait_focus(page, row.locator(".row-menu").get_attribute("id"))  # the focus is back on the row's menu button
+    page.keyboard.press("Enter")
     ask(page, button, doomed).locator(".confirm-yes").click()
     page.get_by_text(f"Device {doomed} (127.0.0.1:22) deleted.").wait_for()
     assert f'data-device-name="{doomed}"' not in admin.get(live_server.url + "/devices/", timeout=10).text

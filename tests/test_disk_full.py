@@ -8,7 +8,8 @@ import time
 import pytest
 import simple_websocket
 
-from tests.support import LiveServer, SSHServer, connect_terminal, live_events, missing, open_terminal, read_until
+from tests.support import (WAIT_SECONDS, SSHServer, connect_terminal, live_events, missing, open_terminal, read_until,
+                           session_of)
 
 
 def established(port):
@@ -51,10 +52,9 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
-def test_full_disk_at_end_and_at_start(tmp_path, small_disk, sshd):
+def test_full_disk_at_end_and_at_start(tmp_path, live_servers, small_disk, sshd):
     own_sshd = SSHServer(tmp_path / "sshd", key_path=sshd.key_path, password=sshd.password).start()
-    server = LiveServer(tmp_path / "live", env={"DATABASE_URL": f"sqlite:///{small_disk / 'gatehouse.db'}",
-                                                "GATEHOUSE_INSTANCE": str(small_disk)}).start()
+    server = live_servers(DATABASE_URL=f"sqlite:///{small_disk / 'gatehouse.db'}", GATEHOUSE_INSTANCE=str(small_disk))
     try:
         http = server.login()
         first = server.add_device(http, own_sshd, "full-a")
@@ -67,7 +67,7 @@ def test_full_disk_at_end_and_at_start(tmp_path, small_disk, sshd):
         # The end of a session cannot be written: the SSH side closes anyway, the end waits.
         closed_at = time.time()
         ws.close()
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + WAIT_SECONDS
         while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not os.path.exists(f"/proc/{pid}"), "the remote shell outlived the session"
@@ -80,7 +80,7 @@ def test_full_disk_at_end_and_at_start(tmp_path, small_disk, sshd):
         controls = []
         try:
             while True:
-                frame = refused.receive(timeout=10)
+                frame = refused.receive(timeout=WAIT_SECONDS)
                 assert frame is None or isinstance(frame, str), "no terminal output may arrive"
                 if frame is None:
                     break
@@ -93,7 +93,7 @@ def test_full_disk_at_end_and_at_start(tmp_path, small_disk, sshd):
 
         # Space again: the waiting end is written, with the time the session really ended.
         filler.unlink()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + WAIT_SECONDS
         ended = []
         while not ended and time.monotonic() < deadline:
             time.sleep(0.3)
@@ -110,11 +110,12 @@ def test_full_disk_at_end_and_at_start(tmp_path, small_disk, sshd):
         own_sshd.stop()
 
 
-def test_full_disk_under_recordings_stops_the_recording_not_the_session(tmp_path, small_disk, sshd):
-    from tests.test_recording import server_key, session_of, wait_ended
-    from app.terminals import recording
+def test_full_disk_under_recordings_stops_the_recording_not_the_session(live_servers, small_disk, sshd):
+    from tests.test_recording import server_key, wait_ended
+    from app.recording.chunks import check, iter_cast
+    from app.recording.store import LocalStore
 
-    server = LiveServer(tmp_path / "rec", env={"RECORDINGS_DIR": str(small_disk / "recordings")}).start()
+    server = live_servers(RECORDINGS_DIR=str(small_disk / "recordings"))
     try:
         http = server.login()
         device = server.add_device(http, sshd, "full-recordings")
@@ -125,9 +126,9 @@ def test_full_disk_under_recordings_stops_the_recording_not_the_session(tmp_path
         time.sleep(1.5)  # flushed
         filler = fill(small_disk)
         ws.send(b"seq 1 20000; echo lost-$((2*22))\r")
-        read_until(ws, b"lost-44", timeout=20)
+        read_until(ws, b"lost-44")
         failed = None
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + WAIT_SECONDS
         while failed is None and time.monotonic() < deadline:
             found = [e for e in live_events(server, "recording.failed") if e.session_id == session_id]
             failed = found[0] if found else None
@@ -139,9 +140,9 @@ def test_full_disk_under_recordings_stops_the_recording_not_the_session(tmp_path
         seal = wait_ended(server, session_id).details["recording"]
         assert seal["state"] == "failed" and "No space left" in seal["error"]
         filler.unlink()
-        store = recording.LocalStore(small_disk / "recordings")
-        assert recording.check(store, session_id, server_key(server), seal) == ("verified", None)
-        text = b"".join(recording.iter_cast(store, session_id, server_key(server)))
+        store = LocalStore(small_disk / "recordings")
+        assert check(store, session_id, server_key(server), seal) == ("verified", None)
+        text = b"".join(iter_cast(store, session_id, server_key(server)))
         assert b"kept-42" in text and b"lost-44" not in text
     finally:
         server.stop()

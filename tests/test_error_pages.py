@@ -1,15 +1,9 @@
 """The 403 and 404 answers: the app's own page with a sentence and a way back, a short body for JSON and htmx."""
 import pytest
 
-from tests.support import AuthActions, logged_in_user
+from tests.support import logged_in_user
 
 STOCK = ("The requested URL was not found on the server", "You don't have the permission to access")
-
-
-@pytest.fixture
-def admin(client):
-    assert AuthActions(client).login().status_code == 302
-    return client
 
 
 def test_not_found_is_our_page_with_a_way_back(admin):

@@ -124,6 +124,7 @@ def test_the_tab_links_to_a_dialog_with_both_fingerprints(page, live_server, ser
         link.click()
     accept_page = opened.value
     accept_page.locator("h1", has_text="Changed host key").wait_for()
+    accept_page.wait_for_load_state("load")  # the confirmation is wired by a deferred script
     accept_page.get_by_role("button", name="Accept this new key").click()
     dialog = accept_page.locator("#confirm-dialog")
     dialog.wait_for()

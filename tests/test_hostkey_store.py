@@ -7,10 +7,10 @@ import pytest
 from sqlalchemy import select
 
 from app.audit.models import AuditEvent
+from app.devices import hostkeys
+from app.devices.models import HostKey, OfferedHostKey
+from app.devices.ssh import fingerprint
 from app.extensions import db
-from app.terminals import hostkeys
-from app.terminals.bridge import fingerprint
-from app.terminals.models import HostKey, OfferedHostKey
 
 DEVICE = SimpleNamespace(host="127.0.0.1", port=2222, address="127.0.0.1:2222", label="box (127.0.0.1:2222)")
 

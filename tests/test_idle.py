@@ -10,15 +10,14 @@ import pytest
 import simple_websocket
 from sqlalchemy import select, update
 
-from app import create_app
 from app.audit.models import AuditEvent
-from app.auth import sessions
+from app.auth import logins
 from app.auth.models import LoginSession
 from app.dbtypes import now_utc
 from app.extensions import db
 from config import Config, ConfigError
-from tests.support import (SECRET_KEY, AuthActions, LiveServer, browser_login, live_events, make_app, new_user,
-                           open_terminal, wait_for)
+from tests.support import (AuthActions, browser_login, live_events, make_app, new_user,
+                           open_terminal, server_app, wait_for)
 
 POLL = {"X-Gatehouse-Poll": "1"}
 
@@ -80,7 +79,7 @@ def test_an_idle_log_in_is_refused_then_revoked_once(idle_app):
     assert client.get("/").headers["Location"].startswith("/login")
     assert client.get("/account/idle").get_json() == {"left": 0}
     with idle_app.app_context():
-        assert sessions.expire_due() == 1 and sessions.expire_due() == 0
+        assert logins.expire_due() == 1 and logins.expire_due() == 0
         row = db.session.scalars(select(LoginSession)).one()
         event = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "auth.session_revoked")).one()
     assert row.revoke_reason == "idle_timeout" and event.actor == "system"
@@ -110,18 +109,16 @@ def test_no_idle_limit_when_off(tmp_path):
     idle_for(app, 7 * 3600)
     assert client.get("/").status_code == 200
     with app.app_context():
-        assert sessions.expire_due() == 0
+        assert logins.expire_due() == 0
     assert client.get("/account/idle", headers=POLL).get_json()["left"] > 7 * 3600
 
 
 # --- real server, real sshd, real Chromium ---------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def idle_server(tmp_path_factory):
+def idle_server(module_live_servers):
     """gunicorn with a 6 s idle limit (heartbeats every second, so terminal input is noted within about one)."""
-    server = LiveServer(tmp_path_factory.mktemp("idle"), env={"SESSION_IDLE_SECONDS": "6"}).start()
-    yield server
-    server.stop()
+    return module_live_servers(SESSION_IDLE_SECONDS="6")
 
 
 def test_typing_keeps_a_terminal_alive_and_idleness_closes_it(idle_server, sshd):
@@ -158,11 +155,9 @@ def test_typing_keeps_a_terminal_alive_and_idleness_closes_it(idle_server, sshd)
 
 
 @pytest.fixture
-def badge_server(tmp_path):
+def badge_server(live_servers):
     """gunicorn with a 10 s idle limit: all of it lies in the last two minutes, so the badge offers to stay at once."""
-    server = LiveServer(tmp_path, env={"SESSION_IDLE_SECONDS": "10"}).start()
-    yield server
-    server.stop()
+    return live_servers(SESSION_IDLE_SECONDS="10")
 
 
 def test_the_badge_counts_down_offers_to_stay_and_leaves_at_the_end(browser, badge_server):
@@ -178,7 +173,7 @@ def test_the_badge_counts_down_offers_to_stay_and_leaves_at_the_end(browser, bad
             page.wait_for_function("() => /^0:0[0-6]$/.test(document.querySelector('#idle-badge .left').textContent)")
             badge.locator("button.stay").click()
             page.wait_for_function("() => /^0:(10|09)$/.test(document.querySelector('#idle-badge .left').textContent)")
-            page.wait_for_url(re.compile(r"/login\?expired=1"), timeout=15000)  # nobody touches it now
+            page.wait_for_url(re.compile(r"/login\?expired=1"))  # nobody touches it now
             page.get_by_text("Your log-in expired after a time without activity").wait_for()
             if width == 390:
                 _shot(page, f"idle-expired-{width}x{height}")
@@ -186,22 +181,19 @@ def test_the_badge_counts_down_offers_to_stay_and_leaves_at_the_end(browser, bad
             context.close()
     # The page leaves at zero by its own clock; the maintenance loop writes the revocation within a second or so.
     revoked = wait_for(lambda: len(live_events(badge_server, "auth.session_revoked")) >= 2 and
-                       live_events(badge_server, "auth.session_revoked"), timeout=10)
+                       live_events(badge_server, "auth.session_revoked"))
     assert [e.details["reason"] for e in revoked] == ["idle_timeout", "idle_timeout"]
 
 
 @pytest.fixture
-def long_badge_server(tmp_path):
+def long_badge_server(live_servers):
     """gunicorn with a 150 s idle limit: more than two minutes, less than four."""
-    server = LiveServer(tmp_path, env={"SESSION_IDLE_SECONDS": "150"}).start()
-    yield server
-    server.stop()
+    return live_servers(SESSION_IDLE_SECONDS="150")
 
 
 def make_idle(server, seconds):
     """Move every log-in's last activity seconds back, in the live server's database."""
-    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
-                      "INSTANCE_DIR": str(server.workdir)})
+    app = server_app(server)
     idle_for(app, seconds)
     with app.app_context():
         db.engine.dispose()
@@ -215,6 +207,7 @@ def test_with_a_150_s_limit_the_badge_offers_to_stay_in_the_last_two_minutes(bro
         browser_login(page, long_badge_server)
         badge, stay = page.locator("#idle-badge"), page.locator("#idle-badge button.stay")
         assert badge.locator(".left").inner_text() == "3 min" and stay.is_hidden()  # 150 s: not yet
+        page.wait_for_load_state("networkidle")  # the page's own first requests (the tabs to restore) are activity
         make_idle(long_badge_server, 40)  # the server's truth: 110 s left
         page.clock.fast_forward(31_000)  # past the badge's 30 s between questions: it asks the server
         stay.wait_for(state="visible")

@@ -1,6 +1,4 @@
 """Log-in failures: counted atomically under parallel guesses, and hostile usernames answered cleanly."""
-import subprocess
-import sys
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -8,16 +6,14 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from app import create_app
 from app.audit.models import AuditEvent
 from app.extensions import db
-from tests.support import ROOT, SECRET_KEY, AuthActions, LiveServer, csrf_from
+from tests.support import AuthActions, console, csrf_from, server_app
 
 
 def trail(server, action, actor):
     """Return the events of one action and actor in a live server's trail."""
-    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
-                      "INSTANCE_DIR": str(server.workdir)})
+    app = server_app(server)
     with app.app_context():
         rows = db.session.scalars(select(AuditEvent).filter_by(action=action, actor=actor)).all()
         db.session.expunge_all()
@@ -34,18 +30,15 @@ def guess(server, username, password):
 
 
 @pytest.fixture
-def lock_server(tmp_path):
+def lock_server(live_servers):
     """The app under gunicorn in LOCKOUT_MODE=lock (the default, delay, is in tests/test_throttle.py)."""
-    server = LiveServer(tmp_path, env={"LOCKOUT_MODE": "lock"}).start()
-    yield server
-    server.stop()
+    return live_servers(LOCKOUT_MODE="lock")
 
 
 def test_parallel_wrong_passwords_lock_the_account(lock_server):
     live_server = lock_server
     name, password = "guess-" + uuid.uuid4().hex[:6], "the-right-password"
-    subprocess.run([sys.executable, "-m", "flask", "--app", "app", "users", "create", name, "--password", password],
-                   cwd=ROOT, env=live_server.environment(), check=True, capture_output=True)
+    console(live_server, "users", "create", name, "--password", password)
     with ThreadPoolExecutor(8) as pool:
         for _ in range(3):  # three batches of 8 parallel wrong passwords, as an attacker would send them
             statuses = list(pool.map(lambda i: guess(live_server, name, f"wrong-{i}"), range(8)))

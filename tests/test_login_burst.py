@@ -7,18 +7,16 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from app import create_app
 from app.audit.events import record
 from app.audit.models import AuditChainHead, AuditEvent
 from app.blocking import release_idle_connection
 from app.extensions import db
-from tests.support import PG_URL, SECRET_KEY, LiveServer, csrf_from, make_app, reset_postgres
+from tests.support import PG_URL, csrf_from, make_app, reset_postgres, server_app
 
 
 def _failed_logins(server, names):
     """Count the auth.login_failed events the server wrote for these names."""
-    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
-                      "INSTANCE_DIR": str(server.workdir)})
+    app = server_app(server)
     with app.app_context():
         count = db.session.scalar(select(func.count()).select_from(AuditEvent).where(
             AuditEvent.action == "auth.login_failed", AuditEvent.actor.in_(names)))
@@ -72,11 +70,9 @@ def test_login_burst_sqlite(live_server):
 
 
 @pytest.fixture
-def pg_live_server(tmp_path):
+def pg_live_server(live_servers):
     """The app under gunicorn with two gevent workers on PostgreSQL."""
-    server = LiveServer(tmp_path, env={"DATABASE_URL": reset_postgres(PG_URL), "WEB_CONCURRENCY": "2"}).start()
-    yield server
-    server.stop()
+    return live_servers(DATABASE_URL=reset_postgres(PG_URL), WEB_CONCURRENCY="2")
 
 
 def test_login_burst_postgresql(pg_live_server):

@@ -1,6 +1,4 @@
 """Log-in sessions that really end: server-side rows, terminals that follow their log-in, two nodes."""
-import subprocess
-import sys
 import time
 import uuid
 from datetime import timedelta
@@ -14,11 +12,11 @@ from app.audit.models import AuditEvent
 from app.auth.models import LoginSession, User
 from app.dbtypes import now_utc
 from app.extensions import db
-from tests.support import (ROOT, AuthActions, LiveServer, browser_login, connect_terminal, live_events, open_terminal,
-                           reset_postgres)
+from tests.support import (WAIT_SECONDS, AuthActions, browser_login, connect_terminal, console, live_events,
+                           open_terminal, reset_postgres)
 
 
-def wait_for_event(server, action, match, timeout=5.0):
+def wait_for_event(server, action, match, timeout=WAIT_SECONDS):
     """Wait until an event of action satisfying match is in the trail; return it and the seconds it took."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
@@ -32,8 +30,7 @@ def wait_for_event(server, action, match, timeout=5.0):
 def new_user(server, password="user-password-long"):
     """Create a user through the console on a live server; return its name."""
     name = "u-" + uuid.uuid4().hex[:8]
-    subprocess.run([sys.executable, "-m", "flask", "--app", "app", "users", "create", name, "--password", password,
-                    "--no-must-change"], cwd=ROOT, env=server.environment(), check=True, capture_output=True)
+    console(server, "users", "create", name, "--password", password, "--no-must-change")
     return name
 
 
@@ -79,9 +76,9 @@ def test_an_expired_log_in_is_refused(app, client, auth):
         db.session.commit()
     assert client.get("/").status_code == 302
     with app.app_context():
-        from app.auth import sessions
+        from app.auth import logins
 
-        assert sessions.expire_due() == 1 and sessions.expire_due() == 0  # the sweep ends it once, audited
+        assert logins.expire_due() == 1 and logins.expire_due() == 0  # the sweep ends it once, audited
         event = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "auth.session_revoked")).one()
     assert event.details["reason"] == "expired" and event.actor == "system"
 
@@ -260,7 +257,7 @@ def test_password_change_in_one_browser_ends_the_terminal_in_another(browser, pa
         a.click("main button[type=submit]")
         a.wait_for_url(live_server.url + "/")
         started = time.monotonic()
-        page.locator(".xterm-rows").get_by_text("Your password was changed").wait_for(timeout=5000)
+        page.locator(".xterm-rows").get_by_text("Your password was changed").wait_for()
         took = time.monotonic() - started
     finally:
         other.close()
@@ -283,7 +280,7 @@ def test_ending_a_log_in_from_the_list_ends_its_terminal(browser, page, live_ser
     started = time.monotonic()
     for handle in handles:  # the admin ends both of the user's log-ins
         admin.post(f"{live_server.url}/account/sessions/{handle}/end", data={"csrf_token": live_server.csrf(admin)})
-    page.locator(".xterm-rows").get_by_text("An admin ended your log-in").wait_for(timeout=5000)
+    page.locator(".xterm-rows").get_by_text("An admin ended your log-in").wait_for()
     took = time.monotonic() - started
     ended, _ = wait_for_event(live_server, "session.ended", lambda e: e.target.startswith(device + " "))
     assert ended.details["reason"] == "ended_by_admin" and took < 5
@@ -291,12 +288,10 @@ def test_ending_a_log_in_from_the_list_ends_its_terminal(browser, page, live_ser
     print(f"admin ends a log-in -> its terminal closed: {took:.2f} s")
 
 
-def test_log_out_on_one_node_ends_the_cookie_and_terminal_on_the_other(tmp_path, sshd):
+def test_log_out_on_one_node_ends_the_cookie_and_terminal_on_the_other(live_servers, sshd):
     """Two app processes on one PostgreSQL: the database is the truth for every log-in."""
     url = reset_postgres()
-    env = {"DATABASE_URL": url}
-    node_a = LiveServer(tmp_path / "a", env=env).start()
-    node_b = LiveServer(tmp_path / "b", env=env).start()
+    node_a, node_b = live_servers(DATABASE_URL=url), live_servers(DATABASE_URL=url)
     try:
         http = node_a.login()
         device_id = node_a.add_device(http, sshd, "two-nodes")

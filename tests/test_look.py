@@ -34,7 +34,6 @@ def open_page(browser):
         context.route("**/*", _loopback_only)
         contexts.append(context)
         page = context.new_page()
-        page.set_default_timeout(10000)
         return page
 
     yield open_page
@@ -218,7 +217,7 @@ def test_selection_survives_the_refresh(open_page, live_server):
     assert page.evaluate("getSelection().toString()") == selected
     assert page.locator("#audit-results[data-marked]").count() == 1  # not replaced
     page.evaluate("getSelection().removeAllRanges()")
-    page.wait_for_function("() => !document.querySelector('#audit-results[data-marked]')", timeout=6000)
+    page.wait_for_function("() => !document.querySelector('#audit-results[data-marked]')")
 
 
 def test_log_in_error_beside_the_form_and_focus_on_the_password(open_page, live_server):

@@ -7,6 +7,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 import app.models  # noqa: F401  (every table in the metadata)
+from app.audit.search_index import include_object
 from app.extensions import db
 from tests.support import ROOT, SECRET_KEY, reset_postgres
 
@@ -25,7 +26,8 @@ def check_schema(url):
         with engine.connect() as conn:
             tables = set(sa.inspect(conn).get_table_names())
             assert set(db.metadata.tables) <= tables
-            differences = compare_metadata(MigrationContext.configure(conn), db.metadata)
+            differences = compare_metadata(MigrationContext.configure(conn, opts={"include_object": include_object}),
+                                           db.metadata)
             head = conn.execute(sa.text("SELECT last_id, last_hash FROM audit_chain_head WHERE id = 1")).one()
     finally:
         engine.dispose()

@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from tests.support import ROOT, SECRET_KEY, LiveServer, free_port, make_app
+from tests.support import ROOT, SECRET_KEY, free_port, make_app
 
 
 def test_sqlite_file_and_its_folder_are_created_private(tmp_path):
@@ -30,10 +30,10 @@ def test_first_migration_does_not_tell_to_run_itself(tmp_path):
     assert "no schema yet" not in done.stdout + done.stderr
 
 
-def test_ctrl_c_stops_without_a_traceback(tmp_path):
+def test_ctrl_c_stops_without_a_traceback(live_servers):
     """Ctrl-C signals the whole process group: the master and the worker each get SIGINT."""
     for attempt in range(3):  # the traceback came from a race; give it a few chances to show
-        server = LiveServer(tmp_path / f"run{attempt}").start()
+        server = live_servers()
         os.killpg(server.proc.pid, signal.SIGINT)
         server.proc.wait(timeout=30)
         server.log.close()

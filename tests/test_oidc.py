@@ -22,12 +22,12 @@ from app import create_app
 from app.audit.models import AuditEvent
 from app.auth.accounts import create_user
 from app.auth.models import LoginSession, OidcUsedState, User
-from app.auth.oidc import username_from
+from app.auth.oidc_people import username_from
 from app.dbtypes import now_utc
 from app.extensions import db
 from config import ConfigError
 from tests.oidc import ADMIN_GROUP, CLIENT_SECRET, PEOPLE, OIDCProvider, gatehouse_settings
-from tests.support import ADMIN_PASSWORD, SECRET_KEY, AuthActions, LiveServer, free_port, make_app, reset_postgres
+from tests.support import ADMIN_PASSWORD, SECRET_KEY, AuthActions, free_port, fresh_postgres, make_app
 
 LOCAL = "http://localhost"  # the test client's origin
 
@@ -160,7 +160,7 @@ def test_the_group_decides_the_role_at_every_sign_in_both_ways(sso_app, provider
 
 
 def test_sign_in_and_refusals_on_postgresql(tmp_path, provider):
-    app = make_app(tmp_path, database_url=reset_postgres(), **gatehouse_settings(provider))
+    app = make_app(tmp_path, database_url=fresh_postgres(), **gatehouse_settings(provider))
     try:
         assert sso_login(app.test_client(), provider, "alice").status_code == 302
         assert sso_login(app.test_client(), provider, "alice").status_code == 302  # found by subject
@@ -442,19 +442,14 @@ def test_the_readmes_example_for_the_test_provider_is_what_the_tests_use():
 # --- real Chromium through the whole redirect dance, against gunicorn ---
 
 @pytest.fixture(scope="module")
-def sso_server(tmp_path_factory, provider, ports):
-    server = LiveServer(tmp_path_factory.mktemp("sso"), env=gatehouse_settings(provider), port=ports[0]).start()
-    yield server
-    server.stop()
+def sso_server(module_live_servers, provider, ports):
+    return module_live_servers(port=ports[0], **gatehouse_settings(provider))
 
 
 @pytest.fixture(scope="module")
-def closed_server(tmp_path_factory, provider, ports):
+def closed_server(module_live_servers, provider, ports):
     """Single sign-on only (LOCAL_LOGIN=off) and nobody is created (OIDC_AUTO_CREATE=off)."""
-    env = gatehouse_settings(provider, OIDC_AUTO_CREATE="off", LOCAL_LOGIN="off")
-    server = LiveServer(tmp_path_factory.mktemp("closed"), env=env, port=ports[1]).start()
-    yield server
-    server.stop()
+    return module_live_servers(port=ports[1], **gatehouse_settings(provider, OIDC_AUTO_CREATE="off", LOCAL_LOGIN="off"))
 
 
 def _loopback_only(context):
@@ -467,7 +462,6 @@ def _new_page(browser, width=1280, height=800):
     context = browser.new_context(viewport={"width": width, "height": height})
     _loopback_only(context)
     page = context.new_page()
-    page.set_default_timeout(15000)
     return context, page
 
 

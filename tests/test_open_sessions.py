@@ -1,26 +1,16 @@
 """Another user's open terminal is read only through Watch: a member whose grant shares the trail, and an admin, get
 its page, its recording and its commands only once it ended; every read is in the session user's own trail."""
-import json
 import secrets
-import time
 
 from sqlalchemy import select
 
-from app import create_app
-from app.audit.models import AuditEvent
 from app.audit.query import visible_events
 from app.auth.models import User
 from app.extensions import db
 from app.teams.models import GRANT_FOLDER, Grant, Team, TeamMember
-from tests.support import SECRET_KEY, connect_terminal, live_events, new_user, read_until, wait_for
+from tests.support import connect_terminal, live_events, new_user, read_until, server_app, session_of, wait_for
 
 STILL_OPEN = "This session is still open; its recording can be read when it ends."
-
-
-def server_app(server):
-    """Return an app on the live server's database."""
-    return create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
-                       "INSTANCE_DIR": str(server.workdir)})
 
 
 def share_with_team(server, folder, names):
@@ -52,13 +42,7 @@ def owners_trail(server, name):
 def open_terminal(server, http, device):
     """Open a terminal as http's user; return (its websocket, its session id) once the shell answers."""
     ws = connect_terminal(f"{server.ws_url}/terminals/{device}/ws", http, server.url)
-    session_id, deadline = None, time.monotonic() + 10
-    while session_id is None and time.monotonic() < deadline:
-        frame = ws.receive(timeout=0.5)
-        if isinstance(frame, str) and '"connected"' in frame:
-            session_id = json.loads(frame)["session"]
-    assert session_id, "the terminal did not connect"
-    return ws, session_id
+    return ws, session_of(ws)
 
 
 def commands_found(server, http, text):

@@ -22,7 +22,7 @@ def opens_the_palette(page):
     palette = page.locator("dialog#palette")
     page.keyboard.press("Control+k")
     try:
-        palette.wait_for(timeout=3000)
+        palette.wait_for()
     except Exception:
         focus = page.evaluate("document.activeElement.id || document.activeElement.className")
         return f"no palette; the focus is on {focus}"

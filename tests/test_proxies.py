@@ -5,7 +5,6 @@ import ipaddress
 import os
 import re
 import shutil
-import subprocess
 import threading
 import time
 from types import SimpleNamespace
@@ -15,7 +14,7 @@ import simple_websocket
 
 from app.origins import check_websocket_origin, public_origin
 from tests.support import (NGINX_CONF, LiveServer, browser_login, connect_terminal, free_port, make_app, missing,
-                           wait_for_port)
+                           start_nginx, wait_for_port)
 
 # Every hop: the README's lines. The front hop alone says the scheme; the inner hop passes it on untouched.
 HOP = ("proxy_http_version 1.1; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; "
@@ -68,7 +67,7 @@ def nginx_servers(workdir, ports, apps):
 
 
 @pytest.fixture(scope="module")
-def proxied(tmp_path_factory, sshd):
+def proxied(tmp_path_factory, module_live_servers, sshd):
     """Two apps (TRUSTED_PROXY_HOPS=2; one with PUBLIC_URL) behind one nginx serving four two-hop chains."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not os.path.exists(nginx):
@@ -77,29 +76,34 @@ def proxied(tmp_path_factory, sshd):
     ports = {chain: (free_port(), free_port()) for chain in CHAINS}
     urls = {chain: f"{'https' if CHAINS[chain][3] else 'http'}://127.0.0.1:{ports[chain][0]}" for chain in CHAINS}
     env = {"TRUSTED_PROXY_HOPS": "2", "TZ": "America/New_York"}
-    apps = {"plain": LiveServer(workdir / "plain", env=env).start()}
-    apps["public"] = LiveServer(workdir / "public", env={**env, "PUBLIC_URL": urls["host"] + "/"}).start()
+    apps = {"plain": module_live_servers(workdir=workdir / "plain", **env)}
+    apps["public"] = module_live_servers(workdir=workdir / "public", **env, PUBLIC_URL=urls["host"] + "/")
     devices = {}
     for key, server in apps.items():
         devices[key] = server.add_device(server.login(), sshd, "px-box")
-    conf = workdir / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(dir=workdir, servers=nginx_servers(workdir, ports, apps)))
-    proc = subprocess.Popen([nginx, "-p", str(workdir), "-c", str(conf)], stderr=subprocess.PIPE)
+    public_front = ports["host"][0]  # the "public" app names it in PUBLIC_URL: kept when other ports are picked again
+
+    def write_conf():
+        if (workdir / "nginx.conf").exists():
+            ports.update({chain: (free_port(), free_port()) for chain in CHAINS})
+            ports["host"] = (public_front, ports["host"][1])
+            urls.update({chain: f"{'https' if CHAINS[chain][3] else 'http'}://127.0.0.1:{ports[chain][0]}"
+                         for chain in CHAINS})
+        (workdir / "nginx.conf").write_text(NGINX_CONF.format(dir=workdir, servers=nginx_servers(workdir, ports, apps)))
+
+    proc, _ = start_nginx(workdir, write_conf)
     for front, inner in ports.values():
         wait_for_port(front, proc=proc)
         wait_for_port(inner, proc=proc)
     yield SimpleNamespace(apps=apps, urls=urls, devices=devices, ports=ports)
     proc.terminate()
     proc.wait(10)
-    for server in apps.values():
-        server.stop()
 
 
 def browser_page(browser, tls=False):
     """Return a page in a fresh context (a throw-away certificate is accepted for the TLS front hop)."""
     context = browser.new_context(viewport={"width": 1280, "height": 800}, ignore_https_errors=tls)
     page = context.new_page()
-    page.set_default_timeout(10000)
     return page
 
 

@@ -11,32 +11,36 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from app import create_app
 from app.audit.models import AuditEvent
 from app.extensions import db
-from app.terminals import recording
+from app.recording.chunks import MAGIC, check, iter_cast, recover
+from app.recording.recorder import Recorder
+from app.recording.store import LocalStore, RecordingError
+from app.terminals.commands import CommandDetector, tokens
 from app.terminals.models import SessionCommand
-from tests.support import SECRET_KEY, LiveServer, connect_terminal, open_terminal, read_until
+from tests.support import (WAIT_SECONDS, LiveServers, connect_terminal, open_terminal, read_until,
+                           server_app, session_of)
 
 KEY = bytes(range(32))
 
 
 def cast_lines(store, name, key=KEY):
     """Return the decrypted asciicast: header dict and event lists."""
-    text = b"".join(recording.iter_cast(store, name, key)).decode()
+    text = b"".join(iter_cast(store, name, key)).decode()
     lines = [json.loads(line) for line in text.splitlines()]
     return lines[0], lines[1:]
 
 
 @pytest.fixture
 def store(tmp_path):
-    return recording.LocalStore(tmp_path / "recordings")
+    return LocalStore(tmp_path / "recordings")
 
 
 def make_recorder(store, **kwargs):
     """Return a recorder with a fake clock that the test moves."""
     now = [100.0]
-    recorder = recording.Recorder(store, str(uuid.uuid4()), KEY, clock=lambda: now[0], **kwargs)
+    detector = CommandDetector(kwargs.get("cols", 80), kwargs.get("rows", 24))  # as a live terminal records
+    recorder = Recorder(store, str(uuid.uuid4()), KEY, clock=lambda: now[0], detector=detector, tokens=tokens, **kwargs)
     return recorder, now
 
 
@@ -64,7 +68,7 @@ def test_asciicast_header_events_markers_and_seal(store):
     times = [e[0] for e in events]
     assert times == sorted(times) and times[0] == 0.5
     assert list(recorder.commands) == [(1.5, "echo héllo")]
-    plain = b"".join(recording.iter_cast(store, recorder.name, KEY))
+    plain = b"".join(iter_cast(store, recorder.name, KEY))
     assert seal == {"sha256": __import__("hashlib").sha256(plain).hexdigest(), "bytes": len(plain),
                     "state": "complete"}
 
@@ -79,8 +83,8 @@ def test_stored_file_is_private_encrypted_and_holds_no_plaintext(store):
     assert b"s3cr3t" not in raw and b"DATABASE" not in raw
     with pytest.raises(Exception):  # not a gzip file either: each chunk is encrypted after compression
         gzip.decompress(raw)
-    with pytest.raises(recording.RecordingError, match="does not decrypt"):
-        b"".join(recording.iter_cast(store, recorder.name, bytes(32)))  # another key
+    with pytest.raises(RecordingError, match="does not decrypt"):
+        b"".join(iter_cast(store, recorder.name, bytes(32)))  # another key
 
 
 def test_check_names_altered_truncated_missing(store):
@@ -90,26 +94,26 @@ def test_check_names_altered_truncated_missing(store):
         recorder.flush()
     seal = recorder.finish()
     name, path = recorder.name, store.path(recorder.name)
-    assert recording.check(store, name, KEY, seal) == ("verified", None)
+    assert check(store, name, KEY, seal) == ("verified", None)
     original = path.read_bytes()
     flipped = bytearray(original)
     flipped[len(original) // 2] ^= 1
     path.write_bytes(bytes(flipped))
-    assert recording.check(store, name, KEY, seal)[0] == "altered"
+    assert check(store, name, KEY, seal)[0] == "altered"
     path.write_bytes(original[:-10])  # cut inside the last chunk
-    assert recording.check(store, name, KEY, seal)[0] == "truncated"
+    assert check(store, name, KEY, seal)[0] == "truncated"
     chunks = list(_chunk_offsets(original))
     path.write_bytes(original[:chunks[-1]])  # cut at a chunk boundary: the end mark is gone
-    assert recording.check(store, name, KEY, seal)[0] == "truncated"
+    assert check(store, name, KEY, seal)[0] == "truncated"
     path.write_bytes(original[:chunks[1]] + original[chunks[2]:])  # a chunk from the middle removed
-    assert recording.check(store, name, KEY, seal)[0] == "altered"
+    assert check(store, name, KEY, seal)[0] == "altered"
     path.unlink()
-    assert recording.check(store, name, KEY, seal)[0] == "missing"
+    assert check(store, name, KEY, seal)[0] == "missing"
 
 
 def _chunk_offsets(data):
     """Yield the offset of each chunk in a stored recording."""
-    offset = len(recording.MAGIC)
+    offset = len(MAGIC)
     while offset < len(data):
         yield offset
         offset += 5 + int.from_bytes(data[offset:offset + 4], "big")
@@ -123,9 +127,9 @@ def test_recover_keeps_whole_chunks_of_a_killed_writer(store):
     path = store.path(recorder.name)
     with open(path, "ab") as handle:  # and a torn write at the end
         handle.write(b"\x00\x00\x01\x00\x00partial")
-    seal = recording.recover(store, recorder.name, KEY)
+    seal = recover(store, recorder.name, KEY)
     assert seal["state"] == "interrupted"
-    assert recording.check(store, recorder.name, KEY, seal) == ("verified", None)
+    assert check(store, recorder.name, KEY, seal) == ("verified", None)
     _, events = cast_lines(store, recorder.name)
     assert "".join(e[2] for e in events) == "kept before the kill\r\n"
 
@@ -140,7 +144,7 @@ def test_size_cap_stops_with_a_marker(store):
     assert seal["state"] == "limited" and 3000 < seal["bytes"] <= 4200
     _, events = cast_lines(store, recorder.name)
     assert events[-1][1] == "m" and "RECORDING_MAX_MB" in events[-1][2]
-    assert recording.check(store, recorder.name, KEY, seal) == ("verified", None)
+    assert check(store, recorder.name, KEY, seal) == ("verified", None)
 
 
 def test_a_write_that_fails_stops_the_recording_and_keeps_what_was_written(store, monkeypatch):
@@ -167,26 +171,39 @@ def test_a_write_that_fails_stops_the_recording_and_keeps_what_was_written(store
     recorder.flush()
     seal = recorder.finish()
     assert seal["state"] == "failed" and "No space left" in seal["error"]
-    assert recording.check(store, recorder.name, KEY, seal) == ("verified", None)
+    assert check(store, recorder.name, KEY, seal) == ("verified", None)
 
 
 def test_store_refuses_hostile_names_and_unwritable_folders(tmp_path):
-    store = recording.LocalStore(tmp_path / "r")
+    store = LocalStore(tmp_path / "r")
     for name in ("../x", "a/b", "", "..", str(uuid.uuid4()) + "/../../etc"):
-        with pytest.raises(recording.RecordingError):
+        with pytest.raises(RecordingError):
             store.path(name)
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")
-    with pytest.raises(recording.RecordingError, match="not writable"):
-        recording.LocalStore(blocker / "recordings").check()
+    with pytest.raises(RecordingError, match="not writable"):
+        LocalStore(blocker / "recordings").check()
+
+
+def test_a_recording_made_by_an_earlier_version_still_reads_and_verifies(tmp_path):
+    # Made once and kept: the file format must not change under recordings already sealed in trails.
+    name = "0f3c2a5e-7b1d-4e2a-9c3b-5d6e7f809a1b"
+    stored = os.path.join(os.path.dirname(__file__), "data", "recording")
+    store = LocalStore(stored)
+    with open(os.path.join(stored, name + ".seal.json")) as handle:
+        seal = json.load(handle)
+    with open(os.path.join(stored, name + ".cast"), "rb") as handle:
+        cast = handle.read()
+    assert b"".join(iter_cast(store, name, KEY)) == cast
+    assert check(store, name, KEY, seal) == ("verified", None)
+    assert seal == {"sha256": __import__("hashlib").sha256(cast).hexdigest(), "bytes": len(cast), "state": "complete"}
 
 
 # Through the real thing: gunicorn's gevent worker, OpenSSH, websockets.
 
 def trail(server, action=None):
     """Return the events of a live server's trail, oldest first."""
-    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
-                      "INSTANCE_DIR": str(server.workdir)})
+    app = server_app(server)
     with app.app_context():
         query = select(AuditEvent).order_by(AuditEvent.id)
         rows = db.session.scalars(query.where(AuditEvent.action == action) if action else query).all()
@@ -196,7 +213,7 @@ def trail(server, action=None):
     return rows, commands
 
 
-def wait_ended(server, session_id, timeout=10):
+def wait_ended(server, session_id, timeout=WAIT_SECONDS):
     """Wait for the session.ended event of a session; return it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -207,22 +224,11 @@ def wait_ended(server, session_id, timeout=10):
     raise AssertionError(f"no session.ended for {session_id}")
 
 
-def session_of(ws):
-    """Read frames until the connected message; return the session id."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        frame = ws.receive(timeout=0.5)
-        if isinstance(frame, str) and json.loads(frame).get("type") == "connected":
-            return json.loads(frame)["session"]
-    raise AssertionError("no connected message")
-
-
 def server_key(server):
     """Return the recording key of a live server (same SECRET_KEY as the tests)."""
-    from app.devices.secrets import recording_key
+    from app.crypto import recording_key
 
-    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
-                      "INSTANCE_DIR": str(server.workdir)})
+    app = server_app(server)
     with app.app_context():
         return recording_key()
 
@@ -243,9 +249,9 @@ def test_a_real_session_is_recorded_sealed_and_its_commands_stored(live_server, 
     ended = wait_ended(live_server, session_id)
     seal = ended.details["recording"]
     assert seal["state"] == "complete" and seal["bytes"] > 100
-    store = recording.LocalStore(live_server.workdir / "recordings")
+    store = LocalStore(live_server.workdir / "recordings")
     key = server_key(live_server)
-    assert recording.check(store, session_id, key, seal) == ("verified", None)
+    assert check(store, session_id, key, seal) == ("verified", None)
     header, events = cast_lines(store, session_id, key)
     assert (header["width"], header["height"]) == (100, 30)
     output = "".join(e[2] for e in events if e[1] == "o")
@@ -259,16 +265,14 @@ def test_a_real_session_is_recorded_sealed_and_its_commands_stored(live_server, 
 @contextlib.contextmanager
 def own_server(workdir, sshd, device, **env):
     """Serve the app with its own settings; yield it, a logged-in admin session and the id of a device."""
-    server = LiveServer(workdir, env=env).start()
-    try:
+    with LiveServers(workdir) as servers:
+        server = servers.start(workdir=workdir, **env)
         http = server.login()
         yield server, http, server.add_device(http, sshd, device)
-    finally:
-        server.stop()
 
 
-def test_sigkill_leaves_a_readable_recording_sealed_by_server_restart(tmp_path, sshd):
-    server = LiveServer(tmp_path / "kill").start()
+def test_sigkill_leaves_a_readable_recording_sealed_by_server_restart(live_servers, sshd):
+    server = live_servers()
     try:
         http = server.login()
         device = server.add_device(http, sshd, "killed")
@@ -283,9 +287,9 @@ def test_sigkill_leaves_a_readable_recording_sealed_by_server_restart(tmp_path, 
         assert ended.details["reason"] == "server_restart"
         seal = ended.details["recording"]
         assert seal["state"] == "interrupted"
-        store = recording.LocalStore(server.workdir / "recordings")
+        store = LocalStore(server.workdir / "recordings")
         key = server_key(server)
-        assert recording.check(store, session_id, key, seal) == ("verified", None)
+        assert check(store, session_id, key, seal) == ("verified", None)
         _, events = cast_lines(store, session_id, key)
         assert "before-2-kill" in "".join(e[2] for e in events if e[1] == "o")
     finally:
@@ -329,8 +333,8 @@ def test_a_session_past_its_cap_goes_on_unrecorded(tmp_path, sshd):
         assert len(limited) == 1 and limited[0].severity == "notice"
         seal = ended.details["recording"]
         assert 1024 * 1024 - 70000 < seal["bytes"] <= 1024 * 1024 + 200
-        store = recording.LocalStore(server.workdir / "recordings")
-        assert recording.check(store, session_id, server_key(server), seal) == ("verified", None)
+        store = LocalStore(server.workdir / "recordings")
+        assert check(store, session_id, server_key(server), seal) == ("verified", None)
 
 
 def test_recording_off_records_nothing(tmp_path, sshd):

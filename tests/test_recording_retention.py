@@ -6,25 +6,31 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from flask import current_app
 from sqlalchemy import func, select
 
 from app.audit import events
 from app.audit import retention as audit_retention
 from app.audit.events import record
 from app.audit.models import AuditEvent
+from app.crypto import recording_key
 from app.dbtypes import iso_utc, now_utc
-from app.devices.secrets import recording_key
 from app.extensions import db
-from app.terminals import recording, records
-from app.terminals import retention as recording_retention
+from app.recording import retention as recording_retention
+from app.recording.chunks import MAGIC
+from app.recording.recorder import Recorder
+from app.recording.store import open_store
+from app.terminals import session_commands, session_rows
+from app.terminals.commands import CommandDetector, tokens
 from app.terminals.models import SessionCommand, TerminalSession
+from app.terminals.session_events import SessionMetadata
 
 TARGET = "db1 (127.0.0.1:22)"
 
 
 def store():
     """Return the app's recording store."""
-    return records.recording_store()
+    return open_store(current_app.config)
 
 
 def store_path(app, session_id):
@@ -42,30 +48,30 @@ def add_session(monkeypatch, at=None, *, end=True, recorded=True):
                               worker="elsewhere:1", started_at=at - timedelta(minutes=5), heartbeat_at=at)
         db.session.add(row)
         db.session.commit()
-        facts = records.Facts.of(row)
+        facts = SessionMetadata.of(row)
         record("session.started", f"started session with {TARGET}", actor="admin", user_id=1, target=TARGET,
                session_id=facts.id, source_ip="127.0.0.1")
         recorder = None
         if recorded:
-            recorder = recording.Recorder(store(), facts.id, recording_key(), cols=80, rows=24,
-                                          title=f"admin on {TARGET}")
+            recorder = Recorder(store(), facts.id, recording_key(), cols=80, rows=24, title=f"admin on {TARGET}",
+                                detector=CommandDetector(80, 24), tokens=tokens)
             recorder.output(f"session {facts.id}\r\n".encode() * 50)
             recorder.flush()  # a chunk of its own, so a cut can drop whole chunks
             recorder.resize(100, 30)
             recorder.input(b"ls\r")
             recorder.output(b"ls\r\nREADME\r\n$ ")
             recorder.flush()
-        records.save_commands(facts, [(1.0, "ls"), (2.0, "whoami")])
+        session_commands.save_commands(facts, [(1.0, "ls"), (2.0, "whoami")])
         if not end:
             return facts.id, recorder
         seal = recorder.finish() if recorder else None
-        records.close_row(facts, "client_closed", 3, 1000, at, recording=seal)
+        session_rows.close_row(facts, "client_closed", 3, 1000, at, recording=seal)
     return facts.id, None
 
 
 def chunk_starts(data):
     """Return the offset of each chunk in a stored recording."""
-    starts, at = [], len(recording.MAGIC)
+    starts, at = [], len(MAGIC)
     while at < len(data):
         starts.append(at)
         length, _flags = struct.unpack(">IB", data[at:at + 5])
@@ -277,10 +283,10 @@ def test_a_recording_that_cannot_be_deleted_is_logged_and_retried(app, runner, m
 
 
 def test_a_failing_recordings_prune_does_not_stop_the_events_prune(app, monkeypatch, caplog):
-    def broken():
+    def broken(_config):
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(recording_retention, "recording_store", broken)
+    monkeypatch.setattr(recording_retention, "open_store", broken)
     with app.app_context():
         result = audit_retention.prune(now=now_utc() + timedelta(days=10))
     assert result.count > 0 and result.notes == ("pruning what goes with the events failed (see the log)",)

@@ -8,11 +8,10 @@ import pyotp
 from sqlalchemy import select, update
 from werkzeug.security import check_password_hash
 
-from app import create_app
 from app.auth.models import RecoveryCode, User
 from app.dbtypes import now_utc
 from app.extensions import db
-from tests.support import SECRET_KEY, browser_login, new_user
+from tests.support import browser_login, new_user, server_app
 
 SHOTS = os.environ.get("GATEHOUSE_SHOTS")
 
@@ -26,8 +25,7 @@ def shot(page, name):
 
 def spend_codes(server, username, count, keep):
     """Mark count of the user's unused recovery codes used (never the code keep), in the live server's database."""
-    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
-                      "INSTANCE_DIR": str(server.workdir)})
+    app = server_app(server)
     with app.app_context():
         user_id = db.session.scalar(select(User.id).where(User.username == username))
         rows = db.session.scalars(select(RecoveryCode).where(RecoveryCode.user_id == user_id,
@@ -66,7 +64,6 @@ def test_recovery_codes_copy_download_print_and_what_is_left(browser, live_serve
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
     page = context.new_page()
-    page.set_default_timeout(10000)
     page.add_init_script("window.print = function () { window.printed = (window.printed || 0) + 1; };")
     try:
         browser_login(page, live_server, name, password)
@@ -108,12 +105,12 @@ def test_recovery_codes_copy_download_print_and_what_is_left(browser, live_serve
 
     context = browser.new_context(viewport={"width": 390, "height": 844})
     page = context.new_page()
-    page.set_default_timeout(10000)
     try:
         log_in_with_recovery_code(page, live_server, name, password, codes[0])
         told = page.locator(".flash", has_text="A recovery code was used; 9 left.")
         told.wait_for()
         assert "info" in told.get_attribute("class") and told.locator("a").count() == 0
+        page.click("#account-button")  # on a phone, log out is in the header's Account menu
         page.click("#logout-icon")
         spend_codes(live_server, name, 5, keep=codes[9])  # 4 left: the next log-in leaves 3
         log_in_with_recovery_code(page, live_server, name, password, codes[9].upper().replace("-", ""))

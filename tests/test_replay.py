@@ -7,20 +7,29 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+from flask import current_app
 from sqlalchemy import select
 
-from app import create_app
 from app.audit.events import record
 from app.audit.models import AuditEvent
+from app.crypto import recording_key
 from app.dbtypes import now_utc
-from app.devices.secrets import recording_key
 from app.extensions import db
-from app.terminals import recording, records
+from app.recording.chunks import MAGIC, iter_cast
+from app.recording.recorder import Recorder
+from app.recording.store import open_store
+from app.terminals import session_commands, session_rows
 from app.terminals.models import SessionCommand, TerminalSession
-from tests.support import SECRET_KEY, AuthActions, browser_login, logged_in_user, new_user, wait_for
+from app.terminals.session_events import SessionMetadata
+from tests.support import AuthActions, browser_login, logged_in_user, new_user, server_app, wait_for
 
 SHOTS = os.environ.get("GATEHOUSE_SHOTS")  # look at the pages: GATEHOUSE_SHOTS=/tmp/gatehouse-shots pytest ...
 COMMANDS = ["echo hello", "grep -c 100%_done log", "echo it's a_b", "ls"]
+
+
+def app_store():
+    """Return the recording store of the app in context."""
+    return open_store(current_app.config)
 
 
 def add_session(user, target="db1 (127.0.0.1:22)", end=True, recorded=True, seal=None):
@@ -30,16 +39,16 @@ def add_session(user, target="db1 (127.0.0.1:22)", end=True, recorded=True, seal
                           source_ip="127.0.0.1", worker="elsewhere:1", started_at=started, heartbeat_at=started)
     db.session.add(row)
     db.session.commit()
-    facts = records.Facts.of(row)
+    facts = SessionMetadata.of(row)
     record("session.started", f"started session with {target}", actor=user.username, user_id=user.id,
            target=target, session_id=facts.id, source_ip="127.0.0.1")
     if recorded:
-        recorder = recording.Recorder(records.recording_store(), facts.id, recording_key(), title=target)
+        recorder = Recorder(app_store(), facts.id, recording_key(), title=target)
         recorder.output(b"$ echo hello\r\nhello\r\n$ ")
         seal = recorder.finish()
-    records.save_commands(facts, [(float(i + 1), text) for i, text in enumerate(COMMANDS)])
+    session_commands.save_commands(facts, [(float(i + 1), text) for i, text in enumerate(COMMANDS)])
     if end:
-        records.close_row(facts, "client_closed", 12, 3456, started + timedelta(seconds=125), recording=seal)
+        session_rows.close_row(facts, "client_closed", 12, 3456, started + timedelta(seconds=125), recording=seal)
     return facts.id
 
 
@@ -63,7 +72,7 @@ def test_session_page_and_cast_follow_the_trails_rule(any_app):
         open_id = add_session(owner, end=False)
         unrecorded_id = add_session(owner, recorded=False)
         failed_id = add_session(owner, recorded=False, seal={"state": "failed", "error": "cannot create it"})
-        plain = b"".join(recording.iter_cast(records.recording_store(), session_id, recording_key()))
+        plain = b"".join(iter_cast(app_store(), session_id, recording_key()))
 
     page = alice.get(f"/sessions/{session_id}")
     assert page.status_code == 200
@@ -95,7 +104,7 @@ def test_session_page_and_cast_follow_the_trails_rule(any_app):
     assert 'class="seal seal-in-progress"' in alice.get(f"/sessions/{open_id}").get_data(as_text=True)
     assert f'href="/sessions/{open_id}"' in alice.get("/terminals/connected").get_data(as_text=True)
     with app.app_context():
-        records.recording_store().path(open_id).write_bytes(b"")  # as in its first second: created, nothing flushed
+        app_store().path(open_id).write_bytes(b"")  # as in its first second: created, nothing flushed
     early = alice.get(f"/sessions/{open_id}/recording.cast")
     assert early.status_code == 404 and early.data == b"Nothing is recorded yet; reload in a moment.\n"
     unrecorded = alice.get(f"/sessions/{unrecorded_id}").get_data(as_text=True)
@@ -104,7 +113,7 @@ def test_session_page_and_cast_follow_the_trails_rule(any_app):
     assert 'class="seal seal-failed"' in failed and "cannot create it" in failed
 
     with app.app_context():
-        path = records.recording_store().path(session_id)
+        path = app_store().path(session_id)
     data = bytearray(path.read_bytes())
     data[-1] ^= 0x80  # the last chunk's tag
     path.write_bytes(bytes(data))
@@ -126,8 +135,8 @@ def test_a_recording_that_breaks_off_ends_the_stream(app, caplog):
 
         owner = db.session.scalar(select(User).filter_by(username="alice"))
         session_id = add_session(owner, recorded=False)
-        store = records.recording_store()
-        recorder = recording.Recorder(store, session_id, recording_key())
+        store = app_store()
+        recorder = Recorder(store, session_id, recording_key())
         recorder.output(b"first chunk\r\n")
         recorder.flush()
         recorder.output(b"second chunk\r\n")
@@ -141,7 +150,7 @@ def test_a_recording_that_breaks_off_ends_the_stream(app, caplog):
     assert [r.levelname for r in caplog.records if "broke off" in r.getMessage()] == ["ERROR"]
     with app.app_context():
         assert events_of(session_id, "recording.viewed")[0].details["complete"] is False
-    data[len(recording.MAGIC) + 30] ^= 0x01  # the first chunk too: nothing to send, an error status says so
+    data[len(MAGIC) + 30] ^= 0x01  # the first chunk too: nothing to send, an error status says so
     path.write_bytes(bytes(data))
     broken = alice.get(f"/sessions/{session_id}/recording.cast")
     assert broken.status_code == 500 and b"cannot be read" in broken.data
@@ -203,8 +212,7 @@ def test_viewer_embeds_the_command_search_and_links_sessions(app):
 
 def live_db(server):
     """Return an app bound to a live server's database (for reading what the server wrote)."""
-    return create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
-                       "INSTANCE_DIR": str(server.workdir)})
+    return server_app(server)
 
 
 def read_live(server, query):
@@ -277,6 +285,7 @@ def type_the_story(page, server, label):
     started = wait_for(lambda: read_live(server, select(AuditEvent).where(
         AuditEvent.action == "session.started", AuditEvent.target.startswith(label))))[-1]
     page.locator('.tab button.tab-close').click()
+    page.locator("#confirm-dialog[open] .confirm-yes").click()  # a running session asks before it ends
     wait_for(lambda: read_live(server, select(AuditEvent).where(
         AuditEvent.action == "session.ended", AuditEvent.session_id == started.session_id)))
     return started.session_id

@@ -5,12 +5,12 @@ import uuid
 import pytest
 from sqlalchemy import select
 
+from app import crypto
 from app.audit.events import record
 from app.audit.models import AuditEvent
 from app.audit.query import visible_events
 from app.auth.accounts import create_user
 from app.auth.models import User
-from app.devices import secrets
 from app.devices.models import Device
 from app.extensions import db
 from app.teams.models import Grant, Team, TeamMember
@@ -48,7 +48,7 @@ def make_device(app, owner, name, folder=None, tags=()):
     with app.app_context():
         owner_id = db.session.scalar(select(User.id).filter_by(username=owner))
         device = Device(owner_id=owner_id, name=name, host="127.0.0.1", port=2222, username="ops",
-                        auth_type="password", password_enc=secrets.encrypt(SECRET, "password"), folder=folder)
+                        auth_type="password", password_enc=crypto.encrypt(SECRET, "password"), folder=folder)
         device.tags = list(tags)
         db.session.add(device)
         db.session.commit()
@@ -100,8 +100,9 @@ def setup_team(app, admin, team="ops", member="alice", grant=("folder", "core"),
 
 
 @pytest.fixture
-def admin(any_app):
-    return client_of(any_app)
+def client(any_app):
+    """The client of this module's tests (and so of the `admin` fixture): on SQLite, then on PostgreSQL."""
+    return any_app.test_client()
 
 
 def test_only_admins_reach_the_teams_page(any_app):

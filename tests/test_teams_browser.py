@@ -7,16 +7,14 @@ import secrets
 import pytest
 from sqlalchemy import select
 
-from app import create_app
 from app.devices.models import Device
 from app.extensions import db
-from tests.support import SECRET_KEY, browser_login, new_user, wait_for
+from tests.support import browser_login, new_user, server_app, wait_for
 
 
 def put_in_folder(server, device_id, folder):
     """Put a device in a folder in the live server's database (where the device form does not offer one yet)."""
-    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
-                      "INSTANCE_DIR": str(server.workdir)})
+    app = server_app(server)
     with app.app_context():
         device = db.session.get(Device, device_id)
         if device.folder != folder:
@@ -34,7 +32,6 @@ def contexts(browser):
     pages = []
     for context in made:
         page = context.new_page()
-        page.set_default_timeout(10000)
         pages.append(page)
     yield pages
     for context in made:
@@ -119,7 +116,7 @@ def test_member_uses_a_shared_device_until_the_grant_is_revoked(contexts, live_s
     assert team in dialog.inner_text() and folder in dialog.inner_text()
     dialog.get_by_role("button", name="Revoke").click()
     card.get_by_text("No devices shared yet.").wait_for()
-    screen.get_by_text("Your access to this device was revoked.").wait_for(timeout=5000)
+    screen.get_by_text("Your access to this device was revoked.").wait_for()
 
     member.reload()
     member.locator(".device-panel").wait_for()

@@ -38,17 +38,22 @@ def grant(admin, tid, kind, value, owners=()):
 
 
 def listed(client):
-    """Return [(name, owner words)] of the device list a client sees."""
+    """Return [(name, owner words)] of the device list a client sees: "shared by X · user@host:port"."""
     body = client.get("/devices/").get_data(as_text=True)
-    rows = re.findall(r'<li class="device[^"]*" id="device-\d+".*?data-device-name="([^"]+)".*?</li>', body, re.S)
-    owners = re.findall(r'<li class="device[^"]*" id="device-\d+".*?<span class="addr">(.*?)</span>\s*</button>',
-                        body, re.S)
-    return [(name, re.sub(r"<[^>]+>", "", words)) for name, words in zip(rows, owners)]
+    rows = re.findall(r'<li class="device[^"]*" id="device-\d+".*?</li>', body, re.S)
+    found = []
+    for row in rows:
+        name = re.search(r'data-device-name="([^"]+)"', row).group(1)
+        owner = re.search(r'<span class="owner">(.*?)</span>', row)
+        address = re.sub(r"<[^>]+>", "", re.search(r'<span class="addr[^"]*">(.*?)</span>\s*</button>', row, re.S).group(1))
+        found.append((name, " · ".join(([owner.group(1)] if owner else []) + [address.strip()])))
+    return found
 
 
 @pytest.fixture
-def admin(any_app):
-    return client_of(any_app)
+def client(any_app):
+    """The client of this module's tests (and so of the `admin` fixture): on SQLite, then on PostgreSQL."""
+    return any_app.test_client()
 
 
 @pytest.mark.parametrize("kind, value, planted", [("folder", "core", {"folder": "core"}),

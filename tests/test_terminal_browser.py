@@ -2,17 +2,16 @@
 import re
 import time
 
+from playwright.sync_api import expect
 from sqlalchemy import select
 
-from app import create_app
 from app.audit.models import AuditEvent
 from app.extensions import db
-from tests.support import SECRET_KEY, browser_login
+from tests.support import WAIT_SECONDS, browser_login, server_app
 
 
 def session_events(server):
-    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
-                      "INSTANCE_DIR": str(server.workdir)})
+    app = server_app(server)
     with app.app_context():
         found = db.session.scalars(select(AuditEvent).where(AuditEvent.action.like("session.%"))
                                    .order_by(AuditEvent.id)).all()
@@ -49,8 +48,9 @@ def test_terminal_in_two_tabs(page, live_server, sshd):
     assert tabs.count() == 2 and "browser-box" in tabs.nth(0).inner_text()
 
     page.locator(".tab").nth(0).locator("button.tab-close").click()
-    assert page.locator('[role="tab"]').count() == 1
-    deadline = time.monotonic() + 5
+    page.locator("#confirm-dialog[open] .confirm-yes").click()  # a running session asks before it ends
+    expect(page.locator('[role="tab"]')).to_have_count(1, timeout=WAIT_SECONDS * 1000)
+    deadline = time.monotonic() + WAIT_SECONDS
     while time.monotonic() < deadline:
         ended = [e for e in session_events(live_server) if e.action == "session.ended"
                  and e.target.startswith("browser-box")]

@@ -6,8 +6,9 @@ import re
 import time
 
 import pytest
+from playwright.sync_api import expect
 
-from tests.support import browser_login
+from tests.support import WAIT_SECONDS, browser_login
 
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1440, "height": 900}
@@ -19,7 +20,7 @@ def lines(page):
     return [line.strip() for line in page.locator(SCREEN).inner_text().split("\n")]
 
 
-def wait_line(page, pattern, count=1, timeout=8.0):
+def wait_line(page, pattern, count=1, timeout=WAIT_SECONDS):
     """Wait until `count` lines of the shown terminal match `pattern` (whole line); return the last match."""
     deadline = time.monotonic() + timeout
     while True:
@@ -61,7 +62,6 @@ def open_page(browser, live_server, sshd, viewport, **options):
     """A logged-in page of its own context with a fresh device; return the page and the device's name."""
     context = browser.new_context(viewport=viewport, **options)
     page = context.new_page()
-    page.set_default_timeout(10000)
     browser_login(page, live_server)
     name = "layout-" + os.urandom(3).hex()
     live_server.add_device(live_server.login(), sshd, name)
@@ -97,7 +97,11 @@ def test_phone_drawer_and_a_full_width_terminal(phone):
     page, name = phone
     toggle, sidebar = page.locator("#sidebar-toggle"), page.locator("#sidebar")
     assert no_page_scroll(page)
-    assert not sidebar.is_visible() and toggle.get_attribute("aria-expanded") == "false"
+    assert sidebar.is_visible() and toggle.is_hidden()  # no terminal yet: the device list is the page
+    opener(page, name).click()  # a terminal opens; the list becomes a drawer
+    sidebar.wait_for(state="hidden")
+    wait_line(page, r"gatehouse-test@\S+\$")
+    assert toggle.get_attribute("aria-expanded") == "false"
 
     toggle.click()  # open: over the page, the focus inside
     sidebar.wait_for(state="visible")
@@ -127,8 +131,7 @@ def test_phone_drawer_and_a_full_width_terminal(phone):
 def test_phone_extra_keys(phone):
     page, name = phone
     if not page.locator(".terminal-panel").count():  # run alone (or first on its worker): open the terminal here
-        page.locator("#sidebar-toggle").click()
-        opener(page, name).click()
+        opener(page, name).click()  # no terminal yet: the device list is the page
         wait_line(page, r"gatehouse-test@\S+\$")
     keys = page.locator("#extra-keys")
     assert keys.is_visible()  # shown by default on a touch screen
@@ -141,7 +144,7 @@ def test_phone_extra_keys(phone):
     page.keyboard.type("c")  # Ctrl then c: ^C ends the sleep
     assert key("Ctrl for the next key").get_attribute("aria-pressed") == "false"
     run(page, "echo done-$((1+1))")
-    wait_line(page, "done-2", timeout=5)
+    wait_line(page, "done-2")
 
     page.keyboard.type("echo /usr/shar")
     key("Tab").click()  # completes the unique path
@@ -196,9 +199,9 @@ def test_desktop_text_size_sidebar_and_full_screen(desktop):
     page.locator("#sidebar").wait_for(state="visible")
     assert toggle.get_attribute("aria-expanded") == "true" and page.evaluate("localStorage.getItem('gatehouse-sidebar')") is None
 
-    opener(page, name).click()  # the reload ended the terminal
-    wait_line(page, r"gatehouse-test@\S+\$")
-    remote = Remote(page)
+    expect(page.locator("[role=tab]")).to_have_count(1)  # the reload kept the terminal: its tab comes back
+    expect(page.locator(".tab-status")).to_have_text("")
+    remote.asked += 10  # the screen is redrawn with the answers from before the reload
     before = remote.cols()
     page.click("#fullscreen-toggle")
     page.wait_for_function("document.fullscreenElement && document.fullscreenElement.id === 'terminals'")
@@ -215,7 +218,8 @@ def test_desktop_text_size_sidebar_and_full_screen(desktop):
     page.keyboard.press("Space")
     assert page.locator("#font-size").inner_text() == "14 px" and focus_in(page, "#font-smaller")
     page.focus("[role=tab]")
-    page.keyboard.press("Delete")  # the tab closes; the focus goes to the Devices button
+    page.keyboard.press("Delete")  # the running session asks first; then the tab closes and the focus goes to Devices
+    page.locator("#confirm-dialog[open] .confirm-yes").click()
     page.locator(".tab").wait_for(state="detached")
     assert focus_in(page, "#sidebar-toggle") and page.locator("[role=tablist]").get_attribute("aria-owns") == ""
 

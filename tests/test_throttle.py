@@ -8,14 +8,14 @@ import pytest
 import requests
 from sqlalchemy import func, select, update
 
-from app import create_app
 from app.audit.models import AuditEvent
 from app.auth import throttle
 from app.auth.models import LoginThrottle, User
 from app.dbtypes import now_utc
 from app.extensions import db
 from config import Config, ConfigError
-from tests.support import (ADMIN_PASSWORD, PG_URL, SECRET_KEY, AuthActions, LiveServer, browser_login, csrf_from, make_app, new_user, reset_postgres)
+from tests.support import (ADMIN_PASSWORD, PG_URL, AuthActions, browser_login, csrf_from, make_app,
+                           new_user, reset_postgres, server_app)
 
 BOB = "bob-password-long"
 
@@ -215,9 +215,9 @@ def test_old_rows_are_dropped(proxied):
         assert db.session.scalar(select(func.count()).select_from(LoginThrottle)) == 0
 
 
-def test_blocks_page_in_the_browser(browser, tmp_path):
+def test_blocks_page_in_the_browser(browser, live_servers):
     """Shots of the blocks page at desktop and phone sizes (GATEHOUSE_SHOTS)."""
-    server = LiveServer(tmp_path, env={"TRUSTED_PROXY_HOPS": "1", "LOGIN_MAX_FAILURES_PER_IP": "20"}).start()
+    server = live_servers(TRUSTED_PROXY_HOPS="1", LOGIN_MAX_FAILURES_PER_IP="20")
     try:
         name, password = new_user(server)
         for i in range(20):
@@ -252,8 +252,7 @@ def test_blocks_page_in_the_browser(browser, tmp_path):
 
 def _travel(server, kind, seconds):
     """Move the end of the current blocks of one kind to seconds from now, in a live server's database."""
-    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
-                      "INSTANCE_DIR": str(server.workdir)})
+    app = server_app(server)
     with app.app_context():
         db.session.execute(update(LoginThrottle).where(LoginThrottle.kind == kind, LoginThrottle.failures >= 5)
                            .values(blocked_until=now_utc() + timedelta(seconds=seconds)))
@@ -282,8 +281,7 @@ def _shot(page, name):
 
 def _events(server, action, **where):
     """Return the events of one action in a live server's trail."""
-    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
-                      "INSTANCE_DIR": str(server.workdir)})
+    app = server_app(server)
     with app.app_context():
         query = select(AuditEvent).where(AuditEvent.action == action).filter_by(**where)
         rows = db.session.scalars(query).all()
@@ -307,11 +305,10 @@ class Guesser:
                               allow_redirects=False, timeout=60)
 
 
-def test_two_processes_on_postgresql_share_the_count(tmp_path):
+def test_two_processes_on_postgresql_share_the_count(live_servers):
     """Failures from one address through two app processes on one PostgreSQL add up to one block, audited once."""
     env = {"DATABASE_URL": reset_postgres(PG_URL), "TRUSTED_PROXY_HOPS": "1", "LOGIN_MAX_FAILURES_PER_IP": "20"}
-    node_a = LiveServer(tmp_path / "a", env=env).start()
-    node_b = LiveServer(tmp_path / "b", env=env).start()
+    node_a, node_b = live_servers(**env), live_servers(**env)
     try:
         guessers = [Guesser(node, "10.20.0.1") for node in (node_a, node_b) for _ in range(4)]
         with ThreadPoolExecutor(8) as pool:  # 20 parallel failures, half through each process
@@ -330,9 +327,9 @@ def test_two_processes_on_postgresql_share_the_count(tmp_path):
         node_b.stop()
 
 
-def test_the_real_user_logs_in_while_one_address_fails_a_thousand_times(tmp_path):
+def test_the_real_user_logs_in_while_one_address_fails_a_thousand_times(live_servers):
     """Through gunicorn: 1 000 wrong passwords for one name from one address; the real user still gets in."""
-    server = LiveServer(tmp_path, env={"TRUSTED_PROXY_HOPS": "1", "LOGIN_MAX_FAILURES_PER_IP": "20"}).start()
+    server = live_servers(TRUSTED_PROXY_HOPS="1", LOGIN_MAX_FAILURES_PER_IP="20")
     try:
         name, password = new_user(server)
         attackers = [Guesser(server, "10.30.0.1") for _ in range(8)]

@@ -9,9 +9,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
+from app.devices.models import OfferedHostKey
 from app.extensions import db
-from app.terminals.models import OfferedHostKey, TerminalSession
-from tests.support import ADMIN_PASSWORD, LiveServer, browser_login
+from app.terminals.models import TerminalSession
+from tests.support import ADMIN_PASSWORD, browser_login
 from tests.test_accessibility import SERVER_ENV, live_app, seed
 
 AUDIT_ZONE = "Asia/Tokyo"  # neither browser's: the review's list must name it, not pass for the browser's
@@ -25,9 +26,8 @@ def hours_excluding_now():
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory, sshd):
-    env = {**SERVER_ENV, "AUDIT_TIMEZONE": AUDIT_ZONE, "AUDIT_USUAL_HOURS": hours_excluding_now()}
-    server = LiveServer(tmp_path_factory.mktemp("times"), env=env).start()
+def demo(module_live_servers, sshd):
+    server = module_live_servers(**SERVER_ENV, AUDIT_TIMEZONE=AUDIT_ZONE, AUDIT_USUAL_HOURS=hours_excluding_now())
     demo = None
     try:
         demo = seed(server, sshd)
@@ -44,7 +44,6 @@ def demo(tmp_path_factory, sshd):
     finally:
         if demo:
             demo.close()
-        server.stop()
 
 
 PAGES = {  # name: (path, what shows the page is ready, times and all)
@@ -138,7 +137,6 @@ def zoned(request, browser, demo):
     """A logged-in admin's page in a browser whose clock is in one zone."""
     context = browser.new_context(viewport={"width": 1440, "height": 900}, timezone_id=request.param)
     page = context.new_page()
-    page.set_default_timeout(15000)
     browser_login(page, demo.server)
     yield request.param, page
     context.close()
@@ -178,7 +176,6 @@ def test_without_javascript_every_time_says_utc(browser, demo):
     context = browser.new_context(viewport={"width": 1440, "height": 900}, timezone_id="Europe/Berlin",
                                   java_script_enabled=False)
     page = context.new_page()
-    page.set_default_timeout(15000)
     try:
         page.goto(demo.server.url + "/login")
         page.fill("#username", "admin")

@@ -16,7 +16,7 @@ from app.auth import totp
 from app.auth.accounts import create_user
 from app.auth.models import LoginSession, RecoveryCode, User
 from app.extensions import db
-from tests.support import ADMIN_PASSWORD, AuthActions, LiveServer, csrf_from, make_app
+from tests.support import ADMIN_PASSWORD, AuthActions, csrf_from, make_app
 
 PASSWORD = "user-password-long"
 CODE_SHAPE = re.compile(r"<code>([2-9a-z]{4}-[2-9a-z]{4}-[2-9a-z]{4})</code>")
@@ -467,11 +467,9 @@ def _shot(page, name):
 
 
 @pytest.fixture
-def admins_server(tmp_path):
+def admins_server(live_servers):
     """gunicorn with the default REQUIRE_2FA=admins, as a newcomer runs it."""
-    server = LiveServer(tmp_path / "live", env={"REQUIRE_2FA": "admins"}).start()
-    yield server
-    server.stop()
+    return live_servers(REQUIRE_2FA="admins")
 
 
 def test_browser_first_admin_enrols_then_logs_in_with_a_code(admins_server, page):

@@ -3,22 +3,18 @@ anywhere closes the watch socket within about a second, with the reason on the w
 two gevent workers (the change may be handled by, or made outside, the process that holds the watch)."""
 import json
 import re
-import subprocess
-import sys
 import time
 
 import pytest
-import requests
 from simple_websocket import ConnectionClosed
 from sqlalchemy import select
 
-from app import create_app
-from app.auth import sessions
+from app.auth import logins
 from app.auth.models import LoginSession, User
 from app.extensions import db
 from app.terminals.watchers import WATCH_ENDS
-from tests.support import (PG_URL, ROOT, SECRET_KEY, LiveServer, connect_terminal, live_events, new_user, read_until,
-                           reset_postgres, wait_for)
+from tests.support import (PG_URL, WAIT_SECONDS, connect_terminal, console, live_events, new_user, read_until,
+                           reset_postgres, server_app, session_of, wait_for)
 
 PASSWORD = "watcher-password-long"
 # What the watch page says for each way the watcher's standing ends, and the reason the trail records.
@@ -31,30 +27,16 @@ ENDS = {
 
 
 @pytest.fixture(scope="module")
-def two_workers(tmp_path_factory):
+def two_workers(module_live_servers):
     """The app under gunicorn with two gevent workers on PostgreSQL (a watch and a log-out may meet in either)."""
-    server = LiveServer(tmp_path_factory.mktemp("watch-ends"),
-                        env={"DATABASE_URL": reset_postgres(PG_URL), "WEB_CONCURRENCY": "2"})
-    try:
-        server.start()
-    except requests.Timeout:  # a loaded machine: both workers' first answer (the first admin's hash) comes late
-        wait_for(lambda: requests.get(server.url + "/login", timeout=60).status_code == 200, timeout=120)
-    yield server
-    server.stop()
+    return module_live_servers(DATABASE_URL=reset_postgres(PG_URL), WEB_CONCURRENCY="2")
 
 
 def new_admin(server):
     """Create an admin through the console; return its name."""
     name = "w-" + str(time.monotonic_ns())[-8:]
-    subprocess.run([sys.executable, "-m", "flask", "--app", "app", "users", "create", name, "--admin", "--password",
-                    PASSWORD, "--no-must-change"], cwd=ROOT, env=server.environment(), check=True, capture_output=True)
+    console(server, "users", "create", name, "--admin", "--password", PASSWORD, "--no-must-change")
     return name
-
-
-def server_app(server):
-    """Return an app on the live server's database (for what a test does outside the server's processes)."""
-    return create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
-                       "INSTANCE_DIR": str(server.workdir)})
 
 
 def user_id(server, name):
@@ -72,22 +54,16 @@ def open_session(server, sshd):
     http = server.login(name, password)
     device = server.add_device(http, sshd, "watched-" + name)
     ws = connect_terminal(f"{server.ws_url}/terminals/{device}/ws", http, server.url)
-    session_id, deadline = None, time.monotonic() + 10
-    while session_id is None and time.monotonic() < deadline:
-        frame = ws.receive(timeout=0.5)
-        if isinstance(frame, str) and '"connected"' in frame:
-            session_id = json.loads(frame)["session"]
-    assert session_id, "the terminal did not connect"
-    return ws, session_id
+    return ws, session_of(ws)
 
 
 def watch(server, http, session_id):
     """Open the watch socket in the worker that holds the session (the other one says it does not hold it)."""
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + WAIT_SECONDS
     while time.monotonic() < deadline:
         ws = connect_terminal(f"{server.ws_url}/sessions/{session_id}/watch/ws", http, server.url)
         try:
-            first = ws.receive(timeout=10)
+            first = ws.receive(timeout=WAIT_SECONDS)
         except ConnectionClosed:  # the other worker said so and closed, its message lost with the close
             continue
         if isinstance(first, str) and json.loads(first)["type"] == "size":
@@ -111,7 +87,7 @@ def end_standing(server, how, watcher, http):
         with app.test_request_context():
             row = db.session.scalars(select(LoginSession).where(LoginSession.user_id == watcher_id,
                                                                 LoginSession.revoked_at.is_(None))).one()
-            assert sessions.revoke(row, "ended_by_admin", by="admin")
+            assert logins.revoke(row, "ended_by_admin", by="admin")
             db.engine.dispose()
 
 
@@ -127,7 +103,7 @@ def closing_message(ws, timeout):
     raise AssertionError(f"no closing message within {timeout} s; output meanwhile: {seen[-300:]!r}")
 
 
-def rest_of(ws, timeout=10):
+def rest_of(ws, timeout=WAIT_SECONDS):
     """Return what a socket still sends until it is closed."""
     seen, deadline = [], time.monotonic() + timeout
     try:

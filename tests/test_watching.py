@@ -10,21 +10,21 @@ import pytest
 import requests
 from sqlalchemy import select
 
-from app import create_app
 from app.audit.models import AuditEvent
 from app.extensions import db
-from app.terminals import records
+from app.recording.recorder import Recorder
+from app.recording.store import LocalStore
+from app.terminals import session_events
+from app.terminals.commands import CommandDetector, tokens
 from app.terminals.live import LiveTerminal
-from app.terminals.recording import LocalStore, Recorder
-from app.terminals.records import Facts
+from app.terminals.session_events import SessionMetadata
 from app.terminals.watching import MAX_QUEUED, Watcher
-from tests.support import SECRET_KEY, browser_login, connect_terminal, new_user, wait_for
+from tests.support import browser_login, connect_terminal, new_user, server_app, session_of, wait_for
 
 
 def trail(server, prefix):
     """Return a live server's events whose action starts with prefix, oldest first."""
-    app = create_app({"SECRET_KEY": SECRET_KEY, "SQLALCHEMY_DATABASE_URI": server.database_url,
-                      "INSTANCE_DIR": str(server.workdir)})
+    app = server_app(server)
     with app.app_context():
         rows = db.session.scalars(select(AuditEvent).where(AuditEvent.action.like(prefix + "%"))
                                   .order_by(AuditEvent.id)).all()
@@ -39,7 +39,6 @@ def test_admin_watches_a_users_terminal_live(browser, live_server, sshd):
     admin = browser.new_context(viewport={"width": 1280, "height": 800})
     try:
         tab = user.new_page()
-        tab.set_default_timeout(10000)
         browser_login(tab, live_server, name, password)
         live_server.add_device(live_server.login(name, password), sshd, "watched-box")
         tab.reload()
@@ -54,7 +53,6 @@ def test_admin_watches_a_users_terminal_live(browser, live_server, sshd):
         started = wait_for(lambda: [e for e in trail(live_server, "session.started") if e.actor == name])[-1]
 
         watch = admin.new_page()
-        watch.set_default_timeout(10000)
         browser_login(watch, live_server)
         watch.goto(f"{live_server.url}/audit")
         link = watch.locator(f'a[href$="/sessions/{started.session_id}/watch"]')
@@ -105,13 +103,7 @@ def test_only_admins_watch(live_server, sshd):
     http = live_server.login(name, password)
     device = live_server.add_device(http, sshd, "own-box")
     ws = connect_terminal(f"{live_server.ws_url}/terminals/{device}/ws", http, live_server.url)
-    session_id = None
-    deadline = time.monotonic() + 10
-    while session_id is None and time.monotonic() < deadline:
-        frame = ws.receive(timeout=0.5)
-        if isinstance(frame, str) and '"connected"' in frame:
-            session_id = re.search(r'"session": "([^"]+)"', frame).group(1)
-    assert session_id
+    session_id = session_of(ws)
     try:
         assert http.get(f"{live_server.url}/sessions/{session_id}/watch", timeout=10).status_code == 403
         with pytest.raises(Exception):  # the upgrade is refused before any frame
@@ -152,11 +144,12 @@ class Frames:
 
 def recorded_terminal(tmp_path, monkeypatch):
     """Return a live terminal with a real recorder and no device, its start and watch events not written."""
-    monkeypatch.setattr(records, "watch_started", lambda facts, by: None)
-    terminal = LiveTerminal(Frames(), None, None, None, None, {})
+    monkeypatch.setattr(session_events, "watch_started", lambda metadata, by: None)
+    terminal = LiveTerminal(Frames(), None, None, None, None, {"TERMINAL_RESUME_SECONDS": 0, "TERMINAL_RESUME_BUFFER_KB": 64})
     session_id = str(uuid.uuid4())
-    terminal.facts = Facts(session_id, 1, "alice", "box", None, datetime.now(timezone.utc))
-    terminal.recorder = Recorder(LocalStore(str(tmp_path / "recordings")), session_id, os.urandom(32))
+    terminal.metadata = SessionMetadata(session_id, 1, "alice", "box", None, datetime.now(timezone.utc))
+    terminal.recorder = Recorder(LocalStore(str(tmp_path / "recordings")), session_id, os.urandom(32),
+                                 detector=CommandDetector(), tokens=tokens)
     return terminal
 
 

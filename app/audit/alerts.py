@@ -13,7 +13,6 @@ import json
 import logging
 import socket
 import ssl
-import threading
 import time
 from datetime import timedelta
 from urllib.parse import urlsplit
@@ -21,13 +20,13 @@ from urllib.parse import urlsplit
 from flask import current_app
 from sqlalchemy import delete, func, select, update
 
-from app.audit import outbox
-from app.audit.events import CATALOGUE, plain, record
+from app.audit.catalogue import CATALOGUE
+from app.audit.events import plain, record
 from app.audit.models import ALERT_TARGET, AuditEvent, AuditOutbox
 from app.audit.query import time_arg
 from app.dbtypes import now_utc
 from app.extensions import db
-from app.leases import take_lease
+from app.leases import Clock, KeptLease
 from app.text import json_reveal
 
 log = logging.getLogger("gatehouse.alerts")
@@ -135,33 +134,22 @@ class Sender:
     down gets two requests per back-off, not one per queued alert, and the alerts behind them keep their order.
     """
 
-    def __init__(self, app):
+    def __init__(self, app, clock=None):
         self.app = app
         self.webhook = Webhook(app.config["ALERT_WEBHOOK_URL"], app.config["ALERT_WEBHOOK_SECRET"])
-        self.leased_until = self.next_lease_try = self.paused_until = 0.0
-
-    def holds_lease(self):
-        """Return True if this process holds the alerts lease, renewing it (and dropping stale alerts) when due."""
-        now = time.monotonic()
-        if now < self.leased_until - (LEASE_SECONDS - LEASE_RENEW_SECONDS):
-            return True
-        if now < self.next_lease_try:
-            return False  # another process sends; asking every step would only load the database
-        if not take_lease("alerts", LEASE_SECONDS):
-            self.leased_until, self.next_lease_try = 0.0, now + LEASE_RENEW_SECONDS
-            return False
-        self.leased_until = now + LEASE_SECONDS
-        self.drop_expired()
-        return True
+        self.clock = clock or Clock()
+        # Each renewal also drops the alerts too old to send.
+        self.lease = KeptLease("alerts", LEASE_SECONDS, LEASE_RENEW_SECONDS, self.clock, on_taken=self.drop_expired)
+        self.paused_until = 0.0
 
     def step(self):
         """Send what is due; return True if a full batch went out (more may be waiting)."""
-        if not self.holds_lease() or time.monotonic() < self.paused_until:
+        if not self.lease.held() or self.clock.monotonic() < self.paused_until:
             return False
         events = self.due()
         first_wait = None  # the back-off of a failure just before, if the last try failed
         for event, attempts in events:
-            if not self.holds_lease():  # renewed between POSTs: a slow receiver must not let the lease lapse
+            if not self.lease.held():  # renewed between POSTs: a slow receiver must not let the lease lapse
                 return False
             error = self.webhook.post(event.id, payload(event, self.app.config))
             if error is None:
@@ -170,14 +158,14 @@ class Sender:
                 continue
             wait = self.failed(event, attempts + 1, error)
             if first_wait is not None:  # the receiver, not one event: pause until the first of the two is due
-                self.paused_until = time.monotonic() + min(wait, first_wait)
+                self.paused_until = self.clock.monotonic() + min(wait, first_wait)
                 return False
             first_wait = wait
         return len(events) == BATCH
 
     def due(self):
         """Return up to BATCH (event, attempts) whose row is due, oldest event first."""
-        now = now_utc()
+        now = self.clock.now()
         try:
             rows = db.session.execute(
                 select(AuditEvent, AuditOutbox.attempts).join(AuditOutbox, AuditOutbox.event_id == AuditEvent.id)
@@ -205,14 +193,14 @@ class Sender:
             conn.execute(update(AuditOutbox).where(AuditOutbox.target == ALERT_TARGET,
                                                    AuditOutbox.event_id == event.id)
                          .values(attempts=attempts, last_error=error[:200],
-                                 next_attempt_at=now_utc() + timedelta(seconds=wait)))
+                                 next_attempt_at=self.clock.now() + timedelta(seconds=wait)))
         log.warning("alert webhook: event %d (%s) not delivered (%s), try %d, next in %.1f s",
                     event.id, event.action, error, attempts, wait)
         return wait
 
     def drop_expired(self):
         """Drop the alerts of events older than GIVE_UP_SECONDS, each recorded as alert.dropped."""
-        cutoff = now_utc() - timedelta(seconds=GIVE_UP_SECONDS)
+        cutoff = self.clock.now() - timedelta(seconds=GIVE_UP_SECONDS)
         try:
             rows = db.session.execute(
                 select(AuditOutbox.event_id, AuditOutbox.attempts, AuditOutbox.last_error, AuditEvent.action)
@@ -245,20 +233,3 @@ def queue_status():
         .order_by(AuditOutbox.event_id.desc()).limit(1))
     return depth, None if oldest is None else (now_utc() - oldest).total_seconds(), error
 
-
-_stop = threading.Event()
-
-
-def start(app):
-    """Start the sender beside the maintenance loop; nothing if no webhook is set."""
-    return outbox.start("alerts", _loop, app, _stop) if app.config.get("ALERT_WEBHOOK_URL") else None
-
-
-def stop():
-    """Stop the sender at its next step."""
-    _stop.set()
-
-
-def _loop(app):
-    """Step the sender until stopped; a failure is logged at ERROR and the loop goes on."""
-    outbox.run(app, Sender(app), _stop, lambda: POLL_SECONDS, "alerts")

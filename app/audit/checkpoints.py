@@ -1,15 +1,13 @@
 """Signed checkpoints: the chain head signed with an Ed25519 key kept outside the database."""
 import base64
-import hashlib
 import json
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import current_app
 from sqlalchemy import func, select, type_coerce
 from sqlalchemy.types import NullType
@@ -17,17 +15,13 @@ from sqlalchemy.types import NullType
 from app.dbtypes import iso_utc, now_utc
 from app.extensions import db
 
+from .chain import CHECKPOINT_FIELDS, WRONG_KEY, BadKey, checkpoint_bytes, json_lines, key_id, signature_fault
 from .events import record
 from .integrity import snapshot
 from .models import AuditChainHead, AuditEvent
 
 log = logging.getLogger("gatehouse.audit")
 ACTION = "audit.checkpoint"
-FIELDS = ("head_id", "head_hash", "signed_at", "key_id", "signature")
-
-
-class BadKey(ValueError):
-    """A signing or public key that cannot be read."""
 
 
 def key_path():
@@ -64,44 +58,6 @@ def signing_key(create=True):
     return key
 
 
-def raw_public(public_key):
-    """Return the 32 raw bytes of a public key."""
-    return public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
-def public_text(public_key):
-    """Return a public key as base64 of its 32 raw bytes, the form `flask audit pubkey` prints."""
-    return base64.b64encode(raw_public(public_key)).decode("ascii")
-
-
-def key_id(public_key):
-    """Return the first 16 hex digits of the SHA-256 of the raw public key."""
-    return hashlib.sha256(raw_public(public_key)).hexdigest()[:16]
-
-
-def parse_public_key(text):
-    """Return the public key from base64 of 32 raw bytes or PEM, given as the text or a file's path."""
-    text = text.strip()
-    if not text.startswith("-----BEGIN") and os.path.isfile(text):
-        text = Path(text).read_text().strip()
-    try:
-        if text.startswith("-----BEGIN"):
-            key = serialization.load_pem_public_key(text.encode("ascii"))
-            if not isinstance(key, Ed25519PublicKey):
-                raise BadKey("the public key is not an Ed25519 key")
-            return key
-        return Ed25519PublicKey.from_public_bytes(base64.b64decode(text, validate=True))
-    except BadKey:
-        raise
-    except ValueError as exc:
-        raise BadKey(f"the public key is neither base64 of 32 bytes nor PEM: {exc}") from None
-
-
-def signed_bytes(head_id, head_hash, signed_at, key):
-    """Return the bytes a checkpoint's signature covers (documented in docs/audit.md)."""
-    return f"gatehouse-audit-checkpoint-v1\n{head_id}\n{head_hash}\n{signed_at}\n{key}\n".encode("utf-8")
-
-
 def checkpoint(force=False):
     """Sign the chain head and record it as audit.checkpoint; return the details, or None if the head stayed put."""
     key = signing_key()
@@ -115,7 +71,7 @@ def checkpoint(force=False):
     public = key.public_key()
     details = {"head_id": head.last_id, "head_hash": head.last_hash, "signed_at": iso_utc(now_utc()),
                "key_id": key_id(public)}
-    message = signed_bytes(details["head_id"], details["head_hash"], details["signed_at"], details["key_id"])
+    message = checkpoint_bytes(details["head_id"], details["head_hash"], details["signed_at"], details["key_id"])
     details["signature"] = base64.b64encode(key.sign(message)).decode("ascii")
     row = record(ACTION, f"signed the audit trail's head at event {head.last_id}", actor="system", details=details)
     _append_to_file({"event_id": row["id"], **details})
@@ -154,21 +110,16 @@ def stored(conn=None):
     rows = (conn or db.session).execute(query).all()
     if conn is None:
         db.session.rollback()
-    return [{"event_id": row.id, **{k: v for k, v in _decode(row.details).items() if k in FIELDS}} for row in rows]
+    return [{"event_id": row.id, **{k: v for k, v in _decode(row.details).items() if k in CHECKPOINT_FIELDS}}
+            for row in rows]
 
 
 def read_lines(path):
     """Return the checkpoints of a JSON Lines file; a line that is not one is returned as its own problem."""
     found, bad = [], []
     with open(path, encoding="utf-8") as handle:
-        for number, text in enumerate(handle, 1):
-            if not text.strip():
-                continue
-            try:
-                line = json.loads(text)
-            except ValueError:
-                line = None
-            if isinstance(line, dict):
+        for number, line in json_lines(handle):
+            if line is not None:
                 found.append(line)
             else:
                 bad.append(f"CHECKPOINT line {number} of {path}: not a JSON object")
@@ -189,14 +140,11 @@ def _signature_problem(line, public):
     """Return why a checkpoint's signature fails, or None."""
     if public is None:
         return None
-    if line.get("key_id") != key_id(public):
+    message = checkpoint_bytes(line["head_id"], line["head_hash"], line["signed_at"], line["key_id"])
+    fault = signature_fault(public, line.get("key_id"), line.get("signature"), message)
+    if fault == WRONG_KEY:
         return f"it is signed by key {line.get('key_id')}, not by this trail's key {key_id(public)}"
-    try:
-        signature = base64.b64decode(str(line.get("signature")), validate=True)
-        public.verify(signature, signed_bytes(line["head_id"], line["head_hash"], line["signed_at"], line["key_id"]))
-    except (InvalidSignature, ValueError, KeyError):
-        return "its signature does not verify (forged or altered)"
-    return None
+    return fault and "its signature does not verify (forged or altered)"
 
 
 def verify_checkpoints(against=(), public=None):
@@ -208,35 +156,12 @@ def verify_checkpoints(against=(), public=None):
     if public is None:
         notes.append(f"checkpoint signatures not checked: no signing key at {key_path()} and no --pubkey")
     with snapshot() as conn:
-        sources = [("trail", line) for line in stored(conn)]
-        files = [(checkpoint_file(), False)] + [(Path(p), True) for p in against]
-        for path, required in files:
-            if not path.exists() and not required:
-                notes.append(f"no checkpoint file at {path}")
-                continue
-            found, bad = read_lines(path)
-            problems += bad
-            sources += [(str(path), line) for line in found]
+        sources = [("trail", line) for line in stored(conn)] + _file_sources(against, notes, problems)
         oldest, newest = conn.execute(select(func.min(AuditEvent.id), func.max(AuditEvent.id))).one()
-        wanted = set()
-        for _, line in sources:
-            for field in ("head_id", "event_id"):
-                if isinstance(line.get(field), int):
-                    wanted.add(line[field])
-        hashes, checkpoint_details = {}, {}
-        wanted = sorted(wanted)
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start:start + 500]
-            for row in conn.execute(select(AuditEvent.id, AuditEvent.hash, AuditEvent.action,
-                                           type_coerce(AuditEvent.details, NullType()).label("details"))
-                                    .where(AuditEvent.id.in_(chunk))):
-                hashes[row.id] = row.hash
-                if row.action == ACTION:
-                    checkpoint_details[row.id] = _decode(row.details)
-    newest = newest or 0
+        hashes, checkpoint_details = _named_rows(conn, sources)
     seen, top = set(), None
     for source, line in sources:
-        identity = json.dumps({k: line.get(k) for k in ("event_id",) + FIELDS}, sort_keys=True)
+        identity = json.dumps({k: line.get(k) for k in ("event_id",) + CHECKPOINT_FIELDS}, sort_keys=True)
         if identity in seen:
             continue  # the same checkpoint from the trail and the file: judge it once
         seen.add(identity)
@@ -245,11 +170,39 @@ def verify_checkpoints(against=(), public=None):
         problems += [f"{name}: {problem}" for problem in found]
         if isinstance(line.get("head_id"), int) and (top is None or line["head_id"] > top[1]["head_id"]):
             top = (name, line)
-    if top is not None and top[1]["head_id"] > newest:
+    if top is not None and top[1]["head_id"] > (newest or 0):
         problems.append(f"{top[0]}: it saw the trail up to event {top[1]['head_id']}, but the trail now ends at "
-                        f"event {newest}: the newest rows were deleted and the head rewound")
+                        f"event {newest or 0}: the newest rows were deleted and the head rewound")
     # A trail that has no checkpoint yet (a fresh one) has nothing to say about keys and files.
     return CheckpointVerdict(len(seen), public is not None, problems, notes if seen else [])
+
+
+def _file_sources(against, notes, problems):
+    """Return (path, line) of the checkpoint file's lines and the against files'; a missing own file is a note."""
+    sources = []
+    for path, required in [(checkpoint_file(), False)] + [(Path(p), True) for p in against]:
+        if not path.exists() and not required:
+            notes.append(f"no checkpoint file at {path}")
+            continue
+        found, bad = read_lines(path)
+        problems += bad
+        sources += [(str(path), line) for line in found]
+    return sources
+
+
+def _named_rows(conn, sources):
+    """Return {id: hash} of every row a checkpoint names (head or own event), and {id: details} of checkpoints."""
+    wanted = sorted({line[name] for _, line in sources for name in ("head_id", "event_id")
+                     if isinstance(line.get(name), int)})
+    hashes, checkpoint_details = {}, {}
+    for start in range(0, len(wanted), 500):
+        for row in conn.execute(select(AuditEvent.id, AuditEvent.hash, AuditEvent.action,
+                                       type_coerce(AuditEvent.details, NullType()).label("details"))
+                                .where(AuditEvent.id.in_(wanted[start:start + 500]))):
+            hashes[row.id] = row.hash
+            if row.action == ACTION:
+                checkpoint_details[row.id] = _decode(row.details)
+    return hashes, checkpoint_details
 
 
 def _line_problems(line, source, public, oldest, hashes, checkpoint_details):

@@ -3,15 +3,13 @@ import json
 import sys
 
 import click
-from flask import current_app
 from flask.cli import AppGroup
 
-from app.signals import verify_requested
-
-from . import archive, bundle, checkpoints
+from . import archive_check, bundle, bundle_writer, checkpoints
+from .chain import BadKey, parse_public_key, public_text
 from .events import FAILURE, SUCCESS, record
-from .integrity import verify
 from .retention import prune
+from .verification import record_report, report_lines, run_verify
 
 
 @click.group("audit", cls=AppGroup, help="Inspect and maintain the audit trail.")
@@ -30,52 +28,19 @@ def audit_cli():
 @click.option("--pubkey", help="Public key for the signatures (base64 or PEM, or a file); default: the signing key's.")
 def verify_command(recordings, against, archive_dir, bundle_file, pubkey):
     """Walk the hash chain and its checkpoints; exit 1 and name what was tampered with."""
-    if bundle_file:  # before anything reads the database or the key: a bundle is checked where neither is
-        try:
-            public = bundle.parse_public_key(pubkey) if pubkey else None
-        except ValueError as exc:
-            raise click.BadParameter(f"neither base64 of 32 bytes nor PEM: {exc}", param_hint="--pubkey") from None
-        sys.exit(bundle.report(bundle.check(bundle_file, public), echo=click.echo))
     try:
-        public = checkpoints.parse_public_key(pubkey) if pubkey else None
-    except checkpoints.BadKey as exc:
+        public = parse_public_key(pubkey) if pubkey else None
+    except BadKey as exc:
         raise click.BadParameter(str(exc), param_hint="--pubkey") from None
+    if bundle_file:  # before anything reads the database or the key: a bundle is checked where neither is
+        sys.exit(bundle.report(bundle.check(bundle_file, public), echo=click.echo))
     if archive_dir:
         sys.exit(_verify_archive(archive_dir, public))
-    verdict = verify()
-    details = {"count": verdict.count, "bad_id": verdict.bad_id, "problem": verdict.problem}
-    problems, summary = [], str(verdict)
-    signed = checkpoints.verify_checkpoints(against, public)
-    details.update(checkpoints_verified=signed.checked, checkpoint_problems=len(signed.problems),
-                   signatures_checked=signed.signatures_checked)
-    summary += f"; {signed.checked} checkpoints checked" + ("" if signed.signatures_checked else " (no signatures)")
-    if recordings:
-        # Recordings live with the terminals, which the trail does not import (it must not depend on
-        # what it records): they answer a signal. The hashing is CPU work, fine in a console command.
-        for _, answer in verify_requested.send(current_app._get_current_object(), recordings=True):
-            if answer is not None:
-                verified, found = answer
-                problems += found
-                summary += f"; {verified} recordings verified" + (f", {len(found)} with problems" if found else "")
-                details.update(recordings_verified=verified, recording_problems=len(found))
-    ok = verdict.ok and not problems and not signed.problems
-    message = "audit trail verified" if verdict.ok else f"audit trail broken at event {verdict.bad_id}"
-    if signed.problems:
-        message += f"; {len(signed.problems)} checkpoint problems: " + "; ".join(signed.problems)[:900]
-        if verdict.ok:  # the last line must not start with OK when the command fails
-            summary = f"CHECKPOINTS FAILED ({len(signed.problems)} listed above); chain {summary}"
-    if problems:
-        message += f"; {len(problems)} recordings do not match their seals"
-        if verdict.ok and not signed.problems:
-            summary = f"RECORDINGS FAILED ({len(problems)} listed above); chain {summary}"
-    record("audit.verified", message, outcome=SUCCESS if ok else FAILURE, actor="console", details=details,
-           strict=False)
-    for note in signed.notes:
-        click.echo(f"note: {note}")
-    for problem in signed.problems + problems:
-        click.echo(problem)
-    click.echo(summary)
-    sys.exit(0 if ok else 1)
+    report = run_verify(against, public, recordings=recordings)
+    record_report(report)
+    for line in report_lines(report):
+        click.echo(line)
+    sys.exit(0 if report.ok else 1)
 
 
 def _verify_archive(folder, public):
@@ -83,9 +48,9 @@ def _verify_archive(folder, public):
     if public is None:
         private = checkpoints.signing_key(create=False)
         public = private.public_key() if private else None
-    verdict = archive.verify_archive(folder, public)
+    verdict = archive_check.verify_archive(folder, public)
     try:
-        archive.check_kept_trail(verdict)
+        archive_check.check_kept_trail(verdict)
     except Exception as exc:  # the archive may be checked where the database is not
         verdict.notes.append(f"the link to the kept trail was not checked: the database cannot be read "
                              f"({type(exc).__name__})")
@@ -96,12 +61,7 @@ def _verify_archive(folder, public):
                f"audit archive {folder}: {len(verdict.problems)} problems: " + "; ".join(verdict.problems)[:900])
     record("audit.verified", message, outcome=FAILURE if verdict.problems else SUCCESS, actor="console",
            details=details, strict=False)
-    for note in verdict.notes:
-        click.echo(f"note: {note}")
-    for problem in verdict.problems:
-        click.echo(problem)
-    click.echo(str(verdict))
-    return 1 if verdict.problems else 0
+    return bundle.report(verdict, echo=click.echo)  # the same notes, problems and last line as a bundle's
 
 
 @audit_cli.command("bundle")
@@ -113,12 +73,12 @@ def _verify_archive(folder, public):
 def bundle_command(start, end, user, session, out):
     """Write an evidence bundle: the selected events, the chain to a signed checkpoint, the sealed recordings."""
     try:
-        start_at, end_at = bundle.parse_time(start), bundle.parse_time(end)
+        start_at, end_at = bundle_writer.parse_time(start), bundle_writer.parse_time(end)
     except ValueError as exc:
         raise click.BadParameter(f"not an ISO-8601 time: {exc}") from None
     try:
-        summary, notes = bundle.write(out, start_at, end_at, user=user, session=session)
-    except bundle.BundleError as exc:
+        summary, notes = bundle_writer.write(out, start_at, end_at, user=user, session=session)
+    except bundle_writer.BundleError as exc:
         click.echo(f"no bundle written: {exc}")
         sys.exit(1)
     for note in notes:
@@ -132,7 +92,7 @@ def bundle_command(start, end, user, session, out):
 def pubkey_command():
     """Print the checkpoint signing key's public half (base64 of 32 bytes) for a verifier to keep elsewhere."""
     key = checkpoints.signing_key().public_key()  # made on first use, like at the first checkpoint
-    click.echo(checkpoints.public_text(key))
+    click.echo(public_text(key))
 
 
 @audit_cli.command("checkpoints")

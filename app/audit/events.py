@@ -1,93 +1,27 @@
-"""The one write path of the audit trail: record(...), and the action catalogue."""
-import hashlib
-import json
+"""The one write path of the audit trail: record(...), and the report of events it could not write."""
 import logging
 import threading
+import time
 
 from flask import current_app, g, has_request_context, request
 from flask_login import current_user
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import insert, update
 
+from app.audit.catalogue import CATALOGUE, SEVERITY_ORDER
+from app.audit.chain import HASHED_FIELDS, link_hash
 from app.audit.models import ALERT_TARGET, AuditChainHead, AuditEvent, AuditOutbox
 from app.audit.outbox import wake_senders
 from app.blocking import release_idle_connection
 from app.dbtypes import iso_utc, now_utc
 from app.extensions import db
+from app.metrics import AUDIT_EVENTS, AUDIT_WRITE_FAILURES, AUDIT_WRITE_SECONDS
 from app.text import reveal_text
 
 log = logging.getLogger("gatehouse.audit")
 
 SUCCESS, FAILURE = "success", "failure"
 
-# code: (readable label, group, severity on success, severity on failure). Codes are stable.
-CATALOGUE = {
-    "auth.login": ("Log in", "authentication", "info", "warning"),
-    "auth.login_failed": ("Failed log in", "authentication", "warning", "warning"),
-    "auth.logout": ("Log out", "authentication", "info", "info"),
-    "auth.password_changed": ("Password changed", "authentication", "notice", "warning"),
-    "auth.password_change_failed": ("Password change failed", "authentication", "warning", "warning"),
-    "auth.locked": ("Account locked", "authentication", "critical", "critical"),
-    "auth.session_revoked": ("Log-in ended", "authentication", "notice", "warning"),
-    "auth.address_blocked": ("Address blocked", "authentication", "warning", "warning"),
-    "auth.throttled": ("Log-ins slowed", "authentication", "warning", "warning"),
-    "auth.block_lifted": ("Block lifted", "authentication", "notice", "notice"),
-    "auth.2fa_enrolled": ("Second factor enrolled", "authentication", "notice", "warning"),
-    "auth.2fa_failed": ("Second factor failed", "authentication", "warning", "warning"),
-    "auth.2fa_disabled": ("Second factor turned off", "authentication", "warning", "warning"),
-    "auth.2fa_reset": ("Second factor reset", "authentication", "warning", "warning"),
-    "auth.recovery_code_used": ("Recovery code used", "authentication", "warning", "warning"),
-    "auth.recovery_codes_regenerated": ("Recovery codes renewed", "authentication", "notice", "warning"),
-    "session.started": ("Session started", "sessions", "info", "warning"),
-    "session.ended": ("Session ended", "sessions", "info", "info"),
-    "session.failed": ("Session failed", "sessions", "warning", "warning"),
-    "session.terminated": ("Session terminated", "sessions", "notice", "warning"),
-    "session.watch_started": ("Watching started", "sessions", "notice", "warning"),
-    "session.watch_ended": ("Watching ended", "sessions", "info", "info"),
-    "recording.failed": ("Recording failed", "sessions", "warning", "warning"),
-    "recording.limited": ("Recording stopped at its size cap", "sessions", "notice", "notice"),
-    "recording.viewed": ("Recording viewed", "sessions", "info", "warning"),
-    "recording.exported": ("Recording exported", "sessions", "notice", "warning"),
-    "recording.pruned": ("Recordings pruned", "audit", "notice", "critical"),
-    "hostkey.trusted": ("Host key trusted", "sessions", "notice", "notice"),
-    "hostkey.mismatch": ("Host key mismatch", "sessions", "critical", "critical"),
-    "hostkey.forgotten": ("Host key forgotten", "sessions", "notice", "notice"),
-    "hostkey.replaced": ("Host key replaced", "sessions", "notice", "notice"),
-    "device.created": ("Device created", "devices", "notice", "warning"),
-    "device.updated": ("Device updated", "devices", "notice", "warning"),
-    "device.deleted": ("Device deleted", "devices", "notice", "warning"),
-    "device.key_generated": ("Key pair generated", "devices", "notice", "warning"),
-    "device.tested": ("Connection tested", "devices", "notice", "warning"),
-    "user.created": ("User created", "users", "notice", "warning"),
-    "user.updated": ("User updated", "users", "notice", "warning"),
-    "user.role_changed": ("Role changed", "users", "warning", "warning"),
-    "user.disabled": ("User disabled", "users", "warning", "warning"),
-    "user.deleted": ("User deleted", "users", "warning", "warning"),
-    "team.created": ("Team created", "users", "notice", "warning"),
-    "team.deleted": ("Team deleted", "users", "warning", "warning"),
-    "team.member_added": ("Team member added", "users", "notice", "warning"),
-    "team.member_removed": ("Team member removed", "users", "notice", "warning"),
-    "access.granted": ("Access granted", "users", "warning", "warning"),
-    "access.revoked": ("Access revoked", "users", "warning", "warning"),
-    "access.owners_changed": ("Grant owners changed", "users", "warning", "warning"),
-    "audit.viewed": ("Audit viewed", "audit", "info", "info"),
-    "audit.exported": ("Audit exported", "audit", "notice", "warning"),
-    "audit.pruned": ("Audit pruned", "audit", "notice", "critical"),
-    "audit.verified": ("Audit verified", "audit", "info", "critical"),
-    "audit.checkpoint": ("Audit checkpoint signed", "audit", "info", "critical"),
-    "forwarding.stalled": ("Forwarding stalled", "audit", "warning", "warning"),
-    "forwarding.resumed": ("Forwarding resumed", "audit", "notice", "notice"),
-    "audit.write_failed": ("Audit events lost", "audit", "critical", "critical"),
-    "storage.low": ("Storage nearly full", "audit", "warning", "warning"),
-    "storage.recovered": ("Storage recovered", "audit", "notice", "notice"),
-    "audit.retention_changed": ("Retention changed", "audit", "warning", "warning"),
-    "audit.reviewed": ("Audit reviewed", "audit", "notice", "warning"),
-    "audit.review_overdue": ("Review overdue", "audit", "warning", "warning"),
-    "audit.bundled": ("Evidence bundle written", "audit", "notice", "warning"),
-    "alert.dropped": ("Alert dropped", "audit", "warning", "warning"),
-}
-SEVERITY_ORDER = ("info", "notice", "warning", "critical")
-GROUPS = ("authentication", "sessions", "devices", "users", "audit")
 
 # Field names whose values must never be written into details.
 _SECRET_WORDS = ("password", "passphrase", "private_key", "secret", "token")
@@ -105,11 +39,6 @@ class AuditWriteError(RuntimeError):
     """An audit event could not be written."""
 
 
-# The columns a row's hash covers, in the order exports show them; docs/audit.md has the form.
-HASHED_FIELDS = ("id", "occurred_at", "actor", "user_id", "action", "outcome", "severity", "message", "source_ip",
-                 "user_agent", "request_id", "target", "session_id", "details")
-
-
 def plain(row, fields=HASHED_FIELDS):
     """Return the given fields of a row (mapping or event) as plain JSON values: time as UTC ISO, details a dict."""
     get = row.__getitem__ if hasattr(row, "__getitem__") else lambda name: getattr(row, name)
@@ -120,14 +49,9 @@ def plain(row, fields=HASHED_FIELDS):
     return values
 
 
-def canonical(row):
-    """Return the bytes that the hash of a row covers (documented in docs/audit.md)."""
-    return json.dumps(plain(row), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def chain_hash(prev_hash, row):
-    """Return sha256(prev_hash + canonical(row)) as hex."""
-    return hashlib.sha256(prev_hash.encode() + canonical(row)).hexdigest()
+    """Return the hash a row (time as a datetime) carries after prev_hash; the form is app.audit.chain's."""
+    return link_hash(prev_hash, plain(row))
 
 
 def _scrub(details):
@@ -220,14 +144,18 @@ def record(action, message, *, outcome=SUCCESS, actor=None, user_id=None, target
                  session_id=session_id, details=details, source_ip=source_ip)
     # The write takes its own connection: the request's idle one goes back first, so no request holds two.
     release_idle_connection()
+    started = time.perf_counter()
     try:
         _append(row)
     except Exception as exc:
+        AUDIT_WRITE_FAILURES.inc()
         log.error("audit write failed: action=%s actor=%s error=%s", action, reveal_text(row["actor"]), exc)
         _lost.add(action, exc, strict)
         if strict:
             raise AuditWriteError(str(exc)) from exc
         return None
+    AUDIT_WRITE_SECONDS.observe(time.perf_counter() - started)
+    AUDIT_EVENTS.labels(action, outcome).inc()
     # The process's own log (often journald, then syslog) gets a typed name's hidden characters as escapes too.
     log.info("audit %s %s actor=%s ip=%s: %s", action, outcome, reveal_text(row["actor"]), row["source_ip"],
              reveal_text(message))

@@ -10,7 +10,8 @@ import json
 from app.extensions import db
 from app.text import json_reveal, reveal_text
 
-from .events import HASHED_FIELDS, plain
+from .chain import HASHED_FIELDS
+from .events import plain
 from .models import AuditEvent
 from .query import apply_filters, visible_events
 

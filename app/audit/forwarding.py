@@ -11,19 +11,17 @@ import os
 import select as io_select
 import socket
 import ssl
-import threading
-import time
 from datetime import timezone
 
 from sqlalchemy import delete, func, select
 
 from config import SYSLOG_FACILITIES
-from app.audit import outbox
+from app.audit.catalogue import SEVERITY_ORDER
 from app.audit.events import record
 from app.audit.models import ALERT_TARGET, AuditEvent, AuditOutbox
 from app.dbtypes import now_utc
 from app.extensions import db
-from app.leases import take_lease
+from app.leases import Clock, KeptLease
 from app.text import reveal_text
 
 log = logging.getLogger("gatehouse.forwarding")
@@ -31,7 +29,7 @@ log = logging.getLogger("gatehouse.forwarding")
 # 32473 is the private enterprise number RFC 5612 reserves for documentation: a placeholder until a site
 # registers its own; receivers match on the whole SD-ID "gatehouse@32473", which stays stable.
 SD_ID = "gatehouse@32473"
-SEVERITIES = {"critical": 2, "warning": 4, "notice": 5, "info": 6}
+SEVERITIES = dict(zip(SEVERITY_ORDER, (6, 5, 4, 2)))  # syslog numbers: informational, notice, warning, critical
 SD_FIELDS = ("id", "actor", "user_id", "outcome", "severity", "source_ip", "target", "session_id", "request_id",
              "hash", "prev_hash")
 BOM = b"\xef\xbb\xbf"
@@ -140,33 +138,32 @@ class Target:
 class Sender:
     """Drain the outbox to every target while this process holds the forwarding lease."""
 
-    def __init__(self, app):
+    def __init__(self, app, clock=None):
         self.app = app
         self.targets = [Target(url, app.config.get("SYSLOG_CA_FILE")) for url in app.config["SYSLOG_TARGETS"]]
         self.facility = app.config.get("SYSLOG_FACILITY", "authpriv")
-        self.leased_until = self.next_lease_try = 0.0
+        self.clock = clock or Clock()
+        # Another process sending: ours would only duplicate, so every connection closes.
+        self.lease = KeptLease("forwarding", LEASE_SECONDS, LEASE_RENEW_SECONDS, self.clock,
+                               on_taken=self.check_stall, on_lost=self.close)
 
     def step(self):
         """Send what is due to each target; return True if any target had a full batch (more is waiting)."""
-        now = time.monotonic()
-        if now >= self.leased_until - (LEASE_SECONDS - LEASE_RENEW_SECONDS):
-            if now < self.next_lease_try:
-                return False  # another process sends; asking every step would only load the database
-            if not take_lease("forwarding", LEASE_SECONDS):
-                self.leased_until, self.next_lease_try = 0.0, now + LEASE_RENEW_SECONDS
-                for target in self.targets:
-                    target.close()  # another process sends; ours would only duplicate
-                return False
-            self.leased_until = now + LEASE_SECONDS
-            self.check_stall()
+        if not self.lease.held():
+            return False
         busy = False
         for target in self.targets:
             busy |= self.pump(target)
         return busy
 
+    def close(self):
+        """Close every connection (the lease went to another process, or the sender stops)."""
+        for target in self.targets:
+            target.close()
+
     def pump(self, target):
         """Confirm, then send the next batch to one target; a failure closes it and backs off."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if target.sock is None:
             if now < target.next_try:
                 return False
@@ -190,7 +187,7 @@ class Sender:
             if rows:
                 target.send([format_message(row, self.facility) for row in rows])
                 target.sent_to = rows[-1].id
-                target.pending.append((target.sent_to, time.monotonic()))
+                target.pending.append((target.sent_to, self.clock.monotonic()))
                 if target.scheme == "udp":  # nothing to wait for: UDP never says
                     self.confirm(target, float("inf"))
             target.backoff = 0.0
@@ -239,23 +236,3 @@ def queue_status():
     ).one()
     return depth, None if oldest is None else (now_utc() - oldest).total_seconds()
 
-
-_stop = threading.Event()
-
-
-def start(app):
-    """Start the sender beside the maintenance loop; nothing if no target is set."""
-    return outbox.start("forwarding", _loop, app, _stop) if app.config.get("SYSLOG_TARGETS") else None
-
-
-def stop():
-    """Stop the sender at its next step."""
-    _stop.set()
-
-
-def _loop(app):
-    """Step the sender until stopped; a failure is logged at ERROR and the loop goes on."""
-    sender = Sender(app)
-    outbox.run(app, sender, _stop, lambda: POLL_SECONDS, "forwarding")
-    for target in sender.targets:
-        target.close()

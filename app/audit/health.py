@@ -1,20 +1,17 @@
 """The trail's own health as events: the scheduled verify, disks nearly full, retention settings changed."""
-import logging
 import shutil
 import socket
 from pathlib import Path
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from app.extensions import db
 
-from . import checkpoints
-from .events import FAILURE, SUCCESS, record
-from .integrity import verify
-from .models import AuditEvent
+from .events import record
+from .models import AuditEvent, AuditOutbox
+from .verification import record_report, run_verify
 
-log = logging.getLogger("gatehouse.audit")
 HYSTERESIS = 2  # percent above the threshold before storage.recovered, so a disk at the edge does not flap
 
 
@@ -29,7 +26,7 @@ def watched_paths(config):
     uri = config["SQLALCHEMY_DATABASE_URI"]
     if uri.startswith("sqlite:///") and ":memory:" not in uri:
         paths["database"] = str(Path(uri[len("sqlite:///"):].split("?", 1)[0]).parent)
-    if config.get("RECORDING") == "on":
+    if config.get("RECORDING") == "on" and not config.get("RECORDINGS_S3_BUCKET"):  # a bucket is on no disk here
         paths["recordings"] = config["RECORDINGS_DIR"]
     if config.get("AUDIT_ARCHIVE_DIR"):
         paths["archive"] = config["AUDIT_ARCHIVE_DIR"]
@@ -98,15 +95,10 @@ def check_retention():
 
 def scheduled_verify():
     """Walk the chain and its checkpoints as `flask audit verify` does; record audit.verified (critical if broken)."""
-    verdict = verify()
-    signed = checkpoints.verify_checkpoints()
-    ok = verdict.ok and not signed.problems
-    message = ("scheduled verify: audit trail and checkpoints verified" if ok else
-               "scheduled verify FAILED: " + "; ".join(([str(verdict)] if not verdict.ok else []) + signed.problems))
-    details = {"scheduled": True, "count": verdict.count, "bad_id": verdict.bad_id, "problem": verdict.problem,
-               "checkpoints_verified": signed.checked, "checkpoint_problems": len(signed.problems),
-               "signatures_checked": signed.signatures_checked}
-    if not ok:
-        log.error("%s", message)
-    return record("audit.verified", message[:1000], outcome=SUCCESS if ok else FAILURE, actor="system",
-                  details=details, strict=False)
+    return record_report(run_verify(scheduled=True))
+
+
+def outbox_depth():
+    """Return {target: events waiting} over the outbox (for /metrics)."""
+    rows = db.session.execute(select(AuditOutbox.target, func.count()).group_by(AuditOutbox.target)).all()
+    return {target: count for target, count in rows}

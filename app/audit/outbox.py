@@ -1,10 +1,9 @@
-"""The loops that drain the outbox (syslog forwarding, alerts): started beside the maintenance loop, woken by writes."""
-import logging
-import threading
-import time
-from contextlib import contextmanager
+"""Waking the outbox's senders (syslog forwarding, alerts): a write that queued rows wakes them at once.
 
-log = logging.getLogger("gatehouse.audit")
+The senders run as continuous jobs (app/jobs): each waits on its own event from woken_on_queue(), with a timeout.
+"""
+import threading
+from contextlib import contextmanager
 
 # One event per sender loop of this process, set after a write that queued outbox rows.
 _senders = []
@@ -25,27 +24,3 @@ def woken_on_queue():
         yield waiting
     finally:
         _senders.remove(waiting)
-
-
-def start(name, loop, app, stopping):
-    """Run loop(app) in a daemon thread (a greenlet under gevent) until stopping is set."""
-    stopping.clear()
-    thread = threading.Thread(target=loop, args=(app,), name=f"gatehouse-{name}", daemon=True)
-    thread.start()
-    return thread
-
-
-def run(app, sender, stopping, poll_seconds, name):
-    """Step sender until stopping is set: at once after a write that queued rows, else every poll_seconds()."""
-    with woken_on_queue() as queued:
-        while not stopping.is_set():
-            busy = False
-            queued.clear()  # before the step: rows queued during it wake the wait below at once
-            with app.app_context():
-                try:
-                    busy = sender.step()
-                except Exception:
-                    log.exception("%s failed", name)
-                    time.sleep(1.0)
-            if not busy:
-                queued.wait(poll_seconds())

@@ -9,14 +9,16 @@ from sqlalchemy import and_, false, func, or_, select
 
 from app.extensions import db
 
-from .events import CATALOGUE, GROUPS
+from .catalogue import CATALOGUE, GROUPS, SEVERITY_ORDER
 from .models import AuditEvent
+from .search_index import MIN_INDEXED, contains, count_alone, narrow, newest_first
 
 PAGE_SIZES = (25, 50, 100, 200)
-SEVERITIES = ("info", "notice", "warning", "critical")
+SEVERITIES = SEVERITY_ORDER
 # One level, or "LEVEL-up": that level and the ones above it (a + would read as a space in a URL).
 SEVERITY_CHOICES = SEVERITIES + tuple(f"{level}-up" for level in SEVERITIES[1:3])
 MAX_TEXT = 200
+SCAN_COUNT_BOUND = 10_000  # matches counted for a free text too short for the search index (one or two characters)
 
 
 # Functions user -> a condition on AuditEvent (or None): more events that user may read. The package that knows
@@ -26,8 +28,9 @@ _visibility_rules = []
 
 
 def extend_visibility(rule):
-    """Register rule(user) -> condition or None, widening what a non-admin user may read."""
-    _visibility_rules.append(rule)
+    """Register rule(user) -> condition or None, widening what a non-admin user may read (once, however often asked)."""
+    if rule not in _visibility_rules:
+        _visibility_rules.append(rule)
     return rule
 
 
@@ -89,6 +92,11 @@ class Filters:
         if self.size != 50:
             args["size"] = self.size
         return args
+
+    @property
+    def text_alone(self):
+        """Say whether the free text is the only filter."""
+        return bool(self.q) and set(self.args) - {"size"} == {"q"}
 
     @property
     def command_args(self):
@@ -188,11 +196,6 @@ def _parse_numbers(f, args, errors):
             setattr(f, name, number)
 
 
-def escape_like(text):
-    """Make %, _ and the backslash literal in a LIKE pattern (the pattern then needs ESCAPE '\\')."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def apply_filters(query, f, user):
     """Add the filters' conditions to a select of AuditEvent (user: whose commands the command filter may match)."""
     if f.user:
@@ -214,12 +217,19 @@ def apply_filters(query, f, user):
     if f.until:
         query = query.where(AuditEvent.occurred_at <= f.until)
     if f.q:
-        pattern = f"%{escape_like(f.q)}%"
-        query = query.where(or_(AuditEvent.message.ilike(pattern, escape="\\"),
-                                AuditEvent.target.ilike(pattern, escape="\\")))
+        query = _free_text(query, f)
     if f.command:
         query = query.where(command_condition(user, f))
     return query
+
+
+def _free_text(query, f):
+    """Add the free text: alone, the page reads its index newest first (see search); beside a filter with a selective
+    index of its own (a user, an address, one action) SQLite starts from that index and probes the matches."""
+    if f.text_alone:
+        return narrow(query, f.q, AuditEvent.message, AuditEvent.target)
+    selective = bool(f.user or f.ip or (f.action and f.action not in GROUPS))
+    return query.where(contains(f.q, AuditEvent.message, AuditEvent.target, probe=selective))
 
 
 @dataclass
@@ -236,10 +246,34 @@ class Page:
         return max(1, -(-self.total // self.size))
 
 
+class AtLeast(int):
+    """A count that stopped at its bound, shown as "more than N"."""
+
+    def __str__(self):
+        return f"more than {int(self)}"
+
+
+def count_matches(base, f, user):
+    """Count the events a select of AuditEvent finds; a free text too short for the index stops counting at a bound."""
+    if f.text_alone and user.is_admin:
+        # The free text alone, over the whole trail: the index may count it without reading a row.
+        alone = count_alone(f.q, AuditEvent.__table__)
+        if alone is not None:
+            return alone
+    if not f.q or len(f.q) >= MIN_INDEXED:
+        return db.session.scalar(select(func.count()).select_from(base.order_by(None).subquery()))
+    # One or two characters match most of a large trail and only a scan can find them: the page itself is quick
+    # (newest first, it stops at the page's end), the count would read every row, so it stops at the bound.
+    bounded = base.order_by(None).with_only_columns(AuditEvent.id).limit(SCAN_COUNT_BOUND + 1)
+    total = db.session.scalar(select(func.count()).select_from(bounded.subquery()))
+    return AtLeast(SCAN_COUNT_BOUND) if total > SCAN_COUNT_BOUND else total
+
+
 def search(f, user):
     """Return the page of events the filters select, newest first, that user may see."""
     base = apply_filters(visible_events(user), f, user)
-    total = db.session.scalar(select(func.count()).select_from(base.order_by(None).subquery()))
-    rows = db.session.scalars(base.order_by(AuditEvent.id.desc()).limit(f.size).offset((f.page - 1) * f.size)).all()
+    total = count_matches(base, f, user)
+    newest = newest_first(f.q, AuditEvent.__table__) if f.text_alone else AuditEvent.id.desc()
+    rows = db.session.scalars(base.order_by(newest).limit(f.size).offset((f.page - 1) * f.size)).all()
     return Page(rows, total, f.page, f.size)
 

@@ -62,6 +62,14 @@ def prune(now=None, retention_days=None, batch_size=5000, archive_dir=None):
            details={"count": count, "cutoff": iso_utc(cutoff), "from_id": first_id, "anchor_id": last_id,
                     "anchor_hash": anchor_hash, "retention_days": retention_days,
                     "archived": bool(archive_dir), "undelivered": undelivered})
+    archives = _delete(first_id, last_id, batch_size, archive_dir)
+    log.info("pruned %d audit events older than %s", count, iso_utc(cutoff))
+    _checkpoint_cut()
+    return PruneResult(count, cutoff, last_id, archives, notes=_announce(now, cutoff))
+
+
+def _delete(first_id, last_id, batch_size, archive_dir):
+    """Delete the rows first_id..last_id and their outbox rows batch by batch, each archived first if asked."""
     archives = set()
     done = first_id - 1
     while done < last_id:
@@ -72,9 +80,7 @@ def prune(now=None, retention_days=None, batch_size=5000, archive_dir=None):
             conn.execute(delete(AuditOutbox).where(AuditOutbox.event_id > done, AuditOutbox.event_id <= upper))
             conn.execute(delete(AuditEvent).where(AuditEvent.id > done, AuditEvent.id <= upper))
         done = upper
-    log.info("pruned %d audit events older than %s", count, iso_utc(cutoff))
-    _checkpoint_cut()
-    return PruneResult(count, cutoff, last_id, tuple(sorted(archives)), notes=_announce(now, cutoff))
+    return tuple(sorted(archives))
 
 
 def _checkpoint_cut():

@@ -1,6 +1,7 @@
 """The security summary for admins: the last 24 h of failed log-ins, lock-outs and blocks, host-key mismatches and
-sessions, and the chain's state, each read from the trail itself with the indexes it has."""
-from dataclasses import dataclass, field
+sessions, and the chain's state, each read from the trail itself with the indexes it has; and how this process's
+background jobs went."""
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from flask import current_app
@@ -11,6 +12,7 @@ from app.extensions import db
 
 from . import alerts, forwarding
 from .models import AuditEvent
+from .verification import last_recorded
 
 WINDOW = timedelta(hours=24)
 TOP = 10
@@ -41,6 +43,7 @@ class Summary:
     checkpoint: AuditEvent | None
     syslog: tuple | None
     alerts: tuple | None
+    jobs: list | None  # None: no background jobs run in this process
 
 
 def window_start(now=None):
@@ -76,12 +79,24 @@ def newest(action):
                               .order_by(AuditEvent.id.desc()).limit(1)).first()
 
 
+def without_webhook(error):
+    """Return an error message without the webhook's address, which often carries a token."""
+    secret = current_app.config.get("ALERT_WEBHOOK_URL")
+    return error.replace(secret, "(webhook)")[:200] if error and secret else error
+
+
 def alert_queue():
     """Return the alert webhook's (depth, oldest age in seconds or None, newest error or None)."""
     depth, age, error = alerts.queue_status()
-    secret = current_app.config.get("ALERT_WEBHOOK_URL")
-    # The webhook's address often carries a token: an error message that quotes it does not reach the page.
-    return depth, age, error.replace(secret, "(webhook)")[:200] if error and secret else error
+    return depth, age, without_webhook(error)
+
+
+def jobs_report():
+    """Return the status of this process's background jobs, or None when none run here (a development server)."""
+    driver = current_app.extensions.get("jobs")  # the running jobs driver puts itself there: no import of it here
+    if driver is None:
+        return None
+    return [replace(row, last_error=without_webhook(row.last_error)) for row in driver.report()]
 
 
 def build(now=None):
@@ -104,7 +119,8 @@ def build(now=None):
         since=since, failed_by_ip=failed_by_ip, failed_by_user=failed_by_user, locked=locked, blocked=blocked,
         slowed=slowed, mismatches=mismatches, sessions=sessions,
         head_id=db.session.scalar(select(func.max(AuditEvent.id))) or 0,
-        verified=newest("audit.verified"), checkpoint=newest("audit.checkpoint"),
+        verified=last_recorded(), checkpoint=newest("audit.checkpoint"),
         syslog=forwarding.queue_status() if config.get("SYSLOG_TARGETS") else None,
         alerts=alert_queue() if config.get("ALERT_WEBHOOK_URL") else None,
+        jobs=jobs_report(),
     )

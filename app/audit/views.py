@@ -8,7 +8,8 @@ from flask_login import current_user, login_required
 from app.dbtypes import iso_utc, now_utc
 
 from . import export, review, summary
-from .events import CATALOGUE, GROUPS, AuditWriteError, record
+from .catalogue import CATALOGUE, GROUPS
+from .events import AuditWriteError, record
 from .forwarding import queue_status
 from .query import PAGE_SIZES, parse_filters, search, time_arg
 

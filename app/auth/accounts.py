@@ -16,16 +16,20 @@ from sqlalchemy.exc import IntegrityError
 from app.audit.events import record
 from app.extensions import db
 
-from . import sessions
+from . import logins
 from .models import User
 
 USERNAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
-# Who creates the account, as the trail tells it: (actor, message).
+# The ways in: who creates the account, as the trail tells it: (actor, message). An actor of None is the admin
+# of the request; "{name}" is the new user, who signs in for the first time with single sign-on (oidc).
 _VIA = {
-    "web": (None, "created user {}"),
-    "console": ("console", "created user {} from the console"),
-    "first_start": ("system", "created first admin {}"),
+    "web": (None, "created user {name}"),
+    "console": ("console", "created user {name} from the console"),
+    "first_start": ("system", "created first admin {name}"),
+    "oidc": ("{name}", "created user {name} ({role}) at their first sign-in with {provider}"),
 }
+# Nobody is logged in when these create a user, so the event carries the new user's id.
+_OWN_ID = {"first_start", "oidc"}
 
 
 class AccountError(ValueError):
@@ -61,28 +65,39 @@ def find_user(username):
     return next((user for user in found if user.username == username), found[0] if found else None)
 
 
-def create_user(username, password, *, admin=False, via="web", details=None, must_change=False):
+def create_user(username, password=None, *, admin=False, via="web", details=None, must_change=False, identity=None):
     """Check the account rule, create the user, record user.created; raise AccountError when refused.
 
+    via is the way in (_VIA). password None: the user has no usable one (single sign-on: nobody knows it, so a local
+    log-in fails like a wrong password). identity: the (issuer, subject) of single sign-on the user is linked to.
     must_change: someone else chose the password, so the user must replace it at their first log-in.
     """
-    for field, problem in (("username", username_problem(username)), ("password", password_problem(password))):
+    problems = (("username", username_problem(username)),
+                ("password", password_problem(password) if password is not None else None))
+    for field, problem in problems:
         if problem:
             raise AccountError(field, problem)
     user = User(username=username, is_admin=admin, must_change_password=must_change)
-    user.set_password(password)
+    user.oidc_issuer, user.oidc_subject = identity or (None, None)
+    user.set_password(secrets.token_urlsafe(32) if password is None else password)
     db.session.add(user)
     try:
         db.session.commit()
     except IntegrityError:  # created by someone else since the check
         db.session.rollback()
         raise AccountError("username", "This username is taken.") from None
-    actor, message = _VIA[via]
-    record("user.created", message.format(username), actor=actor,
-           user_id=user.id if via == "first_start" else None,
-           details={"username": username, "admin": admin, **({"must_change": True} if must_change else {}),
-                    **(details or {})}, strict=via != "first_start")
+    _record_created(user, via, {**({"must_change": True} if must_change else {}), **(details or {})})
     return user
+
+
+def _record_created(user, via, details):
+    """Record user.created as the way in tells it (a first start's failed write does not stop the start)."""
+    actor, message = _VIA[via]
+    words = {"name": user.username, "role": "admin" if user.is_admin else "user",
+             "provider": current_app.config.get("OIDC_DISPLAY_NAME")}
+    record("user.created", message.format(**words), actor=actor and actor.format(**words),
+           user_id=user.id if via in _OWN_ID else None,
+           details={"username": user.username, "admin": user.is_admin, **details}, strict=via != "first_start")
 
 
 def generated_password():
@@ -106,4 +121,4 @@ def reset_password(user, password, *, by, actor=None, must_change=True):
     record("auth.password_changed", f"password of {user.username} reset {via}", actor=actor,
            user_id=user.id if by == "console" else None,
            details={"username": user.username, "by": by, "reset": True, "must_change": must_change})
-    sessions.revoke_user(user.id, "password_changed", by=by)
+    logins.revoke_user(user.id, "password_changed", by=by)

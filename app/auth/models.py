@@ -27,7 +27,7 @@ class User(UserMixin, db.Model):
     password_hash: Mapped[str] = mapped_column(String(256))
     is_admin: Mapped[bool] = mapped_column(default=False)
     disabled: Mapped[bool] = mapped_column(default=False)
-    # Bumped on password change; a login session carrying an older epoch is no longer valid.
+    # Bumped when the second factor is reset or turned off: a pending log-in (totp.py) of an older epoch is void.
     session_epoch: Mapped[int] = mapped_column(default=0)
     failed_logins: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -65,7 +65,7 @@ class User(UserMixin, db.Model):
     __hash__ = object.__hash__
 
     def get_id(self):
-        """Return the token of this request's log-in session: the only thing the cookie carries."""
+        """Return the token of this request's log-in: the only thing the cookie carries."""
         return getattr(self, "login_token", None)
 
     @property
@@ -77,7 +77,7 @@ class LoginSession(db.Model):
     """One log-in: a browser that logged in, until it logs out, is revoked or expires.
 
     The cookie carries a random token; the row is keyed by its SHA-256, so neither a database
-    reader nor the audit trail ever holds a value that opens a session.
+    reader nor the audit trail ever holds a value that opens a log-in.
     """
 
     __tablename__ = "login_sessions"

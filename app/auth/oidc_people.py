@@ -2,17 +2,16 @@
 first sign-in when OIDC_AUTO_CREATE=on, its role taken from the groups claim when OIDC_ADMIN_GROUP is set."""
 import hashlib
 import re
-import secrets
 import unicodedata
 
 from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from app.audit.events import record
 from app.extensions import db
+from app.session_ends import end_sessions_without_access
 
-from .accounts import USERNAME, find_user
+from .accounts import USERNAME, AccountError, create_user, find_user
 from .models import User
 from .oidc_rules import Refused, display_name
 
@@ -50,7 +49,8 @@ def linked_user(subject):
 
 
 def _create(claims, name, facts):
-    """Create the user of a first single sign-on, linked to issuer + subject, with no usable password."""
+    """Create the user of a first single sign-on (the account rule's way in "oidc"), linked to issuer + subject,
+    with no usable password."""
     base = username_from(name) or "user-" + hashlib.sha256(f"{claims['iss']} {claims['sub']}".encode()).hexdigest()[:8]
     username = base
     for number in range(2, 100):
@@ -63,24 +63,16 @@ def _create(claims, name, facts):
                           actor=name, details={**facts, "username": username})
         username = f"{base}-{number}"  # another person of single sign-on had this name first
     admin = _in_admin_group(claims) if current_app.config.get("OIDC_ADMIN_GROUP") else False
-    user = User(username=username, is_admin=admin, oidc_issuer=current_app.config["OIDC_ISSUER"],
-                oidc_subject=claims["sub"])
-    user.set_password(secrets.token_urlsafe(32))  # nobody knows it: a local log-in fails like a wrong password
-    db.session.add(user)
     try:
-        db.session.commit()
-    except IntegrityError:  # the same person's other tab, or the same name, a moment earlier
-        db.session.rollback()
+        return create_user(username, admin=admin, via="oidc",
+                           identity=(current_app.config["OIDC_ISSUER"], claims["sub"]),
+                           details={"method": "oidc", "provider": claims["iss"], "subject": claims["sub"]})
+    except AccountError:  # the same person's other tab, or the same name, a moment earlier
         user = linked_user(claims["sub"])
         if user is None:
             raise Refused("username_taken", f"The name {username} was just taken. Try again.", 409, actor=name,
                           details={**facts, "username": username}) from None
         return user
-    role = "admin" if admin else "user"
-    record("user.created", f"created user {username} ({role}) at their first sign-in with {display_name()}",
-           actor=username, user_id=user.id, details={"username": username, "admin": admin, "method": "oidc",
-                                                     "provider": claims["iss"], "subject": claims["sub"]})
-    return user
 
 
 def _in_admin_group(claims):
@@ -100,8 +92,6 @@ def _apply_role(user, claims):
         return
     user.is_admin = admin
     db.session.commit()
-    from app.terminals.records import end_sessions_without_access  # here: the terminals import the auth package
-
     # An admin's devices count under every grant of their folder or tag; a demoted one's only where chosen.
     ended = 0 if admin else len(end_sessions_without_access())
     role = "admin" if admin else "user"

@@ -1,10 +1,7 @@
-"""Single sign-on's settings check and its refusals: shared by the flow (oidc.py) and the matching of people
-(oidc_people.py)."""
-from authlib.common.security import is_secure_transport
+"""Single sign-on's refusals: shared by the flow (oidc_views.py, oidc_client.py) and the
+matching of people (oidc_people.py)."""
 from flask import current_app
 from joserfc.errors import BadSignatureError, ClaimError, ExpiredTokenError
-
-from config import ConfigError
 
 # Why a single sign-on was refused: the code goes into auth.login_failed's details.reason.
 REASONS = {
@@ -26,17 +23,6 @@ class Refused(Exception):
         super().__init__(message)
         self.reason, self.message, self.status = reason, message, status
         self.actor, self.user, self.details = actor, user, details or {}
-
-
-def check_settings(config):
-    """Refuse settings that cannot work: no way to log in at all, or an issuer that is no http(s) address."""
-    issuer = config.get("OIDC_ISSUER")
-    if config.get("LOCAL_LOGIN") == "off" and not issuer:
-        raise ConfigError("LOCAL_LOGIN=off needs OIDC_ISSUER (single sign-on), or nobody could log in")
-    if issuer and not (is_secure_transport(issuer) and issuer.startswith(("https://", "http://"))):
-        raise ConfigError(f"OIDC_ISSUER={issuer!r} must be an https:// address (http:// only on loopback)")
-    if issuer and not config.get("OIDC_CLIENT_ID"):
-        raise ConfigError("OIDC_CLIENT_ID must be set when OIDC_ISSUER is")
 
 
 def enabled():

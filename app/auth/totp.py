@@ -19,11 +19,11 @@ from sqlalchemy import delete, func, or_, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.audit.events import record
+from app.crypto import SecretError, decrypt, encrypt
 from app.dbtypes import now_utc
-from app.devices.secrets import SecretError, decrypt, encrypt
 from app.extensions import db
 
-from . import sessions
+from . import logins
 from .models import RecoveryCode, User
 
 log = logging.getLogger("gatehouse.auth")
@@ -171,7 +171,7 @@ def reset(user, by, actor=None):
     turn_off(user)
     record("auth.2fa_reset", f"second factor of {user.username} reset by {by}", actor=actor,
            details={"username": user.username, "by": by, "had_factor": had})
-    sessions.revoke_user(user.id, "ended_by_admin", by=by)
+    logins.revoke_user(user.id, "ended_by_admin", by=by)
 
 
 # --- recovery codes ------------------------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 Codes typed at the log-in and on the settings page are checked under the same throttle as passwords (by
 address and by name, or the lock in LOCKOUT_MODE=lock); enrolment codes are not, since the page shows the secret.
 """
+import functools
+
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
@@ -11,10 +13,9 @@ from wtforms import StringField
 from wtforms.validators import DataRequired, Length
 
 from app.audit.events import FAILURE, record
-from app.dbtypes import now_utc
 
-from . import sessions, throttle, totp
-from .views import complete_login, count_failure
+from . import logins, throttle, totp
+from .views import complete_login
 
 bp = Blueprint("twofactor", __name__)
 
@@ -40,17 +41,17 @@ def _fail(user, name, reason, during):
     """Record a refused code (never the code) and count it like a failed password."""
     record("auth.2fa_failed", f"second factor of {user.username} refused during {during}", outcome=FAILURE,
            actor=user.username, user_id=user.id, details={"reason": reason, "during": during}, strict=False)
-    count_failure(name, user, reason)
+    throttle.count_failure(request.remote_addr, name, user, reason)
 
 
 def _check_code(user, name, text, during):
-    """Check a TOTP or recovery code under the log-in throttle; return (factor, recovery codes left) or raise _Refused."""
+    """Check a TOTP or recovery code under the log-in throttle; return (factor, codes left) or raise _Refused."""
     refused = throttle.refusal(request.remote_addr, name)
     if refused:
         if refused.kind == throttle.ACCOUNT:
             _fail(user, name, "throttled", during)
         raise _Refused(refused.message, 429, refused.seconds)
-    if user.locked_until and user.locked_until > now_utc():
+    if throttle.locked(user):
         _fail(user, name, "locked", during)
         raise _Refused(BAD_CODE)
     text = text.strip()
@@ -78,14 +79,22 @@ def _restart():
     return redirect(url_for("auth.login"))
 
 
+def _pending_step(enrol):
+    """Give a log-in step this browser's pending log-in of its kind (user, typed name, next path) and the code form;
+    a browser whose pending log-in ran out goes back to the log-in page."""
+    def wrap(view):
+        @functools.wraps(view)
+        def step():
+            found = totp.pending(enrol=enrol)
+            return _restart() if found is None else view(*found, CodeForm())
+        return step
+    return wrap
+
+
 @bp.route("/login/code", methods=["GET", "POST"])
-def code():
+@_pending_step(enrol=False)
+def code(user, name, next_path, form):
     """Ask for the second factor of a log-in whose password was right; a right code completes it."""
-    found = totp.pending(enrol=False)
-    if found is None:
-        return _restart()
-    user, name, next_path = found
-    form = CodeForm()
     if not form.validate_on_submit():
         return render_template("auth/twofactor_code.html", form=form), 422 if request.method == "POST" else 200
     try:
@@ -113,13 +122,9 @@ def _tell_codes_left(left):
 
 
 @bp.route("/login/enrol", methods=["GET", "POST"])
-def enrol():
+@_pending_step(enrol=True)
+def enrol(user, name, next_path, form):
     """Set up the second factor REQUIRE_2FA asks for before the log-in completes; the confirmed code completes it."""
-    found = totp.pending(enrol=True)
-    if found is None:
-        return _restart()
-    user, name, next_path = found
-    form = CodeForm()
     if not form.validate_on_submit():
         return _enrol_page(user, form, url_for("twofactor.enrol"), 422 if request.method == "POST" else 200)
     codes = totp.confirm(user, "".join(form.code.data.split()))
@@ -183,7 +188,7 @@ def confirm():
         return _wrong_enrolment_code(user, form, url_for("twofactor.confirm"))
     record("auth.2fa_enrolled", f"{user.username} enrolled a second factor (TOTP)", details={"factor": "totp"},
            strict=False)
-    sessions.renew(user, "second_factor_changed")  # log-ins from before the factor end; this one gets a new token
+    logins.renew(user, "second_factor_changed")  # log-ins from before the factor end; this one gets a new token
     flash("Second factor on. Your log-ins from before it have ended; this browser stays logged in.", "info")
     return render_template("auth/twofactor_codes.html", codes=codes, next_path=url_for("twofactor.settings"))
 
@@ -231,6 +236,6 @@ def disable():
         return refused
     totp.turn_off(user)
     record("auth.2fa_disabled", f"{user.username} turned their second factor off", strict=False)
-    sessions.renew(user, "second_factor_changed")
+    logins.renew(user, "second_factor_changed")
     flash("Second factor turned off. Your log-ins from before have ended; this browser stays logged in.", "info")
     return redirect(url_for("twofactor.settings"))

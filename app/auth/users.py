@@ -5,11 +5,10 @@ from sqlalchemy import select
 
 from app.access import admin_required
 from app.audit.events import record
-from app.devices.ends import end_deviceless, end_on_devices_of
 from app.extensions import db
-from app.terminals.records import end_sessions_without_access
+from app.session_ends import end_deviceless, end_on_devices_of, end_sessions_without_access
 
-from . import sessions, throttle, totp
+from . import logins, throttle, totp
 from .accounts import AccountError, create_user, generated_password, reset_password
 from .forms import NewUserForm
 from .models import User
@@ -24,6 +23,14 @@ def get_user_or_404(user_id):
         abort(404)
     if user.id == current_user.id:
         abort(400, "You cannot change your own account here.")
+    return user
+
+
+def _flip(user_id, field):
+    """Turn a yes/no field of another user the other way and save it; return the user."""
+    user = get_user_or_404(user_id)
+    setattr(user, field, not getattr(user, field))
+    db.session.commit()
     return user
 
 
@@ -60,14 +67,12 @@ def create():
 @admin_required
 def toggle_disabled(user_id):
     """Disable a user (their sessions end at once) or enable them again."""
-    user = get_user_or_404(user_id)
-    user.disabled = not user.disabled
-    db.session.commit()
+    user = _flip(user_id, "disabled")
     if user.disabled:
         ended = end_on_devices_of(user.id)  # their stored credentials serve nobody now: others' terminals end too
         record("user.disabled", f"disabled user {user.username}",
                details={"username": user.username, "sessions_ended": ended})
-        sessions.revoke_user(user.id, "user_disabled", by=current_user.username)
+        logins.revoke_user(user.id, "user_disabled", by=current_user.username)
     else:
         record("user.updated", f"enabled user {user.username}", details={"username": user.username,
                                                                          "fields": ["disabled"]})
@@ -78,9 +83,7 @@ def toggle_disabled(user_id):
 @admin_required
 def toggle_admin(user_id):
     """Give or take the admin role."""
-    user = get_user_or_404(user_id)
-    user.is_admin = not user.is_admin
-    db.session.commit()
+    user = _flip(user_id, "is_admin")
     role = "admin" if user.is_admin else "user"
     # An admin's devices count under every grant of their folder or tag; a demoted one's only where chosen.
     ended = 0 if user.is_admin else len(end_sessions_without_access())
@@ -95,7 +98,7 @@ def delete(user_id):
     """Delete a user and their devices; their audit events stay, under their name."""
     user = get_user_or_404(user_id)
     username = user.username
-    sessions.revoke_user(user.id, "user_deleted", by=current_user.username)
+    logins.revoke_user(user.id, "user_deleted", by=current_user.username)
     db.session.delete(user)
     db.session.commit()
     ended = end_deviceless()  # their devices went with them: every terminal on those ends

@@ -1,20 +1,17 @@
 """Log in, log out and change password."""
-from datetime import timedelta
-from urllib.parse import urlsplit
-
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_required, logout_user
-from sqlalchemy import case, update
 
 from app.access import current_login
 from app.audit.events import FAILURE, record
-from app.dbtypes import now_utc
 from app.extensions import db, login_manager
 
-from . import oidc, sessions, throttle, totp
+from . import logins, throttle, totp
 from .accounts import find_user
 from .forms import LoginForm, PasswordForm
 from .models import LoginSession, User
+from .oidc_rules import display_name
+from .oidc_views import note_logout
 
 bp = Blueprint("auth", __name__)
 
@@ -29,7 +26,7 @@ _SYSTEMS = (("Android", "Android"), ("iPhone", "iPhone"), ("iPad", "iPad"), ("Wi
 @login_manager.user_loader
 def load_user(token):
     """Return the user of a live log-in session (the database decides, on every request)."""
-    return sessions.load(token)
+    return logins.load(token)
 
 
 @bp.app_template_filter("browser")
@@ -41,39 +38,11 @@ def browser_name(user_agent):
     return f"{name} on {system}" if system else name
 
 
-def _safe_next(target):
-    """Return target if it is a path on this site, else the home page."""
-    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
-        return target
-    return url_for("terminals.index")
-
-
 def _fail_login(username, user, reason):
-    """Record a failed log-in and count it (count_failure)."""
+    """Record a failed log-in and count it against the address and the name (the throttle)."""
     record("auth.login_failed", f"failed log in as {username}", outcome=FAILURE, actor=username,
            user_id=user.id if user else None, details={"reason": reason}, strict=False)
-    count_failure(username, user, reason)
-
-
-def count_failure(username, user, reason):
-    """Count a failed password or code against the address and the name, or lock the account (LOCKOUT_MODE=lock)."""
-    throttle.count_failure(request.remote_addr, username, account=reason != "throttled")
-    if user is None or reason == "locked" or current_app.config["LOCKOUT_MODE"] != "lock":
-        return
-    minutes = current_app.config["LOGIN_LOCK_MINUTES"]
-    # One atomic statement counts the failure and, at the limit, locks and restarts the count: parallel
-    # guesses each see their own count, and exactly one of them sees the lock it set.
-    reached = User.failed_logins + 1 >= current_app.config["LOGIN_MAX_FAILURES"]
-    count = db.session.execute(
-        update(User).where(User.id == user.id)
-        .values(failed_logins=case((reached, 0), else_=User.failed_logins + 1),
-                locked_until=case((reached, now_utc() + timedelta(minutes=minutes)), else_=User.locked_until))
-        .returning(User.failed_logins).execution_options(synchronize_session=False)
-    ).scalar_one()
-    db.session.commit()
-    if count == 0:
-        record("auth.locked", f"account {username} locked for {minutes} minutes after repeated failed log-ins",
-               outcome=FAILURE, actor=username, user_id=user.id, details={"minutes": minutes}, strict=False)
+    throttle.count_failure(request.remote_addr, username, user, reason)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -81,9 +50,9 @@ def login():
     """Show the log-in form and log the user in."""
     if current_user.is_authenticated:
         return redirect(url_for("terminals.index"))
-    # --- single sign-on only (LOCAL_LOGIN=off, app/auth/oidc.py): no password is looked at ---
+    # --- single sign-on only (LOCAL_LOGIN=off, app/auth/oidc_views.py): no password is looked at ---
     if request.method == "POST" and current_app.config["LOCAL_LOGIN"] == "off":
-        flash(f"Log-in with a password is turned off here: sign in with {oidc.display_name()}.", "error")
+        flash(f"Log-in with a password is turned off here: sign in with {display_name()}.", "error")
         return render_template("auth/login.html", form=LoginForm(formdata=None)), 403
     # --- end of single sign-on only ---
     form = LoginForm()
@@ -96,7 +65,7 @@ def login():
         if user is None:
             User.burn_password_check(form.password.data)
             _fail_login(username, None, "unknown_user")
-        elif user.locked_until and user.locked_until > now_utc():
+        elif throttle.locked(user):
             User.burn_password_check(form.password.data)
             _fail_login(username, user, "locked")
         elif not user.check_password(form.password.data):
@@ -108,11 +77,11 @@ def login():
             # it of, the right password only opens the code (or enrolment) step, which ends in complete_login().
             if totp.enabled(user) or totp.required_for(user):
                 throttle.release(username)
-                step = totp.begin(user, username, _safe_next(request.args.get("next")))
+                step = totp.begin(user, username, logins.safe_next(request.args.get("next")))
                 return redirect(url_for(step))
             # --- end of second factor ---
             complete_login(user, username)
-            return redirect(_safe_next(request.args.get("next")))
+            return redirect(logins.safe_next(request.args.get("next")))
         flash(BAD_LOGIN, "error")
         return render_template("auth/login.html", form=form), 401
     return render_template("auth/login.html", form=form), 422 if request.method == "POST" else 200
@@ -120,10 +89,8 @@ def login():
 
 def complete_login(user, username, **details):
     """Finish a password log-in (after its second factor, if any): logged in, and the name's failures forgotten."""
-    user.failed_logins = 0
-    user.locked_until = None
-    sessions.log_in(user, details=details)
-    throttle.forget_account(username)
+    logins.log_in(user, details=details)
+    throttle.forget_account(user, username)
 
 
 def _refuse(username, refused):
@@ -141,10 +108,10 @@ def _refuse(username, refused):
 def logout():
     """Log the user out: the log-in session ends on the server, so no copy of the cookie works."""
     login = current_login()
-    sessions.revoke(login, "logged_out", by=current_user.username)
+    logins.revoke(login, "logged_out", by=current_user.username)
     logout_user()
     session.clear()
-    oidc.note_logout(login)  # a single sign-on log-in: the log-in page offers to sign out of the provider too
+    note_logout(login)  # a single sign-on log-in: the log-in page offers to sign out of the provider too
     flash("You are logged out.", "info")
     return redirect(url_for("auth.login"))
 
@@ -178,7 +145,7 @@ def change_password():
         db.session.commit()
         record("auth.password_changed", "password changed; earlier log-ins ended", strict=False,
                details={"required": True} if required else None)
-        sessions.renew(user, "password_changed")  # a copy of the cookie from before opens nothing now
+        logins.renew(user, "password_changed")  # a copy of the cookie from before opens nothing now
         flash("Password changed. Your log-ins from before it have ended, with their terminals; this browser stays "
               "logged in.", "info")
         return redirect(url_for("terminals.index"))
@@ -206,15 +173,15 @@ def require_own_password():
 def login_clock():
     """Give every page the seconds its log-in has left and when to offer more, for the badge in the header."""
     login = current_login()
-    return {"login_seconds_left": sessions.seconds_left(login) if login else None,
-            "login_warn_seconds": sessions.WARN_SECONDS}
+    return {"login_seconds_left": logins.seconds_left(login) if login else None,
+            "login_warn_seconds": logins.WARN_SECONDS}
 
 
 @bp.get("/account/idle")
 def idle_status():
     """Tell the badge how many seconds the log-in has left (it asks as a poll, which is not activity)."""
     login = current_login()
-    return {"left": sessions.seconds_left(login) if login else 0}
+    return {"left": logins.seconds_left(login) if login else 0}
 
 
 @bp.post("/account/idle/extend")
@@ -222,15 +189,15 @@ def idle_status():
 def stay_logged_in():
     """Count this click as activity: the idle limit starts again."""
     login = current_login()
-    sessions.note_activity(login)
-    return {"left": sessions.seconds_left(login)}
+    logins.note_activity(login)
+    return {"left": logins.seconds_left(login)}
 
 
 @bp.get("/account/sessions")
 @login_required
 def login_sessions():
     """List the user's active log-ins (an admin: everyone's), each with a button to end it."""
-    query = sessions.active().add_columns(User.username).join(User, User.id == LoginSession.user_id)
+    query = logins.active().add_columns(User.username).join(User, User.id == LoginSession.user_id)
     if not current_user.is_admin:
         query = query.where(LoginSession.user_id == current_user.id)
     rows = db.session.execute(query).all()
@@ -241,9 +208,9 @@ def login_sessions():
 @login_required
 def end_login_session(handle):
     """End one log-in session: the user's own, or anyone's for an admin; its terminals close too."""
-    row = sessions.get_active_or_404(handle, current_user)
+    row = logins.get_active_or_404(handle, current_user)
     own = row.user_id == current_user.id
-    sessions.revoke(row, "ended_by_user" if own else "ended_by_admin", by=current_user.username)
+    logins.revoke(row, "ended_by_user" if own else "ended_by_admin", by=current_user.username)
     if row.id == current_login().id:
         logout_user()
         session.clear()

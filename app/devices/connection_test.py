@@ -14,14 +14,13 @@ from app.access import get_device_or_404
 from app.audit.events import FAILURE, SUCCESS, record
 from app.blocking import run_blocking
 from app.extensions import db
-from app.terminals import probe
-from app.terminals.models import HostKey
 
-from . import keys
+from . import keys, probe
 from .credentials import CredentialError, Credentials, open_credentials
 from .forms import DeviceForm
-from .models import AUTH_KEY, AUTH_PASSWORD, Device
+from .models import AUTH_KEY, AUTH_PASSWORD, Device, HostKey
 from .views import _Refused, bp
+
 
 class _Elsewhere(_Refused):
     """Stored credentials asked for at another address than the device's own."""
@@ -62,8 +61,10 @@ def _stored_credentials(form, device):
     field = form.password if kind == AUTH_PASSWORD else form.private_key
     secret = device and (device.password_enc if kind == AUTH_PASSWORD else device.private_key_enc)
     if device is None or device.auth_type != kind or secret is None:
-        raise _Refused(field, "Enter the SSH password to test it." if kind == AUTH_PASSWORD
-                       else "Paste or upload a private key to test it.")
+        none = device is not None and device.password_enc is None and device.private_key_enc is None
+        raise _Refused(field, (f"No credentials stored for {device.name} yet. " if none else "")
+                       + ("Enter the SSH password to test it." if kind == AUTH_PASSWORD
+                          else "Paste or upload a private key to test it."))
     if (form.host.data, form.port.data) != (device.host, device.port):
         typed = Device(host=form.host.data, port=form.port.data).address
         what = "password" if kind == AUTH_PASSWORD else "private key"

@@ -2,21 +2,18 @@
 from dataclasses import dataclass
 
 from app.blocking import run_blocking
+from app.crypto import SecretError, decrypt
 
-from . import keys, secrets
+from . import keys
 from .models import AUTH_KEY
+from .ssh import ConnectError
 
 # A stored key without its passphrase, or with a wrong one: the user fixes it by editing the device.
 _PASSPHRASE_PROBLEMS = ("bad_passphrase", "passphrase_needed")
 
 
-class CredentialError(Exception):
+class CredentialError(ConnectError):
     """Stored credentials cannot be used: reason goes to the audit trail, message to the terminal."""
-
-    def __init__(self, reason, message):
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -34,11 +31,11 @@ def open_credentials(device):
     """Return the device's credentials, decrypted (key parsing off the event loop), or raise CredentialError."""
     try:
         if device.auth_type != AUTH_KEY:
-            return Credentials(password=secrets.decrypt(device.password_enc, "password"))
-        text = secrets.decrypt(device.private_key_enc, "private_key")
-        passphrase = secrets.decrypt(device.passphrase_enc, "passphrase")
+            return Credentials(password=decrypt(device.password_enc, "password"))
+        text = decrypt(device.private_key_enc, "private_key")
+        passphrase = decrypt(device.passphrase_enc, "passphrase")
         return Credentials(pkey=run_blocking(keys.load_private_key, text, passphrase))
-    except secrets.SecretError as exc:
+    except SecretError as exc:
         raise CredentialError("credentials_unreadable", f"The stored credentials cannot be read: {exc}") from None
     except keys.KeyProblem as exc:
         reason = "bad_passphrase" if exc.reason in _PASSPHRASE_PROBLEMS else "credentials_unreadable"

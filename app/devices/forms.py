@@ -5,7 +5,7 @@ import re
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms.fields.choices import SelectChoice
-from wtforms import IntegerField, PasswordField, SelectField, StringField, TextAreaField
+from wtforms import BooleanField, IntegerField, PasswordField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
 
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -54,6 +54,8 @@ class DeviceForm(FlaskForm):
     key_file = FileField("or upload a key file")
     passphrase = PasswordField("Key passphrase", validators=[Optional(), Length(max=1024)])
     key_type = SelectField("Key type", choices=KEY_TYPE_CHOICES, default="ed25519")
+    # The file manager (SFTP) beside its terminals; only an admin's form shows it, and only theirs may change it.
+    allow_file_transfer = BooleanField("Allow file transfer (SFTP)", default=True)
 
     def validate_name(self, field):
         field.data = field.data.strip()

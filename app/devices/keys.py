@@ -5,9 +5,6 @@ import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-KEY_TYPES = {"ed25519": "Ed25519", "rsa4096": "RSA 4096"}
-
-
 class KeyProblem(ValueError):
     """A private key that cannot be used, with a message fit for the user and a stable reason code."""
 

@@ -1,7 +1,7 @@
-"""SSH targets and their credentials (encrypted at rest)."""
+"""SSH targets, their credentials (encrypted at rest) and the host keys they offered."""
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, LargeBinary, String, Text, UniqueConstraint, true as sa_true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.dbtypes import UTCDateTime, now_utc
@@ -24,7 +24,7 @@ class Device(db.Model):
     port: Mapped[int] = mapped_column(default=22)
     username: Mapped[str] = mapped_column(String(64))
     auth_type: Mapped[str] = mapped_column(String(16), default=AUTH_PASSWORD)
-    # AES-256-GCM ciphertexts (app.devices.secrets); never rendered, never returned.
+    # AES-256-GCM ciphertexts (app.crypto); never rendered, never returned.
     password_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     private_key_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     passphrase_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -39,6 +39,8 @@ class Device(db.Model):
     # Whether its port took a TCP connection at the last background check (None: not checked).
     port_open: Mapped[bool | None]
     port_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # SFTP next to the terminal (the file manager); only an admin may change it.
+    allow_file_transfer: Mapped[bool] = mapped_column(default=True, server_default=sa_true())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc, onupdate=now_utc)
 
@@ -81,3 +83,35 @@ class Favourite(db.Model):
 
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True)
+
+
+class HostKey(db.Model):
+    """A host key trusted on first use for one host:port."""
+
+    __tablename__ = "host_keys"
+    __table_args__ = (UniqueConstraint("host", "port"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int]
+    key_type: Mapped[str] = mapped_column(String(64))
+    key_base64: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(128))  # "SHA256:..." as OpenSSH prints it
+    trusted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc)
+    trusted_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class OfferedHostKey(db.Model):
+    """A key a device offered that did not match its stored one, kept so an admin can accept exactly it."""
+
+    __tablename__ = "offered_host_keys"
+    __table_args__ = (UniqueConstraint("host", "port", "fingerprint"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int]
+    key_type: Mapped[str] = mapped_column(String(64))
+    key_base64: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(128))
+    offered_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc)
+    offered_to: Mapped[str | None] = mapped_column(String(64))  # who tried to connect

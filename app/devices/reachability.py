@@ -1,12 +1,11 @@
 """Whether each device's port answers: a background TCP connect per device, bounded in number, time and rate.
 
-One process of a cluster checks (a lease); a round takes the devices not checked for PORT_CHECK_SECONDS,
-at most ROUND_LIMIT of them, CONCURRENCY at a time, each connect given up after TIMEOUT seconds.
+One process of a cluster checks: the "port-check" job (app/jobs) takes a lease and runs check_round on a thread
+of its own, never two at once, so a slow network delays no other job. A round takes the devices not checked for
+PORT_CHECK_SECONDS, at most ROUND_LIMIT of them, CONCURRENCY at a time, each connect given up after TIMEOUT seconds.
 Only the TCP handshake: nothing is sent, no credential is used.
 """
-import logging
 import socket
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -17,11 +16,9 @@ from app.extensions import db
 
 from .models import Device
 
-log = logging.getLogger("gatehouse.devices")
 CONCURRENCY = 16
 ROUND_LIMIT = 500
 TIMEOUT = 3.0
-_running = threading.Lock()
 
 
 def answers(host, port, timeout=TIMEOUT):
@@ -61,19 +58,3 @@ def check_round(app):
         db.session.remove()
     return len(targets)
 
-
-def start_round(app):
-    """Run a round in the background unless one is still running (a slow network never delays the caller)."""
-    if not app.config["PORT_CHECK_SECONDS"] or not _running.acquire(blocking=False):
-        return False
-
-    def run():
-        try:
-            check_round(app)
-        except Exception:
-            log.exception("port check failed")
-        finally:
-            _running.release()
-
-    threading.Thread(target=run, name="gatehouse-port-check", daemon=True).start()
-    return True

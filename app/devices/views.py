@@ -1,5 +1,5 @@
 """List, add, edit and delete SSH targets (the connection test: connection_test.py); htmx swaps the device panel."""
-from flask import Blueprint, render_template
+from flask import Blueprint, render_template, request
 from flask_login import current_user, login_required
 from sqlalchemy import delete as sql_delete
 from sqlalchemy.exc import IntegrityError
@@ -7,11 +7,11 @@ from sqlalchemy.exc import IntegrityError
 from app.access import get_device_or_404, user_devices
 from app.audit.events import record
 from app.blocking import run_blocking
+from app.crypto import encrypt
 from app.extensions import db
-from app.terminals.records import end_sessions_without_access
+from app.session_ends import end_deviceless, end_sessions_without_access
 
-from . import keys, secrets
-from .ends import end_deviceless
+from . import keys
 from .forms import DeviceForm
 from .listing import listing
 from .models import AUTH_KEY, AUTH_PASSWORD, Device, Favourite
@@ -54,7 +54,7 @@ class _Refused(Exception):
 def _use_password(form, device):
     """Store the typed password (blank keeps the stored one); return no key to show."""
     if form.password.data:
-        device.password_enc = secrets.encrypt(form.password.data, "password")
+        device.password_enc = encrypt(form.password.data, "password")
     elif device.auth_type != AUTH_PASSWORD or device.password_enc is None:
         raise _Refused(form.password, "Enter the SSH password.")
     device.auth_type = AUTH_PASSWORD
@@ -91,8 +91,8 @@ def _use_generated_key(form, device):
 def _store_key(device, private, public, passphrase):
     """Make a private key the device's credential, encrypted, with its public half beside it."""
     device.auth_type = AUTH_KEY
-    device.private_key_enc = secrets.encrypt(private, "private_key")
-    device.passphrase_enc = secrets.encrypt(passphrase, "passphrase")
+    device.private_key_enc = encrypt(private, "private_key")
+    device.passphrase_enc = encrypt(passphrase, "passphrase")
     device.password_enc = None
     device.public_key = public
     device.key_type = public.split()[0]
@@ -106,14 +106,14 @@ def _snapshot(device):
     return {**{field: getattr(device, field) for field in _PLAIN_FIELDS}, "tags": list(device.tags),
             "auth_type": device.auth_type,
             "credential": (device.password_enc, device.private_key_enc, device.passphrase_enc),
-            "public_key": device.public_key}
+            "public_key": device.public_key, "allow_file_transfer": device.allow_file_transfer}
 
 
 def _changes(before, after):
     """Return the audit details of a save: which fields changed (names, never values) and a new key's type."""
     changed = [name for name in before if name != "public_key" and before[name] != after[name]]
     details = {"auth_type": after["auth_type"], "fields": changed}
-    for name in ("folder", "tags"):  # who may use it follows these (team grants): say what they became
+    for name in ("folder", "tags", "allow_file_transfer"):  # who may use it follows these (team grants), and SFTP
         if name in changed:
             details[name] = after[name]
     if after["public_key"] and after["public_key"] != before["public_key"]:
@@ -134,6 +134,13 @@ def _may_move(form, device, creating):
     return False
 
 
+def _set_file_transfer(form, device):
+    """Apply the file transfer checkbox of an admin's form (it carries file_transfer_shown); anyone else's changes
+    nothing (new devices start with file transfer allowed)."""
+    if current_user.is_admin and request.form.get("file_transfer_shown") == "1":
+        device.allow_file_transfer = bool(form.allow_file_transfer.data)
+
+
 def _save(form, device, creating):
     """Validate the form into device and commit it; return the rendered panel."""
     shown = None if creating else device
@@ -143,6 +150,7 @@ def _save(form, device, creating):
     for field in _PLAIN_FIELDS:
         setattr(device, field, getattr(form, field).data)
     device.tags = form.tags.data or []
+    _set_file_transfer(form, device)
     try:
         public = _CREDENTIAL_CHOICES[form.auth_type.data](form, device)
     except _Refused as refused:
@@ -182,7 +190,7 @@ def new():
 @bp.post("/")
 def create():
     """Add a device."""
-    return _save(DeviceForm(), Device(), creating=True)
+    return _save(DeviceForm(), Device(allow_file_transfer=True), creating=True)
 
 
 @bp.get("/<int:device_id>/edit")

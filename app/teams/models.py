@@ -9,7 +9,6 @@ from app.extensions import db
 
 GRANT_FOLDER = "folder"
 GRANT_TAG = "tag"
-GRANT_KINDS = (GRANT_FOLDER, GRANT_TAG)
 
 
 class Team(db.Model):

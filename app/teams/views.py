@@ -9,9 +9,8 @@ from app.audit.events import record
 from app.auth.models import User
 from app.devices.models import Device, DeviceTag
 from app.extensions import db
-from app.terminals.records import end_sessions_without_access
+from app.session_ends import end_sessions_without_access
 
-from . import trail  # noqa: F401  (registers the trail's visibility rule for shared devices)
 from .forms import GrantForm, MemberForm, OwnersForm, TeamForm
 from .models import GRANT_FOLDER, Grant, Team, TeamMember
 from .owners import device_count, owner_counts, owner_ids, owner_rows, owners_of, set_owners
@@ -106,6 +105,14 @@ def _end_sessions():
     return len(end_sessions_without_access())
 
 
+def _commit_and_end(action, words, details, notice, focus):
+    """Commit a change that takes access away, end the terminals it took, record it (sessions_ended) and answer."""
+    db.session.commit()
+    ended = _end_sessions()
+    record(action, words, details={**details, "sessions_ended": ended})
+    return _panel(notice=notice + _ended_note(ended), focus=focus)
+
+
 @bp.get("/")
 @admin_required
 def index():
@@ -141,11 +148,8 @@ def delete(team_id):
     members = db.session.scalar(select(func.count()).where(TeamMember.team_id == team.id))
     grants = [f"{grant.kind} {grant.value}" for grant in db.session.scalars(select(Grant).filter_by(team_id=team.id))]
     db.session.delete(team)
-    db.session.commit()
-    ended = _end_sessions()
-    record("team.deleted", f"deleted team {name}",
-           details={"team": name, "members": members, "grants": grants, "sessions_ended": ended})
-    return _panel(notice=f"Team {name} deleted." + _ended_note(ended), focus="name")
+    return _commit_and_end("team.deleted", f"deleted team {name}",
+                           {"team": name, "members": members, "grants": grants}, f"Team {name} deleted.", "name")
 
 
 @bp.post("/<int:team_id>/members")
@@ -181,12 +185,9 @@ def remove_member(team_id, user_id):
     if member is None or user is None:
         abort(404)
     db.session.delete(member)
-    db.session.commit()
-    ended = _end_sessions()
-    record("team.member_removed", f"removed {user.username} from team {team.name}",
-           details={"team": team.name, "user": user.username, "sessions_ended": ended})
-    return _panel(notice=f"{user.username} removed from team {team.name}." + _ended_note(ended),
-                  focus=f"team{team.id}-user_id")
+    return _commit_and_end("team.member_removed", f"removed {user.username} from team {team.name}",
+                           {"team": team.name, "user": user.username},
+                           f"{user.username} removed from team {team.name}.", f"team{team.id}-user_id")
 
 
 @bp.post("/<int:team_id>/grants")
@@ -225,13 +226,10 @@ def revoke(grant_id):
     kind, value, shares_trail = row.kind, row.value, row.shares_trail
     devices = device_count(row.id)
     db.session.delete(row)
-    db.session.commit()
-    ended = _end_sessions()
-    record("access.revoked", f"revoked team {team.name}'s access to {describe(kind, value)}",
-           details={"team": team.name, "kind": kind, "value": value, "shares_trail": shares_trail,
-                    "devices": devices, "sessions_ended": ended})
-    return _panel(notice=f"Team {team.name} no longer has {describe(kind, value)}." + _ended_note(ended),
-                  focus=f"team{team.id}-grant-value")
+    return _commit_and_end("access.revoked", f"revoked team {team.name}'s access to {describe(kind, value)}",
+                           {"team": team.name, "kind": kind, "value": value, "shares_trail": shares_trail,
+                            "devices": devices},
+                           f"Team {team.name} no longer has {describe(kind, value)}.", f"team{team.id}-grant-value")
 
 
 @bp.get("/<int:team_id>/grant-owners")

@@ -3,15 +3,18 @@
 Nothing here knows Flask. Under gunicorn's gevent worker the sockets and threads below are
 cooperative; under plain threads they work the same.
 """
-import base64
 import collections
-import hashlib
 import logging
-import socket
 import threading
 import time
+from dataclasses import dataclass
 
 import paramiko
+
+from app.devices.ssh import ShellRequest, fingerprint, open_shell
+from app.metrics import TERMINAL_BYTES
+
+BYTES_IN, BYTES_OUT = TERMINAL_BYTES.labels("in"), TERMINAL_BYTES.labels("out")
 
 log = logging.getLogger("gatehouse.bridge")
 
@@ -23,66 +26,19 @@ SEND_CHUNK = 32 * 1024  # about one SSH packet: the most one channel.send takes
 POLL_MIN, POLL_MAX = 0.002, 0.05
 
 
-class ConnectError(Exception):
-    """A session could not be opened: reason goes to the audit trail, message to the terminal."""
+@dataclass(frozen=True)
+class ConnectRequest(ShellRequest):
+    """Everything one terminal's connection needs, as one value: the shell to open and the input limits."""
 
-    def __init__(self, reason, message):
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-
-
-def fingerprint(key):
-    """Return the SHA256 fingerprint of a host key as OpenSSH prints it."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+    max_pending: int = MAX_PENDING
+    stuck_after: float = STUCK_AFTER
 
 
-def connect(host, port, username, *, password=None, pkey=None, timeout=10, keepalive=15,
-            check_host_key=None, cols=80, rows=24, max_pending=MAX_PENDING, stuck_after=STUCK_AFTER):
-    """Open a transport, check the host key, authenticate and start a login shell; return a Bridge."""
-    where = f"{host}:{port}"
-    try:
-        sock = socket.create_connection((host, port), timeout=timeout)
-    except ConnectionRefusedError:
-        raise ConnectError("refused", f"Connection to {where} refused: is sshd running on that port?") from None
-    except socket.timeout:
-        raise ConnectError("unreachable", f"{where} did not answer within {timeout} s.") from None
-    except OSError as exc:
-        raise ConnectError("unreachable", f"Cannot reach {where}: {exc.strerror or exc}.") from None
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    transport = paramiko.Transport(sock)
-    transport.banner_timeout = transport.handshake_timeout = transport.auth_timeout = timeout
-    try:
-        try:
-            transport.start_client(timeout=timeout)
-        except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise ConnectError("unreachable", f"No SSH handshake with {where} within {timeout} s "
-                                              f"({exc or 'no answer'}).") from None
-        key = transport.get_remote_server_key()
-        if check_host_key:
-            check_host_key(key)  # raises ConnectError before any credential is sent
-        try:
-            if pkey is not None:
-                transport.auth_publickey(username, pkey)
-            else:
-                transport.auth_password(username, password or "")
-        except paramiko.BadAuthenticationType as exc:
-            raise ConnectError("auth_rejected", f"{where} does not accept this kind of authentication "
-                                                f"(it offers: {', '.join(exc.allowed_types)}).") from None
-        except (paramiko.AuthenticationException, paramiko.SSHException):
-            raise ConnectError("auth_rejected", f"Authentication as {username} on {where} was rejected.") from None
-        transport.set_keepalive(keepalive)
-        try:
-            channel = transport.open_session(timeout=timeout)
-            channel.get_pty(term="xterm-256color", width=cols, height=rows)
-            channel.invoke_shell()
-        except (paramiko.SSHException, OSError) as exc:
-            raise ConnectError("error", f"{where} refused a shell: {exc}.") from None
-    except BaseException:  # a refused key, a failed check, a kill: never leave the transport open
-        transport.close()
-        raise
-    return Bridge(transport, channel, fingerprint(key), key.get_name(), max_pending=max_pending, stuck_after=stuck_after)
+def connect(request):
+    """Open a login shell on the device (app.devices.ssh) and return the Bridge that pumps it."""
+    transport, channel, key = open_shell(request)
+    return Bridge(transport, channel, fingerprint(key), key.get_name(), max_pending=request.max_pending,
+                  stuck_after=request.stuck_after)
 
 
 class Bridge:
@@ -176,6 +132,7 @@ class Bridge:
         if not sent:  # send_ready() is true on a closed channel: this input has nowhere to go
             self._input_refused()
             return 0
+        BYTES_IN.inc(sent)
         with self._room:
             self.bytes_in += sent
             self._progress_at = time.monotonic()
@@ -236,6 +193,7 @@ class Bridge:
                 if not data:
                     break
                 self.bytes_out += len(data)
+                BYTES_OUT.inc(len(data))
                 send(data)
         except Exception as exc:  # the browser side is gone, or the network to the device
             reason = "disconnected" if not self.closed.is_set() else self.reason

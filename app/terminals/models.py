@@ -1,43 +1,11 @@
-"""Known host keys, terminal sessions and the commands typed in them."""
+"""Terminal sessions and the commands typed in them."""
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, Text, UniqueConstraint, false as sa_false
+from sqlalchemy import BigInteger, Float, ForeignKey, Integer, String, Text, false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.dbtypes import UTCDateTime, now_utc
 from app.extensions import db
-
-
-class HostKey(db.Model):
-    """A host key trusted on first use for one host:port."""
-
-    __tablename__ = "host_keys"
-    __table_args__ = (UniqueConstraint("host", "port"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    host: Mapped[str] = mapped_column(String(255))
-    port: Mapped[int]
-    key_type: Mapped[str] = mapped_column(String(64))
-    key_base64: Mapped[str] = mapped_column(Text)
-    fingerprint: Mapped[str] = mapped_column(String(128))  # "SHA256:..." as OpenSSH prints it
-    trusted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc)
-    trusted_by: Mapped[str | None] = mapped_column(String(64))
-
-
-class OfferedHostKey(db.Model):
-    """A key a device offered that did not match its stored one, kept so an admin can accept exactly it."""
-
-    __tablename__ = "offered_host_keys"
-    __table_args__ = (UniqueConstraint("host", "port", "fingerprint"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    host: Mapped[str] = mapped_column(String(255))
-    port: Mapped[int]
-    key_type: Mapped[str] = mapped_column(String(64))
-    key_base64: Mapped[str] = mapped_column(Text)
-    fingerprint: Mapped[str] = mapped_column(String(128))
-    offered_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=now_utc)
-    offered_to: Mapped[str | None] = mapped_column(String(64))  # who tried to connect
 
 
 class TerminalSession(db.Model):
@@ -61,6 +29,8 @@ class TerminalSession(db.Model):
     # Set to end it from anywhere (an admin, a log-in that ended); its holder closes it within a second.
     terminate_requested: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
     terminate_reason: Mapped[str | None] = mapped_column(String(32))
+    # Set while no browser is attached: the SSH session is kept TERMINAL_RESUME_SECONDS for its owner to resume.
+    detached_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     bytes_in: Mapped[int] = mapped_column(BigInteger, default=0)  # browser -> device
     bytes_out: Mapped[int] = mapped_column(BigInteger, default=0)  # device -> browser
 

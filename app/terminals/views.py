@@ -1,15 +1,22 @@
 """The main page (devices and terminal tabs), the connected-now list and the host-key list."""
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from datetime import timedelta
+
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from app.access import admin_required, get_device_or_404, may_read_session, may_watch
+from app.access import admin_required, get_device_or_404, may_read_session, may_watch, visible_open
+from app.devices import hostkeys
 from app.devices.listing import listing
+from app.devices.models import HostKey, OfferedHostKey
+from app.dbtypes import now_utc
 from app.extensions import db
 from app.origins import check_websocket_origin
 
-from . import hostkeys, records
-from .models import HostKey, OfferedHostKey, TerminalSession
+from . import session_rows
+from .models import TerminalSession
+from .watch_facts import clean_reason, watch_context
+from .watchers import WATCH_ENDS
 
 bp = Blueprint("terminals", __name__)
 
@@ -21,6 +28,8 @@ def check_access():
     if request.endpoint == "terminals.ws":
         check_websocket_origin()
         g.device = get_device_or_404(request.view_args["device_id"])  # fetched once per connection
+    elif request.endpoint == "terminals.resume_ws":
+        check_websocket_origin()  # whose session it is: resuming.terminal_to_resume (audited when refused)
     elif request.endpoint == "terminals.watch_ws":
         check_websocket_origin()
         if not may_watch(current_user):
@@ -36,29 +45,50 @@ def index():
 @bp.get("/terminals/connected")
 def connected():
     """Render the connected-now list (the audit viewer embeds and polls it)."""
-    sessions = records.visible_open(current_user)
+    sessions = visible_open(current_user)
     readable = {s.id for s in sessions if may_read_session(current_user, s)}  # others' open ones: Watch, not read
     return render_template("terminals/_connected.html", sessions=sessions, readable=readable,
-                           may_watch=may_watch(current_user))
+                           may_watch=may_watch(current_user), now=now_utc(),
+                           grace=timedelta(seconds=current_app.config["TERMINAL_RESUME_SECONDS"]))
 
 
 @bp.post("/terminals/sessions/<session_id>/terminate")
 @admin_required
 def terminate(session_id):
-    """End someone's open terminal session (the process holding it closes it within a second)."""
+    """End someone's open terminal session, with an optional reason (the process holding it closes it within a
+    second); a reason that cannot be kept is answered 422 with why, and nothing ends."""
     row = db.session.get(TerminalSession, session_id)
     if row is None or row.ended_at is not None:
         abort(404)
-    records.terminate(row, current_user.username)
+    try:
+        reason = clean_reason(request.form.get("reason"))
+    except ValueError as exc:
+        return render_template("terminals/_watch_error.html", message=str(exc)), 422
+    session_rows.terminate(row, current_user.username, reason)
     return "", 204, {"HX-Trigger": "refresh"}
+
+
+def _watched_or_404(session_id):
+    """Return the session for the watch page and its side, after the watch rule (app.access.may_watch)."""
+    if not may_watch(current_user):
+        abort(403)
+    return db.get_or_404(TerminalSession, session_id)
 
 
 @bp.get("/sessions/<session_id>/watch")
 @admin_required
 def watch(session_id):
-    """Show an open terminal session as it happens, read-only."""
-    row = db.get_or_404(TerminalSession, session_id)
-    return render_template("terminals/watch.html", session=row)
+    """Show an open terminal session as it happens, read-only, with its facts, its commands and the actions."""
+    row = _watched_or_404(session_id)
+    return render_template("terminals/watch.html", **watch_context(row), ended_text=WATCH_ENDS["session_ended"][0])
+
+
+@bp.get("/sessions/<session_id>/watch/side")
+@admin_required
+def watch_side(session_id):
+    """Render the watch page's polled part: the commands so far, and the facts beside them (out of band)."""
+    return render_template("terminals/_watch_commands.html", **watch_context(_watched_or_404(session_id)),
+                           oob=True)
 
 
 @bp.get("/terminals/hostkeys")

@@ -1,7 +1,7 @@
 """Watchers of a live terminal: attached before their first screen is drawn, ended with their log-in and role.
 
 Watched is the part of LiveTerminal that shows it to watchers. end_refused() runs each second in every process
-(the maintenance loop, through live.watch) and ends the watches app.access.watch_refusals refuses: the log-in
+(a background job, through registry.end_requested) and ends the watches app.access.watch_refusals refuses: the log-in
 ended or expired, the account is disabled or gone, the watcher is no longer an admin, whichever process or node
 made the change; end_for_login() ends a log-in's watches at once in the process where the log-in ended.
 """
@@ -13,12 +13,12 @@ from simple_websocket import ConnectionClosed
 from app.access import watch_refusals
 from app.blocking import run_blocking
 
-from . import records
+from . import session_events
 from .watching import FELL_BEHIND
 
 # Why watching stopped: the watch page's sentence (None: nobody is left to read it) and the trail's words.
 WATCH_ENDS = {
-    "left": (None, "the watcher closed the page"),
+    "left": (None, "the watcher closed the page or stopped watching"),
     "session_ended": ("The session ended.", "the session ended"),
     "fell_behind": (FELL_BEHIND, "the watcher's connection could not keep up"),
     "logged_out": ("You logged out; watching stopped.", "the watcher logged out"),
@@ -45,7 +45,7 @@ def stop(watcher, reason):
 
 
 class Watched:
-    """The watching part of a live terminal: needs facts, size, recorder, _flush_lock, tell() and _closed."""
+    """The watching part of a live terminal: needs metadata, size, recorder, _flush_lock, tell() and _closed."""
 
     watchers = ()  # replaced, never changed in place: the pump reads it without a lock
 
@@ -76,7 +76,7 @@ class Watched:
 
         Raises AuditWriteError when the start cannot be recorded: nobody watches unrecorded.
         """
-        records.watch_started(self.facts, watcher.name)
+        session_events.watch_started(self.metadata, watcher.name)
         with self._fanout_lock:
             self.watchers = (*self.watchers, watcher)
         self._draw(watcher)
@@ -108,7 +108,7 @@ class Watched:
         with self._fanout_lock:
             self.watchers = tuple(w for w in self.watchers if w is not watcher)
         reason = watcher.reason or "left"
-        records.watch_ended(self.facts, watcher.name, reason, WATCH_ENDS.get(reason, _OTHER)[1])
+        session_events.watch_ended(self.metadata, watcher.name, reason, WATCH_ENDS.get(reason, _OTHER)[1])
         self._tell_watchers()
 
     def _tell_watchers(self):

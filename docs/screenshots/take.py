@@ -149,7 +149,7 @@ def main(names):
                 part.stop()
         shutil.rmtree(work, ignore_errors=True)
     wanted = {f"{name}-{size}-{theme}.png" for name in PAGES for size, theme in LOOKS}
-    for old in HERE.glob("*.png"):
+    for old in HERE.glob("*.png") if not names else ():  # a run of a few pages leaves the others' pictures be
         if old.name not in wanted:  # a page that is no longer in the list
             old.unlink()
     readme()

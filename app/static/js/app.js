@@ -59,6 +59,20 @@
     if (event.target === auditDialog()) document.getElementById("audit-dialog-body").replaceChildren();
   }, true);
 
+  // The header's account menu (phones; a popover, so Esc and a tap beside it close it and the focus comes back to its
+  // button): the button says whether it is open; past the phone width its content stands in the bar, so it closes.
+  const accountMenu = document.getElementById("account-menu");
+  const accountButton = document.getElementById("account-button");
+  const narrow = window.matchMedia("(max-width: 700px)");
+  if (accountMenu && accountButton) {
+    accountMenu.addEventListener("toggle", function (event) {
+      accountButton.setAttribute("aria-expanded", String(event.newState === "open"));
+    });
+    narrow.addEventListener("change", function () {
+      if (!narrow.matches && accountMenu.matches(":popover-open")) accountMenu.hidePopover();
+    });
+  }
+
   // No polls from a hidden tab; catch up at once when it is shown again.
   document.addEventListener("htmx:beforeRequest", function (event) {
     if (document.hidden && event.detail.elt.hasAttribute("data-poll")) event.preventDefault();

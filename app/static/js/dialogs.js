@@ -9,19 +9,24 @@
   // Return the one confirmation dialog of the page.
   function confirmDialog() { return document.getElementById("confirm-dialog"); }
 
-  // Ask question about what button does; call proceed only when the answer is yes.
-  function ask(question, button, proceed) {
+  // Ask question about what button does; call proceed only when the answer is yes (labelled yes, else by the button).
+  function ask(question, button, proceed, yes) {
     const dialog = confirmDialog();
     if (!dialog) { proceed(); return; }
     dialog.querySelector(".confirm-question").textContent = question;
     const named = button && button.tagName === "BUTTON";  // hx-confirm may sit on a form: then plain "Confirm"
-    dialog.querySelector(".confirm-yes").textContent = named ? button.textContent.trim() : "Confirm";
+    // An icon button has no text: its accessible name says what it does.
+    const label = named && (button.textContent.trim() || button.getAttribute("aria-label"));
+    dialog.querySelector(".confirm-yes").textContent = yes || label || "Confirm";
     answer = proceed;
     asker = button;
     dialog.returnValue = "";
     dialog.showModal();
     dialog.querySelector(".confirm-no").focus();  // the safe choice is the default
   }
+
+  // Scripts (the terminal tabs) ask through the same dialog.
+  window.GatehouseConfirm = { ask: ask };
 
   document.addEventListener("htmx:confirm", function (event) {
     if (!event.detail.question) return;

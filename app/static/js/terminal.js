@@ -1,5 +1,5 @@
-// Terminal tabs: one xterm.js per tab, bytes over a websocket (protocol: docs/protocol.md); the page around
-// them: a collapsible device list (a drawer on phones), text size, full screen and a row of extra keys.
+// Terminal tabs: one xterm.js per tab, its socket in terminal_link.js (protocol: docs/protocol.md). The page
+// around them is terminal_page.js, split view panes.js, the file manager files.js, coming back terminal_restore.js.
 (function () {
   "use strict";
 
@@ -9,36 +9,15 @@
   const tablist = root.querySelector("[role=tablist]");  // owns the tabs only, not the buttons beside them
   const panels = root.querySelector(".panels");
   const encoder = new TextEncoder();
-  const PASTE_CHUNK = 32 * 1024; // large pastes travel as several frames, well under the server's limit
   const publicOrigin = root.dataset.publicOrigin; // the only Origin the server accepts for terminals
-  const phone = window.matchMedia("(max-width: 700px)");  // the stylesheet's phone width: the list is a drawer
-  const touch = window.matchMedia("(max-width: 700px), (pointer: coarse)");  // where the extra keys show by default
-  const FONT_MIN = 10, FONT_MAX = 24;
-  const STORE = { font: "gatehouse-term-font", sidebar: "gatehouse-sidebar", keys: "gatehouse-extra-keys" };
-  let fontSize = clampFont(Number(load(STORE.font)) || (phone.matches ? 13 : 14));
+  let fontSize = 14;  // the page's controls (terminal_page.js) set it, and change it for every terminal
   let activeTab = null;
-  let ctrlArmed = false;  // the extra keys' Ctrl: the next key typed becomes its control character
+  let inputFilter = (data) => data;  // the extra keys' sticky Ctrl (terminal_page.js) changes the next key typed
 
-  // Read a remembered setting (null when absent or when storage is refused).
-  function load(key) {
-    try { return localStorage.getItem(key); } catch (err) { return null; }
-  }
-
-  // Remember a setting for this browser; null forgets it.
-  function store(key, value) {
-    try {
-      if (value === null) localStorage.removeItem(key); else localStorage.setItem(key, value);
-    } catch (err) { /* storage refused: the choice lasts for this page only */ }
-  }
-
-  // Keep a text size within what stays readable and useful.
-  function clampFont(size) {
-    return Math.min(FONT_MAX, Math.max(FONT_MIN, Math.round(size)));
-  }
-
-  // Same origin as the page, whatever scheme and host the server thought it had.
-  function wsUrl(url) {
-    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + new URL(url, location.href).pathname;
+  // Say a duration in milliseconds as m:ss.
+  function clock(ms) {
+    const seconds = Math.max(0, Math.round(ms / 1000));
+    return Math.floor(seconds / 60) + ":" + String(seconds % 60).padStart(2, "0");
   }
 
   // Make an element with a class and a text.
@@ -51,8 +30,9 @@
 
   // One terminal: its tab, its panel, its xterm.js and its websocket.
   class Tab {
-    // Build the tab and its terminal (not connected yet).
+    // Build the tab and its terminal (not connected yet); name is the tab's title, numbered when it repeats.
     constructor(name, path) {
+      this.name = name;
       this.path = path;
       this.buildDom(name);
       this.setUpTerminal();
@@ -116,15 +96,15 @@
       this.resizeObserver = new ResizeObserver(() => { if (!this.panel.hidden) this.fit.fit(); });
       this.resizeObserver.observe(this.panel);
       this.onTabClick = (event) => {
-        if (event.target === this.closeButton) this.close();
+        if (event.target === this.closeButton) this.askToClose(this.closeButton);
         else if (event.target === this.reconnectButton) this.connect();
         else activate(this);
       };
       this.onTabKey = (event) => {
         if (event.target !== this.tabButton) return;
         if (event.key === "Enter" || event.key === " ") { event.preventDefault(); activate(this); }
-        else if (event.key === "Delete") { event.preventDefault(); this.close(); }
-        else if ((event.key === "r" || event.key === "R") && !this.socket) { event.preventDefault(); this.connect(); }
+        else if (event.key === "Delete") { event.preventDefault(); this.askToClose(this.tabButton); }
+        else if ((event.key === "r" || event.key === "R") && !this.running()) { event.preventDefault(); this.connect(); }
         else if (event.key === "ArrowRight" || event.key === "ArrowLeft") {
           const next = event.key === "ArrowRight" ? this.tab.nextElementSibling : this.tab.previousElementSibling;
           if (next) next.querySelector("[role=tab]").focus();
@@ -136,11 +116,9 @@
 
     // Typed input, from the keyboard or the extra keys (term.input), on its one way to the server.
     typed(data) {
-      if (ctrlArmed) {
-        setCtrl(false);
-        data = withCtrl(data);
-      }
+      data = inputFilter(data);
       this.send(encoder.encode(data));
+      if (typedHook) typedHook(this, data);  // split view's "type in all panes" (panes.js)
     }
 
     // Copy the selection on Ctrl+Shift+C and keep that key from the remote program.
@@ -153,39 +131,46 @@
       return true;
     }
 
-    // Open the websocket at the terminal's current size.
+    // Open a new session to the device at the terminal's current size (the remote PTY and the recording begin with it).
     connect() {
-      this.setStatus("connecting");
-      this.reconnectButton.hidden = true;
-      if (this.hostKeyNotice) this.hostKeyNotice.hidden = true;
-      this.closedByServer = false;
-      this.opened = false;
-      // The terminal's size from the start: the remote PTY and the recording begin with it.
-      const socket = new WebSocket(wsUrl(this.path) + "?cols=" + this.term.cols + "&rows=" + this.term.rows);
-      socket.binaryType = "arraybuffer";
-      socket.onopen = () => { this.opened = true; this.setStatus(""); this.sendSize(); this.term.focus(); };
-      socket.onmessage = (event) => this.receive(event.data);
-      socket.onclose = () => this.ended(socket);
-      this.socket = socket;
+      this.beginLink();
+      this.link.open(this.path);
     }
 
-    // Show output, or act on a control message from the server.
-    receive(data) {
-      if (typeof data !== "string") {
-        this.term.write(new Uint8Array(data));
-        return;
-      }
-      let message;
-      try { message = JSON.parse(data); } catch (err) { return; }
-      if (message.type === "error") {
+    // Come back to a session the server keeps (a restored tab, or one open in another window).
+    resume(resumePath) {
+      this.beginLink();
+      this.link.resume(resumePath, 0);
+    }
+
+    // A fresh link for this tab: its output goes to the terminal, its states to the tab.
+    beginLink() {
+      if (this.link) this.link.close();
+      this.reconnectButton.hidden = true;
+      if (this.hostKeyNotice) this.hostKeyNotice.hidden = true;
+      this.showNotice(null);
+      this.link = new window.GatehouseLink.Link({
+        output: (bytes) => this.term.write(bytes),
+        message: (message) => this.receive(message),
+        state: (state, info) => this.linkState(state, info),
+        size: () => ({ cols: this.term.cols, rows: this.term.rows }),
+      });
+    }
+
+    // Act on a control message from the server.
+    receive(message) {
+      if (message.type === "error" || message.type === "moved") {
         this.term.write("\r\n\x1b[1;31m" + message.message + "\x1b[0m\r\n");
-        this.closedByServer = true;
         if (message.accept_url) this.offerAccept(message.accept_url);
       } else if (message.type === "closed") {
         this.term.write("\r\n\x1b[33m" + message.message + "\x1b[0m\r\n");
-        this.closedByServer = true;
-      } else if (message.type === "connected") {
-        this.term.write("\x1b[3mHost key " + message.host_key_type + " " + message.host_key + "\x1b[0m\r\n");
+        if (message.reason === "server_restart") this.showNotice("Gatehouse is restarting; this session has ended.", true);
+      } else if (message.type === "connected" || message.type === "resumed") {
+        this.session = message.session;  // the session's id in the trail: the file manager and split view use it
+        this.panel.dataset.session = message.session;
+        announce(this);
+        if (message.reset) this.term.reset();  // a replay of the kept output follows
+        if (message.type === "connected") this.term.write("\x1b[3mHost key " + message.host_key_type + " " + message.host_key + "\x1b[0m\r\n");
       } else if (message.type === "watched") {
         // Somebody (an admin) sees this session as it happens: the user must know.
         this.watched.textContent = message.message || "";
@@ -211,34 +196,72 @@
       this.hostKeyNotice.hidden = false;
     }
 
-    // The socket closed: say why on the tab and offer to reconnect.
-    ended(socket) {
-      if (socket !== this.socket) return;
-      this.socket = null;
+    // Follow the link's state on the tab: connecting, open, reconnecting (with the time the server keeps the
+    // session), or ended (closed by the server, lost, refused).
+    linkState(state, info) {
+      clearInterval(this.countdown);
+      if (state === "connecting" || state === "reconnecting-now") {
+        this.setStatus(state === "connecting" ? "connecting" : "reconnecting…");
+      } else if (state === "open") {
+        this.setStatus("");
+        this.showNotice(null);
+        if (info.dropped) this.term.write("\r\n\x1b[33m" + info.dropped + " bytes typed while disconnected were not sent (more than 4 KiB).\x1b[0m\r\n");
+        this.sendSize();
+        if (activeTab === this) this.term.focus();
+      } else if (state === "reconnecting") {
+        this.setStatus("reconnecting…");
+        const tick = () => this.showNotice("Connection lost, reconnecting (attempt " + info.attempt + ")… The session is kept " +
+          clock(info.until - Date.now()) + " more.");
+        tick();
+        this.countdown = setInterval(tick, 1000);
+      } else {
+        this.ended(state, info);
+      }
+    }
+
+    // The session is over for this tab: say why and offer a new one.
+    ended(state, info) {
       // A refused upgrade (403) reaches the page with no text: say why when the origins disagree.
-      const refused = !this.opened && !this.closedByServer && publicOrigin && publicOrigin !== location.origin;
+      const refused = state === "disconnected" && !info.opened && publicOrigin && publicOrigin !== location.origin;
       if (refused) {
         this.term.write("\r\n\x1b[1;31mGatehouse refused this terminal: the page is open at " + location.origin +
           " but the server expects " + publicOrigin + ". Set PUBLIC_URL to the address you open Gatehouse at" +
           " (or let the reverse proxy pass the Host header on; see the README).\x1b[0m\r\n");
       }
-      this.setStatus(refused ? "refused" : this.closedByServer ? "closed" : "disconnected");
+      if (state === "lost") this.showNotice("The connection did not come back in time; the session has ended.", true);
+      else if (state === "disconnected" && !refused) this.showNotice("The connection was lost.", true);
+      if (info.dropped) this.term.write("\r\n\x1b[33m" + info.dropped + " bytes typed while disconnected were not sent.\x1b[0m\r\n");
+      this.setStatus(refused ? "refused" : state === "closed" ? "closed" : "disconnected");
       this.reconnectButton.hidden = false;
     }
 
-    // Send bytes as binary frames, a large paste in several.
-    send(bytes) {
-      if (!this.socket || this.socket.readyState !== WebSocket.OPEN) return;
-      for (let start = 0; start < bytes.length; start += PASTE_CHUNK) {
-        this.socket.send(bytes.subarray(start, start + PASTE_CHUNK));
+    // Show a notice over the terminal (null hides it); offer=true adds a button that opens a new session.
+    showNotice(text, offer) {
+      if (!this.notice) {
+        this.notice = element("div", "link-notice");
+        this.notice.setAttribute("role", "status");
+        this.panel.append(this.notice);
       }
+      this.notice.hidden = !text;
+      if (!text) return;
+      const parts = [element("span", "", text)];
+      if (offer && this.path) {
+        const button = element("button", "small", "Open a new session");
+        button.type = "button";
+        button.addEventListener("click", () => this.connect());
+        parts.push(button);
+      }
+      this.notice.replaceChildren(...parts);
+    }
+
+    // Send bytes to the device (kept in order while reconnecting, a few KiB at most).
+    send(bytes) {
+      if (this.link) this.link.send(bytes);
     }
 
     // Tell the server the terminal's size (the remote PTY follows).
     sendSize() {
-      if (this.socket && this.socket.readyState === WebSocket.OPEN) {
-        this.socket.send(JSON.stringify({ type: "resize", cols: this.term.cols, rows: this.term.rows }));
-      }
+      if (this.link) this.link.control({ type: "resize", cols: this.term.cols, rows: this.term.rows });
     }
 
     // Show a word of state on the tab.
@@ -246,12 +269,33 @@
       this.status.textContent = text;
     }
 
+    // Say whether the session is on (or opening): closing the tab would end it.
+    running() {
+      return !!this.link && this.link.running();
+    }
+
+    // Close on the user's word: a running session asks first (Cancel is the default), an ended one closes at once.
+    askToClose(asker) {
+      if (!this.running() || !window.GatehouseConfirm) { this.close(); return; }
+      window.GatehouseConfirm.ask("Close the session to " + this.name + "? The shell ends.", asker,
+        () => { if (tabs.has(this)) this.close(); }, "Close session");
+    }
+
+    // End the session on the user's word: a close frame ends it at once; without a socket (reconnecting), ask by POST.
+    endSession() {
+      const session = this.link.session, wasRunning = this.link.running() && !this.link.ready;
+      this.link.close();
+      if (session && wasRunning) {
+        const meta = document.querySelector('meta[name="csrf-token"]');
+        fetch("/terminals/sessions/" + encodeURIComponent(session) + "/close",
+          { method: "POST", headers: { "X-CSRFToken": meta ? meta.content : "" } }).catch(() => {});
+      }
+    }
+
     // End the session, free the terminal and its listeners, and show the neighbouring tab.
     close() {
-      if (this.socket) {
-        this.socket.onclose = null;
-        this.socket.close(1000, "tab closed");
-      }
+      if (this.link) this.endSession();
+      clearInterval(this.countdown);
       this.disposables.forEach((d) => d.dispose());
       this.resizeObserver.disconnect();
       this.tab.removeEventListener("click", this.onTabClick);
@@ -261,9 +305,13 @@
       this.tab.remove();
       this.panel.remove();
       tabs.delete(this);
+      releaseNumber(this.path);
       syncTablist();
-      if (activeTab === this) activeTab = null;
-      const nextTab = [...tabs].find((t) => t.tab === next);
+      document.dispatchEvent(new CustomEvent("gatehouse:terminal-closed", { detail: { tab: this } }));
+      const wasActive = activeTab === this;
+      if (wasActive) activeTab = null;
+      // Closing the shown tab shows its neighbour; closing another keeps the shown one (split view fills the gap).
+      const nextTab = wasActive ? [...tabs].find((t) => t.tab === next) : activeTab;
       if (nextTab) activate(nextTab);
       else document.getElementById("sidebar-toggle").focus();  // the last one: back to where terminals come from
     }
@@ -271,19 +319,47 @@
   Tab.count = 0;
 
   const tabs = new Set();
+  let placer = (tab) => [tab];  // which tabs are shown when one is chosen: split view (panes.js) shows several
+  let typedHook = null;  // told of every typed input, after it went to its own terminal
+  const numbering = new Map();  // device path → {next: number of its next tab, open: its tabs open now}
 
-  // Show one tab's terminal, give it the focus and fit it to the panel.
+  // Return the title of a new tab to a device: its name, then "name (2)", "name (3)"… while any tab to it is open.
+  function numberedName(name, path) {
+    const count = numbering.get(path) || { next: 1, open: 0 };
+    const number = count.next;
+    count.next += 1;
+    count.open += 1;
+    numbering.set(path, count);
+    return number === 1 ? name : name + " (" + number + ")";
+  }
+
+  // A tab to a device closed: once none is open, the next one is plain "name" again.
+  function releaseNumber(path) {
+    const count = numbering.get(path);
+    if (count && --count.open <= 0) numbering.delete(path);
+  }
+
+  // Show one tab's terminal (and those of the other panes in split view), give it the focus and fit them.
   function activate(active) {
     activeTab = active;
+    const shown = placer(active);
     tabs.forEach((t) => {
       const on = t === active;
       t.tab.classList.toggle("is-active", on);
       t.tabButton.setAttribute("aria-selected", on ? "true" : "false");
       [t.tabButton, t.reconnectButton, t.closeButton].forEach((b) => { b.tabIndex = on ? 0 : -1; });  // one stop: the shown tab
-      t.panel.hidden = !on;
+      t.panel.hidden = !shown.includes(t);
     });
     active.term.focus();
-    requestAnimationFrame(() => active.fit.fit());
+    requestAnimationFrame(() => shown.forEach((t) => { if (tabs.has(t)) t.fit.fit(); }));
+    announce(active);
+  }
+
+  // Tell the page's other parts (files.js, panes.js) which terminal is shown, and its session once connected.
+  function announce(tab) {
+    if (tab !== activeTab) return;
+    document.dispatchEvent(new CustomEvent("gatehouse:terminal-shown",
+      { detail: { tab: tab, session: tab.session || null, name: tab.name } }));
   }
 
   // Give the tab list the tabs, in their order on the bar (aria-owns: the buttons beside them stay out of it).
@@ -292,204 +368,57 @@
     tablist.hidden = tabs.size === 0;
   }
 
-  // After a click (not a key press) on a control, typing goes on in the shown terminal.
-  function backToTerminal(event) {
-    if (event.detail > 0 && activeTab) activeTab.term.focus();
+  // Fit the shown terminals to their panels again; a changed size goes to the server (onResize).
+  function refit() {
+    requestAnimationFrame(() => tabs.forEach((t) => { if (!t.panel.hidden) t.fit.fit(); }));
   }
 
-  // Fit the shown terminal to its panel again; a changed size goes to the server (onResize).
-  function refit() {
-    requestAnimationFrame(() => { if (activeTab && !activeTab.panel.hidden) activeTab.fit.fit(); });
+  // Add a tab (not connected yet) to a device's websocket path, numbered when another tab has that device.
+  function openTab(name, path) {
+    const tab = new Tab(numberedName(name, path), path);
+    tabs.add(tab);
+    syncTablist();
+    return tab;
   }
 
   document.addEventListener("click", (event) => {
     const button = event.target.closest("button.open-terminal");
     if (!button) return;
-    const tab = new Tab(button.dataset.deviceName, button.dataset.wsUrl);
-    tabs.add(tab);
-    syncTablist();
+    const tab = openTab(button.dataset.deviceName, button.dataset.wsUrl);
     document.dispatchEvent(new CustomEvent("gatehouse:terminal-opened", { detail: { name: button.dataset.deviceName } }));
     activate(tab);
     tab.connect();
   });
+
+
   // The light or dark palette follows the page's theme (static/js/theme.js) while the terminals run.
   document.addEventListener("gatehouse:theme", () => {
     tabs.forEach((t) => { t.term.options.theme = window.GatehouseTheme.terminalTheme(); });
   });
-  window.addEventListener("beforeunload", () => tabs.forEach((t) => t.socket && t.socket.close(1001)));
-
-  // ---- The device list: a sidebar that collapses on a desktop, a drawer over the page on a phone ----
-  const workspace = document.getElementById("workspace");
-  const sidebar = document.getElementById("sidebar");
-  const backdrop = workspace.querySelector(".sidebar-backdrop");
-  const sidebarToggle = document.getElementById("sidebar-toggle");
-  const topbar = document.querySelector(".topbar");
-
-  // Say whether the device list is in view (the drawer open on a phone, the sidebar not collapsed elsewhere).
-  function sidebarShown() {
-    return phone.matches ? workspace.classList.contains("drawer-open") : !workspace.classList.contains("sidebar-collapsed");
-  }
-
-  // Put the toggle's aria-expanded in line with what is shown.
-  function syncSidebarToggle() {
-    sidebarToggle.setAttribute("aria-expanded", String(sidebarShown()));
-  }
-
-  // Collapse or show the desktop sidebar, remember it, and let the terminal take the freed width.
-  function setCollapsed(collapsed) {
-    workspace.classList.toggle("sidebar-collapsed", collapsed);
-    store(STORE.sidebar, collapsed ? "collapsed" : null);
-    syncSidebarToggle();
-    refit();
-  }
-
-  // Open the phone drawer over the page; the page behind is inert and the focus goes into the list.
-  function openDrawer() {
-    workspace.classList.add("drawer-open");
-    backdrop.hidden = false;
-    root.inert = true;
-    if (topbar) topbar.inert = true;
-    syncSidebarToggle();
-    (sidebar.querySelector(".open-terminal") || sidebar).focus();
-  }
-
-  // Close the phone drawer; the focus goes back to the Devices button unless a terminal takes it.
-  function closeDrawer(returnFocus) {
-    if (!workspace.classList.contains("drawer-open")) return;
-    workspace.classList.remove("drawer-open");
-    backdrop.hidden = true;
-    root.inert = false;
-    if (topbar) topbar.inert = false;
-    syncSidebarToggle();
-    if (returnFocus) sidebarToggle.focus();
-  }
-
-  workspace.classList.toggle("sidebar-collapsed", load(STORE.sidebar) === "collapsed");
-  syncSidebarToggle();
-  sidebarToggle.addEventListener("click", (event) => {
-    if (!phone.matches) {
-      setCollapsed(!workspace.classList.contains("sidebar-collapsed"));
-      backToTerminal(event);
-    } else if (workspace.classList.contains("drawer-open")) closeDrawer(true);
-    else openDrawer();
-  });
-  backdrop.addEventListener("click", () => closeDrawer(true));
-  document.addEventListener("keydown", (event) => {
-    // Esc closes the drawer, unless something inside (a dialog, the search box) used that Esc itself.
-    if (event.key !== "Escape" || event.defaultPrevented || event.target.closest("dialog")) return;
-    if (workspace.classList.contains("drawer-open")) closeDrawer(true);
-  });
-  document.addEventListener("gatehouse:terminal-opened", () => closeDrawer(false));
-  phone.addEventListener("change", () => { closeDrawer(false); syncSidebarToggle(); refit(); });
-
-  // ---- Text size of every terminal ----
-  const fontOutput = document.getElementById("font-size");
-  const fontSmaller = document.getElementById("font-smaller");
-  const fontLarger = document.getElementById("font-larger");
-
-  // Set the text size of all terminals, remember it, and refit the shown one (the others fit when shown).
-  function setFontSize(size) {
-    fontSize = clampFont(size);
-    fontOutput.value = fontSize + " px";
-    fontSmaller.setAttribute("aria-disabled", String(fontSize <= FONT_MIN));
-    fontLarger.setAttribute("aria-disabled", String(fontSize >= FONT_MAX));
-    tabs.forEach((t) => { t.term.options.fontSize = fontSize; });
-    refit();
-  }
-
-  setFontSize(fontSize);
-  [[fontSmaller, -1], [fontLarger, 1]].forEach(([button, step]) => button.addEventListener("click", (event) => {
-    setFontSize(fontSize + step);
-    store(STORE.font, String(fontSize));
-    backToTerminal(event);
-  }));
-
-  // ---- Full screen: the terminals section alone ----
-  const fullscreenToggle = document.getElementById("fullscreen-toggle");
-  fullscreenToggle.hidden = !root.requestFullscreen;  // iPhones have no element full screen
-  fullscreenToggle.addEventListener("click", (event) => {
-    if (document.fullscreenElement) document.exitFullscreen();
-    else root.requestFullscreen().catch(() => {});
-    backToTerminal(event);
-  });
-  document.addEventListener("fullscreenchange", () => {
-    const on = document.fullscreenElement === root;
-    fullscreenToggle.setAttribute("aria-pressed", String(on));
-    fullscreenToggle.setAttribute("aria-label", on ? "Leave full screen" : "Full screen");
-    refit();
+  // What the page's other parts may use: the tabs (in the bar's order), the shown one, and showing one; split
+  // view (panes.js) decides which tabs a choice shows (setPlacer) and hears typed input (onTyped).
+  window.GatehouseTerminals = {
+    tabs: () => [...tabbar.children].map((chip) => [...tabs].find((t) => t.tab === chip)).filter(Boolean),
+    active: () => activeTab, activate: activate, refit: refit,
+    setPlacer: (fn) => { placer = fn; }, onTyped: (fn) => { typedHook = fn; },
+    setInputFilter: (fn) => { inputFilter = fn; }, openTab: openTab,
+    // The text size of every terminal (the shown ones refit; the others fit when shown).
+    setFontSize: (size) => { fontSize = size; tabs.forEach((t) => { t.term.options.fontSize = size; }); refit(); },
+  };
+  // Leaving or reloading with terminals running asks first; they come back after a reload anyway (restore below).
+  window.addEventListener("beforeunload", (event) => {
+    if (![...tabs].some((t) => t.running())) return;
+    event.preventDefault();
+    event.returnValue = "";
   });
 
-  // ---- Extra keys: Esc, Tab, a sticky Ctrl, arrows, | and ~, for phones without them ----
-  const extraKeys = document.getElementById("extra-keys");
-  const keysToggle = document.getElementById("keys-toggle");
-  const ctrlButton = extraKeys.querySelector('[data-key="ctrl"]');
-  const ARROWS = { up: "A", down: "B", right: "C", left: "D" };
-  const PLAIN = { esc: "\x1b", tab: "\t", "|": "|", "~": "~" };
-
-  // Arm or disarm the sticky Ctrl; the button shows which.
-  function setCtrl(armed) {
-    ctrlArmed = armed;
-    ctrlButton.setAttribute("aria-pressed", String(armed));
-  }
-
-  // Return what Ctrl with this input sends: a letter or symbol its control character, an arrow CSI 1;5.
-  function withCtrl(data) {
-    const arrow = /^\x1b[[O]([ABCD])$/.exec(data);
-    if (arrow) return "\x1b[1;5" + arrow[1];
-    if (data.length !== 1) return data;  // a paste or a composed word: sent as it is
-    const code = data.charCodeAt(0);
-    if (code >= 0x40 && code <= 0x7e) return String.fromCharCode(code & 0x1f);  // a-z, @[\]^_, | and ~
-    if (data === "?") return "\x7f";
-    if (data === " " || data === "2") return "\x00";
-    return data;
-  }
-
-  // Return the bytes an extra key types; arrows follow the terminal's cursor-key mode (DECCKM).
-  function keyData(key, term) {
-    if (ARROWS[key]) return (term.modes.applicationCursorKeysMode ? "\x1bO" : "\x1b[") + ARROWS[key];
-    return PLAIN[key];
-  }
-
-  // Show or hide the row of extra keys and refit the terminal to the space left.
-  function showKeys(shown) {
-    extraKeys.hidden = !shown;
-    keysToggle.setAttribute("aria-pressed", String(shown));
-    refit();
-  }
-
-  showKeys(load(STORE.keys) ? load(STORE.keys) === "on" : touch.matches);
-  keysToggle.addEventListener("click", (event) => {
-    showKeys(extraKeys.hidden);
-    store(STORE.keys, extraKeys.hidden ? "off" : "on");
-    backToTerminal(event);
-  });
-  touch.addEventListener("change", () => { if (!load(STORE.keys)) showKeys(touch.matches); });
-  // A tap on a key must not take the focus from the terminal: the phone's keyboard stays up.
-  ["pointerdown", "mousedown"].forEach((type) => extraKeys.addEventListener(type, (event) => {
-    if (event.target.closest("button")) event.preventDefault();
-  }));
-  extraKeys.addEventListener("click", (event) => {
-    const button = event.target.closest("button[data-key]");
-    if (!button || !activeTab) return;
-    const key = button.dataset.key;
-    if (key === "ctrl") setCtrl(!ctrlArmed);
-    else activeTab.term.input(keyData(key, activeTab.term), true);  // the same path as typed input
-    backToTerminal(event);  // a tap or click; from the keyboard the focus stays on the key
-  });
-
-  // ---- Phones: the page follows the visual viewport, so the extra keys stay above the on-screen keyboard ----
-  // Set --visual-height (the stylesheet sizes the page with it on phones), unless the user zoomed in.
-  function followVisualViewport() {
-    const viewport = window.visualViewport;
-    if (viewport && Math.abs(viewport.scale - 1) < 0.01) {
-      document.documentElement.style.setProperty("--visual-height", Math.round(viewport.height) + "px");
-    } else {
-      document.documentElement.style.removeProperty("--visual-height");
-    }
-  }
-
-  if (window.visualViewport) {
-    window.visualViewport.addEventListener("resize", followVisualViewport);
-    followVisualViewport();
-  }
+  // Log-out ends every terminal: its confirmation (dialogs.js, data-confirm) says how many, asked only when some run.
+  // A window listener in the capture phase sets the question before the dialogs' document listener reads it.
+  const logoutButton = document.getElementById("logout-icon");
+  window.addEventListener("submit", (event) => {
+    if (!logoutButton || event.target !== logoutButton.form) return;
+    const running = [...tabs].filter((t) => t.running()).length;
+    if (running) event.target.dataset.confirm = "Log out? " + running + (running === 1 ? " terminal" : " terminals") + " will be closed.";
+    else delete event.target.dataset.confirm;
+  }, true);
 })();
