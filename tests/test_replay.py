@@ -253,32 +253,45 @@ def shoot_fresh(page, url, name, width, height, ready):
         fresh.close()
 
 
-def type_line(page, screen, text, expect=None):
-    """Type a line into the browser terminal, press Enter and wait for what it prints."""
+PROMPT = re.compile(r"gatehouse-test@.*\$")
+
+
+def type_line(page, screen, text, expect=None, prompt=True):
+    """Type a line into the browser terminal, press Enter, wait for what it prints and for the next prompt.
+
+    Keys typed before the shell's line editor is back reach the terminal's cooked mode, where a
+    Backspace erases part of an arrow key's escape sequence: each line waits for its prompt first."""
+    prompts = screen.get_by_text(PROMPT).count()
     page.keyboard.type(text)
     page.keyboard.press("Enter")
     if expect:
         screen.get_by_text(expect).first.wait_for()
+    if prompt:
+        wait_for(lambda: screen.get_by_text(PROMPT).count() > prompts)
 
 
 def type_the_story(page, server, label):
     """In a browser terminal: a plain command, an edited line, a recalled one, a hidden password; return the session id."""
     page.locator(f'button.open-terminal[data-device-name="{label}"]').first.click()
     screen = page.locator(".terminal-panel .xterm-rows")
-    screen.get_by_text(re.compile(r"gatehouse-test@.*\$")).first.wait_for()
+    screen.get_by_text(PROMPT).first.wait_for()
     type_line(page, screen, "echo hello", re.compile(r"^hello\s*$"))
     type_line(page, screen, "ls")
+    prompts = screen.get_by_text(PROMPT).count()
     page.keyboard.type("echo wrold")  # fixed on the line: two left, two back, retyped
     for key in ("ArrowLeft", "ArrowLeft", "Backspace", "Backspace"):
         page.keyboard.press(key)
     page.keyboard.type("or")
     page.keyboard.press("Enter")
     screen.get_by_text(re.compile(r"^world\s*$")).first.wait_for()
+    wait_for(lambda: screen.get_by_text(PROMPT).count() > prompts)
     time.sleep(3)  # a pause in the recording: the idle time limit shortens it, seeks must still land right
+    prompts = screen.get_by_text(PROMPT).count()
     page.keyboard.press("ArrowUp")  # history recall: echo world again
     page.keyboard.press("Enter")
     wait_for(lambda: len(screen.get_by_text(re.compile(r"^world\s*$")).all()) == 2)
-    type_line(page, screen, "read -s -p 'secret: ' S", "secret:")
+    wait_for(lambda: screen.get_by_text(PROMPT).count() > prompts)
+    type_line(page, screen, "read -s -p 'secret: ' S", "secret:", prompt=False)
     time.sleep(0.3)  # read -s may flush input typed before it turned echo off
     type_line(page, screen, "hunter2")
     type_line(page, screen, "echo done-$((2*3))", "done-6")
