@@ -129,6 +129,7 @@ def test_errors_show_as_sentences(page, server, sftp_sshd, workdir):
     message.wait_for()
     assert message.inner_text() == f"There is no file or folder {workdir / 'nowhere'} on the device."
     panel.locator(".files-refresh").click()  # still usable: back to a folder that exists
+    wait_for(lambda: panel.get_attribute("aria-busy") is None)
     panel.locator(".files-path input").fill(str(workdir))
     panel.locator(".files-path input").press("Enter")
     panel.get_by_text("This folder is empty.").wait_for()

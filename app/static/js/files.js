@@ -9,7 +9,7 @@
   if (!root || !tools || !root.dataset.filesUrl) return;
   const STORE = "gatehouse-files";
   const folders = new Map();  // session id -> the folder last shown for it
-  let session = null, tabName = "", folder = "", maxUploadMb = 0, busy = 0;
+  let session = null, tabName = "", folder = "", maxUploadMb = 0, busy = 0, loads = 0, shownPath = "";
 
   // Make an element with a class and a text (text only: names from the device never become HTML).
   function element(tag, className, text) {
@@ -138,20 +138,22 @@
   // Show a folder of the shown terminal's device (its home when path is empty).
   function load(path) {
     if (!session) return;
-    const asked = session;
+    const asked = session, turn = ++loads;
     busy += 1;
     panel.setAttribute("aria-busy", "true");
     request("GET", base() + "?path=" + encodeURIComponent(path || "")).then((data) => {
-      if (asked !== session) return;
+      if (asked !== session || turn !== loads) return;  // a later load (or another tab) answers instead
       folder = data.path;
       folders.set(session, folder);
       maxUploadMb = data.max_upload_mb;
-      pathInput.value = folder;
+      // A path being typed stays as typed: the answer only fills the field when nobody is editing it.
+      if (document.activeElement !== pathInput || pathInput.value === shownPath) pathInput.value = folder;
+      shownPath = folder;
       upButton.disabled = data.parent === null;
       render(data);
       say(data.truncated ? "Only the first " + data.entries.length + " entries are shown." : "");
     }, (err) => {
-      if (asked !== session) return;
+      if (asked !== session || turn !== loads) return;
       say(err.message, true);
       if (!folder) { list.replaceChildren(); setEnabled(false); refreshButton.disabled = false; }
     }).finally(() => { busy -= 1; if (!busy) panel.removeAttribute("aria-busy"); });
