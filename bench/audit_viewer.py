@@ -175,6 +175,22 @@ def bench_one(name, url, folder, args):
     report(f"{name}, with the search index", after, before)
     with app.app_context():
         db.engine.dispose()
+    return before, after
+
+
+def run(args):
+    """Measure each database args names; return {database name: (plain scan figures, indexed figures)}."""
+    found = {}
+    with tempfile.TemporaryDirectory() as folder:
+        if not args.skip_sqlite:
+            found["SQLite"] = bench_one("SQLite", f"sqlite:///{Path(folder) / 'viewer.db'}", folder, args)
+        if not args.skip_pg:
+            name = f"bench_viewer_{secrets.token_hex(4)}"
+            try:
+                found["PostgreSQL"] = bench_one("PostgreSQL", own_database(True, name), folder, args)
+            finally:
+                own_database(False, name)
+    return found
 
 
 def main():
@@ -184,16 +200,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--skip-pg", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        if not args.skip_sqlite:
-            bench_one("SQLite", f"sqlite:///{Path(folder) / 'viewer.db'}", folder, args)
-        if not args.skip_pg:
-            name = f"bench_viewer_{secrets.token_hex(4)}"
-            try:
-                bench_one("PostgreSQL", own_database(True, name), folder, args)
-            finally:
-                own_database(False, name)
+    run(parser.parse_args())
 
 
 if __name__ == "__main__":

@@ -1,284 +1,201 @@
-"""Terminal data path: the gateway against a direct paramiko session and OpenSSH's ssh.
+"""Terminal data path: the gateway against a direct paramiko session and OpenSSH's ssh, side by side in one run.
 
-Run: .venv/bin/python -m bench.terminals [--mb 50] [--keys 200] [--sizes 100,500] [--seconds 10] [--typing 30]
+Run: .venv/bin/python -m bench.terminals [--sizes 1,100,500] [--seconds 10] [--rate 10] [--mb 50] [--quick]
 
-Everything runs on this machine: a private sshd on 127.0.0.1 (tests/support.py), the app under
-gunicorn's gevent worker (one process), and this load generator (gevent). Prints throughput of a
-large output and keystroke echo latency with session recording on and off, the stored recording
-size per MB of bulk output and per minute of typing, and for N terminals typing ~10 keys a second
-each (recording on, then off) the echo p50/p99 and the worker's resident memory per open terminal.
+Everything runs on this machine: a private sshd on 127.0.0.1 (tests/support.py), the app under gunicorn's
+gevent worker (one process; recording on as shipped, and a second server with RECORDING=off), and the load
+from a separate process (bench/loadgen.py: asyncio and a minimal websocket client), whose CPU time is
+reported beside the worker's. For each size, every path opens that many terminals, each typing `rate` keys a
+second and waiting for the echo: echo p50/p99 and terminals lost. The worker's resident memory is read idle
+(started, one log-in) and with the terminals open (per terminal). Bulk output: MB/s of one large output.
 """
-from gevent import monkey
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-monkey.patch_all()
+import sqlalchemy
 
-import argparse  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+from tests.support import LiveServer, SSHServer
 
-import gevent  # noqa: E402
-import paramiko  # noqa: E402
-
-from tests.support import LiveServer, SSHServer, connect_terminal, read_until  # noqa: E402
-
-MARK = b"BENCH-DONE"
-# The command spells the marker differently from its output, so its echo does not end the read.
-BULK = "head -c {n} /dev/zero | base64 -w 160; printf 'BENCH-%s\\n' DONE\n"
+ROOT = Path(__file__).resolve().parent.parent
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 def percentile(samples, q):
+    """Return the q-quantile of samples (nan when there are none)."""
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else float("nan")
 
 
-class Gateway:
-    """A terminal through the gateway's websocket."""
-
-    def __init__(self, server, http, device_id):
-        self.ws = connect_terminal(f"{server.ws_url}/terminals/{device_id}/ws", http, server.url)
-        self.ws.send(b"echo ready-$((6*7))\n")
-        read_until(self.ws, b"ready-42", timeout=60)
-
-    def send(self, data):
-        self.ws.send(data)
-
-    def recv(self, timeout=10):
-        frame = self.ws.receive(timeout=timeout)
-        while frame is not None and not isinstance(frame, bytes):
-            frame = self.ws.receive(timeout=timeout)
-        return frame or b""
-
-    def close(self):
-        self.ws.close()
-
-
-class Direct:
-    """A paramiko shell straight to sshd."""
-
-    def __init__(self, sshd):
-        self.client = paramiko.SSHClient()
-        self.client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-        self.client.connect(sshd.host, sshd.port, sshd.user, sshd.password, allow_agent=False, look_for_keys=False)
-        self.chan = self.client.invoke_shell(width=80, height=24)
-        self.chan.send(b"echo ready-$((6*7))\n")
-        seen = b""
-        while b"ready-42" not in seen:
-            seen += self.chan.recv(65536)
-
-    def send(self, data):
-        self.chan.sendall(data)
-
-    def recv(self, timeout=10):
-        self.chan.settimeout(timeout)
-        return self.chan.recv(65536)
-
-    def close(self):
-        self.client.close()
-
-
-class OpenSSH:
-    """OpenSSH's ssh client with a PTY (-tt), key auth."""
-
-    def __init__(self, sshd):
-        self.proc = subprocess.Popen(
-            ["ssh", "-tt", "-q", "-i", str(sshd.key_path), "-p", str(sshd.port), "-o", "StrictHostKeyChecking=no",
-             "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", f"{sshd.user}@127.0.0.1"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
-        self.send(b"echo ready-$((6*7))\n")
-        seen = b""
-        while b"ready-42" not in seen:
-            seen += self.recv()
-
-    def send(self, data):
-        self.proc.stdin.write(data)
-
-    def recv(self, timeout=10):
-        return self.proc.stdout.read1(65536) if hasattr(self.proc.stdout, "read1") else self.proc.stdout.read(65536)
-
-    def close(self):
-        self.proc.kill()
-        self.proc.wait()
-
-
-def throughput(term, megabytes):
-    """Return MB/s of a large output through term."""
-    n = megabytes * 1_000_000
-    term.send(BULK.format(n=n * 3 // 4).encode())  # base64 turns 3 bytes into 4
-    received, tail = 0, b""
-    start = time.perf_counter()
-    while True:
-        chunk = term.recv()
-        if not chunk:
-            raise RuntimeError("output stopped")
-        received += len(chunk)
-        if MARK in tail + chunk:
-            return received / (time.perf_counter() - start) / 1e6
-        tail = chunk[-len(MARK):]
-
-
-def echo_latency(term, keys, pause=0.02):
-    """Type keys one at a time; return the echo latencies in ms."""
-    samples = []
-    for _ in range(keys):
-        start = time.perf_counter()
-        term.send(b"x")
-        while b"x" not in term.recv():
-            pass
-        samples.append((time.perf_counter() - start) * 1000)
-        time.sleep(pause)
-    term.send(b"\x15")  # Ctrl-U: clear the typed line
-    return samples
-
-
-def typing(term, seconds, rate=8):
-    """Type shell commands key by key for a while, as a person would, waiting for each echo."""
-    lines = [b"ls -l /usr/bin | head -20\r", b"df -h\r", b"ps aux | head\r", b"uname -a\r", b"cat /etc/os-release\r"]
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        for line in lines:
-            for key in line:
-                term.send(bytes([key]))
-                term.recv()
-                time.sleep(1 / rate)
-
-
-# Real text, as `cat` of logs or sources gives it (the Python standard library of this machine).
-CAT = "find /usr/lib/python3* -name '*.py' -size -300k 2>/dev/null | head -4000 | xargs cat; printf 'BENCH-%s\\n' DONE\n"
-
-
-def cat_text(term):
-    """Cat a few tens of MB of real text through term; return (MB, seconds)."""
-    term.send(CAT.encode())
-    received, tail = 0, b""
-    start = time.perf_counter()
-    while True:
-        chunk = term.recv(timeout=60)
-        if not chunk:
-            raise RuntimeError("output stopped")
-        received += len(chunk)
-        if MARK in tail + chunk:
-            return received / 1e6, time.perf_counter() - start
-        tail = chunk[-len(MARK):]
-
-
-def newest_recording(server):
-    """Return the size in bytes of the newest stored recording of a server."""
-    files = sorted((server.workdir / "recordings").glob("*.rec"), key=lambda p: p.stat().st_mtime)
-    return files[-1].stat().st_size if files else 0
-
-
-def rss_kib(pid):
+def rss_mib(pid):
+    """Return the resident memory of a process in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_seconds(pid):
+    """Return the CPU time a process used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def worker_pid(server):
-    children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()
-    return int(children[0])
+    """Return the pid of a server's (one) gunicorn worker."""
+    return int(Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()[0])
 
 
-def crowd(server, http, device_id, count, seconds, rate=10):
-    """Open count terminals, let each type `rate` keys a second; return latencies, lost, memory."""
-    pid = worker_pid(server)
-    before = rss_kib(pid)
-    terms, lost = [], []
+class Path_:
+    """One way to a shell: the gateway (a server and its logged-in session) or sshd directly."""
 
-    def open_one():
-        try:
-            terms.append(Gateway(server, http, device_id))
-        except Exception:  # a terminal that never opened counts as lost
-            pass
+    def __init__(self, label, kind, plan, server=None):
+        self.label, self.kind, self.plan, self.server = label, kind, plan, server
+        self.worker = worker_pid(server) if server else None
 
-    for start in range(0, count, 50):  # open in waves, as people would
-        gevent.joinall([gevent.spawn(open_one) for _ in range(start, min(count, start + 50))], timeout=120)
-    gevent.sleep(2)
-    after = rss_kib(pid)
-    samples = []
 
-    def type_keys(term):
-        deadline = time.monotonic() + seconds
+def gateway_path(label, server, sshd):
+    """Log in to a server, add the bench device and return its path."""
+    http = server.login()
+    device = server.add_device(http, sshd, "bench")
+    plan = {"url": f"{server.ws_url}/terminals/{device}/ws", "origin": server.url,
+            "cookie": "; ".join(f"{c.name}={c.value}" for c in http.cookies)}
+    return Path_(label, "gateway", plan, server)
+
+
+def drive(path, count, seconds=0, rate=10, megabytes=0):
+    """Run one load generator for a path; return its result with the worker's memory and CPU."""
+    plan = {**path.plan, "kind": path.kind, "count": count, "seconds": seconds, "rate": rate, "megabytes": megabytes}
+    gen = subprocess.Popen([sys.executable, "-m", "bench.loadgen"], cwd=ROOT, stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        gen.stdin.write(json.dumps(plan) + "\n")
+        gen.stdin.flush()
+        json.loads(gen.stdout.readline() or "{}")
+        extra = {}
+        if path.worker:
+            time.sleep(1)  # the open terminals settle (their first flush, heartbeat)
+            extra["rss"], worker_cpu = rss_mib(path.worker), cpu_seconds(path.worker)
+        gen.stdin.write("go\n")
+        gen.stdin.flush()
+        result = json.loads(gen.stdout.readline())
+        if path.worker:
+            extra["worker_cpu"] = cpu_seconds(path.worker) - worker_cpu
+        gen.wait(timeout=120)
+    finally:
+        if gen.poll() is None:
+            gen.kill()
+            gen.wait()
+    return {**result, **extra}
+
+
+def settle(path, timeout=120):
+    """Wait until the server of a path has ended every session the last run opened."""
+    if not path.worker:
+        return
+    engine = sqlalchemy.create_engine(path.server.database_url)
+    deadline = time.monotonic() + timeout
+    try:
         while time.monotonic() < deadline:
-            start = time.perf_counter()
-            try:
-                term.send(b"x")
-                while b"x" not in term.recv(timeout=10):
-                    pass
-            except Exception as exc:
-                lost.append(repr(exc))
-                return
-            samples.append((time.perf_counter() - start) * 1000)
-            gevent.sleep(max(0, 1 / rate - (time.perf_counter() - start)))
+            with engine.connect() as conn:
+                if not conn.scalar(sqlalchemy.text("SELECT count(*) FROM terminal_sessions WHERE ended_at IS NULL")):
+                    break
+            time.sleep(0.5)
+    finally:
+        engine.dispose()
+    time.sleep(1)
 
-    gevent.joinall([gevent.spawn(type_keys, t) for t in terms], timeout=seconds + 60)
-    for term in terms:
-        term.close()
-    per_terminal = (after - before) / max(1, len(terms)) / 1024
-    return samples, (count - len(terms)) + len(lost), per_terminal
+
+def crowd_rows(paths, sizes, seconds, rate):
+    """Measure every path at every size; return table rows."""
+    rows = []
+    for size in sizes:
+        for path in paths:
+            idle = rss_mib(path.worker) if path.worker else None
+            result = drive(path, size, seconds, rate)
+            samples = result.get("samples", [])
+            row = {"path": path.label, "terminals": size, "keys": len(samples), "p50": percentile(samples, .5),
+                   "p99": percentile(samples, .99), "lost": result.get("lost", size),
+                   "gen_cpu": (result["cpu"] + result["child_cpu"]) / result["wall"] * 100}
+            if path.worker:
+                row["mib_per_terminal"] = (result["rss"] - idle) / max(1, result["opened"])
+                row["worker_cpu"] = result["worker_cpu"] / result["wall"] * 100
+            rows.append(row)
+            print_crowd([row], header=not rows[:-1])
+            settle(path)
+    return rows
+
+
+def print_crowd(rows, header=True):
+    """Print crowd rows."""
+    if header:
+        print(f"\n{'path':<24} {'terms':>5} {'keys':>6} {'p50 ms':>8} {'p99 ms':>8} {'lost':>5} {'MiB/term':>9}"
+              f" {'worker CPU%':>11} {'load CPU%':>9}")
+    for r in rows:
+        mib = f"{r['mib_per_terminal']:.3f}" if "mib_per_terminal" in r else "-"
+        cpu = f"{r['worker_cpu']:.0f}" if "worker_cpu" in r else "-"
+        print(f"{r['path']:<24} {r['terminals']:>5} {r['keys']:>6} {r['p50']:>8.2f} {r['p99']:>8.2f} {r['lost']:>5}"
+              f" {mib:>9} {cpu:>11} {r['gen_cpu']:>9.0f}", flush=True)
+
+
+def bulk_rows(paths, megabytes):
+    """Measure one large output through every path; return table rows."""
+    rows = []
+    for path in paths:
+        result = drive(path, 1, megabytes=megabytes)
+        rows.append({"path": path.label, "mb_per_s": result["mb_per_s"],
+                     "gen_cpu": (result["cpu"] + result["child_cpu"]) / result["wall"] * 100})
+        print(f"bulk {path.label:<24} {result['mb_per_s']:>7.1f} MB/s  (load CPU {rows[-1]['gen_cpu']:.0f} %)",
+              flush=True)
+    return rows
+
+
+def run(sizes=(1, 100, 500), seconds=10, rate=10, megabytes=50):
+    """Start sshd and two servers, measure every path; return {"idle": ..., "crowd": [...], "bulk": [...]}."""
+    work = Path(tempfile.mkdtemp(prefix="gatehouse-bench-"))
+    sshd = SSHServer(work / "sshd", extra={"MaxSessions": "1000", "MaxStartups": "2000:100:2000"}).start()
+    env = {"GATEHOUSE_ACCESS_LOG": "", "LOG_LEVEL": "WARNING", "SESSION_HEARTBEAT_SECONDS": "10",
+           "WS_PING_SECONDS": "10", "SSH_CONNECT_TIMEOUT": "30", "TERMINAL_RESUME_SECONDS": "0"}
+    servers = [LiveServer(work / "app", env=env), LiveServer(work / "app-off", env={**env, "RECORDING": "off"})]
+    try:
+        for server in servers:
+            server.start()
+        paths = [gateway_path("gateway, recording on", servers[0], sshd),
+                 gateway_path("gateway, recording off", servers[1], sshd)]
+        time.sleep(2)
+        idle = {p.label: rss_mib(p.worker) for p in paths}
+        print("idle worker: " + ", ".join(f"{label} {mib:.1f} MiB" for label, mib in idle.items()), flush=True)
+        plain = {"port": sshd.port, "user": sshd.user, "password": sshd.password, "key": str(sshd.key_path)}
+        paths += [Path_("paramiko direct", "paramiko", plain), Path_("OpenSSH ssh", "ssh", plain)]
+        bulk = bulk_rows(paths, megabytes)
+        crowd = crowd_rows(paths, sizes, seconds, rate)
+        return {"idle": idle, "crowd": crowd, "bulk": bulk}
+    except Exception:
+        print(servers[0].log_text()[-3000:])
+        raise
+    finally:
+        for server in servers:
+            server.stop()
+        sshd.stop()
 
 
 def main():
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--mb", type=int, default=50)
-    parser.add_argument("--keys", type=int, default=200)
-    parser.add_argument("--sizes", default="100,500")
+    parser.add_argument("--sizes", default="1,100,500")
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--typing", type=int, default=30, help="seconds of typing for the recording size")
+    parser.add_argument("--rate", type=float, default=10, help="keys a second per terminal")
+    parser.add_argument("--mb", type=int, default=50, help="MB of bulk output")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 1 and 20 terminals, 3 s, 10 MB")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="gatehouse-bench-"))
-    sshd = SSHServer(work / "sshd", extra={"MaxSessions": "1000", "MaxStartups": "2000:100:2000"}).start()
-    env = {"GATEHOUSE_ACCESS_LOG": "", "LOG_LEVEL": "WARNING", "SESSION_HEARTBEAT_SECONDS": "10",
-           "WS_PING_SECONDS": "10", "SSH_CONNECT_TIMEOUT": "30"}
-    server = LiveServer(work / "app", env=env).start()
-    unrecorded = LiveServer(work / "app-off", env={**env, "RECORDING": "off"}).start()
-    try:
-        http, http_off = server.login(), unrecorded.login()
-        device_id = server.add_device(http, sshd, "bench")
-        device_off = unrecorded.add_device(http_off, sshd, "bench")
-        print(f"{'path':<26} {'MB/s':>8} {'echo p50 ms':>12} {'echo p99 ms':>12}")
-        for label, make in (("gateway, recording on", lambda: Gateway(server, http, device_id)),
-                            ("gateway, recording off", lambda: Gateway(unrecorded, http_off, device_off)),
-                            ("paramiko direct", lambda: Direct(sshd)), ("OpenSSH ssh", lambda: OpenSSH(sshd))):
-            term = make()
-            rate = throughput(term, args.mb)
-            lat = echo_latency(term, args.keys)
-            term.close()
-            print(f"{label:<26} {rate:>8.1f} {percentile(lat, .5):>12.2f} {percentile(lat, .99):>12.2f}", flush=True)
-        term = Gateway(server, http, device_id)
-        megabytes, seconds = cat_text(term)
-        term.close()
-        gevent.sleep(1.5)
-        stored = newest_recording(server)
-        print(f"\nrecording size: cat of {megabytes:.1f} MB of text in {seconds:.1f} s: {stored / 1e6:.2f} MB stored"
-              f" ({stored / megabytes / 1e3:.0f} kB per MB of output, {stored / seconds * 60 / 1e6:.1f} MB per minute"
-              f" of cat)", flush=True)
-        term = Gateway(server, http, device_id)
-        typing(term, args.typing)
-        term.close()
-        gevent.sleep(1.5)
-        stored = newest_recording(server)
-        print(f"recording size: typing {stored * 60 / args.typing / 1e3:.1f} kB stored per minute"
-              f" ({stored} bytes for {args.typing} s, ~8 keys/s)", flush=True)
-        print(f"\n{'terminals':>9} {'recording':>9} {'keys':>7} {'echo p50 ms':>12} {'echo p99 ms':>12} {'lost':>5}"
-              f" {'MiB/terminal':>13}")
-        for size in (int(s) for s in args.sizes.split(",")):
-            for label, target, session, device in (("on", server, http, device_id),
-                                                   ("off", unrecorded, http_off, device_off)):
-                samples, lost, per_terminal = crowd(target, session, device, size, args.seconds)
-                print(f"{size:>9} {label:>9} {len(samples):>7} {percentile(samples, .5):>12.1f}"
-                      f" {percentile(samples, .99):>12.1f} {lost:>5} {per_terminal:>13.3f}", flush=True)
-                gevent.sleep(3)
-    except Exception:
-        print(server.log_text()[-3000:])
-        raise
-    finally:
-        server.stop()
-        unrecorded.stop()
-        sshd.stop()
+    if args.quick:
+        args.sizes, args.seconds, args.mb = "1,20", 3, 10
+    run([int(s) for s in args.sizes.split(",")], args.seconds, args.rate, args.mb)
 
 
 if __name__ == "__main__":
