@@ -40,9 +40,14 @@ class Clock:
         return event.wait(timeout)
 
 
+def node_name():
+    """Return this node's name: GATEHOUSE_NODE, else the host name (two nodes on one host need names of their own)."""
+    return os.environ.get("GATEHOUSE_NODE") or socket.gethostname()
+
+
 def worker_id():
-    """Return host:pid of this process (computed each time: gunicorn forks after import)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """Return node:pid of this process (computed each time: gunicorn forks after import)."""
+    return f"{node_name()}:{os.getpid()}"
 
 
 def take_lease(name, seconds, holder=None, now=None):

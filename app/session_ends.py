@@ -1,8 +1,9 @@
 """Why and how a terminal session is asked to end: the reasons in words, and the flags that end sessions.
 
 Asking a terminal to end is a database flag, from anywhere (an admin, a log-in that ended, a grant, a device or a
-user that went): request_end() sets terminate_requested on its row, and the process that holds it closes it within
-a second (app.terminals.registry.end_requested); the first reason asked for wins. This module reads only models and
+user that went): request_end() sets terminate_requested on its row and says so on the cluster bus (END_CHANNEL), so
+the process that holds it closes it at once (app.terminals.registry.end_requested); its once-a-second look at the
+flags is the fallback. The first reason asked for wins. This module reads only models and
 the access rules, so auth, devices and teams end terminals without importing app.terminals.
 
 The reasons in words are the one table the audit trail and the session page both read; it lives outside app.audit
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import and_, exists, or_, select, update
 
+from app import cluster
 from app.access import usable_by
 from app.devices.models import Device
 from app.extensions import db
@@ -100,6 +102,8 @@ def init_app(app):
 # Asking sessions to end.
 
 _NOT_ASKED_YET = TerminalSession.terminate_requested.is_(False)  # an earlier reason (say, user_deleted) stays
+END_CHANNEL = "session-end"  # {"ids": [...]} flags were set on these sessions ({"ids": null}: on many)
+_IDS_PER_MESSAGE = 150  # 36-character ids: more do not fit in one NOTIFY, and then every holder looks
 
 
 def request_end(reason, *conditions):
@@ -109,6 +113,8 @@ def request_end(reason, *conditions):
         if ids:
             conn.execute(update(TerminalSession).where(TerminalSession.id.in_(ids), TerminalSession.ended_at.is_(None))
                          .values(terminate_requested=True, terminate_reason=reason))
+    if ids:  # after the commit: the holder reads the flag it is told about
+        cluster.publish(END_CHANNEL, {"ids": ids if len(ids) <= _IDS_PER_MESSAGE else None})
     return ids
 
 

@@ -155,8 +155,8 @@ def test_the_table_keeps_every_job_its_lease_and_interval(app):
         "retention", "verify", health.lease_name(), "prune", "checkpoint", "review", "port-check", "forwarding",
         "alerts"}
     every_second = [name for name, job in jobs.items() if job.every == 1]
-    assert every_second == ["shutdown", "end-requests", "recordings", "unwritten-ends", "expired-log-ins",
-                            "log-in-blocks", "lost-audit-writes"]
+    assert every_second == ["shutdown", "end-requests", "relayed-watches", "recordings", "unwritten-ends",
+                            "expired-log-ins", "log-in-blocks", "lost-audit-writes"]
     config = app.config
     assert (jobs["verify"].every, jobs["verify"].first_delay) == (config["AUDIT_VERIFY_SECONDS"], 600)
     assert jobs["heartbeat"].every == config["SESSION_HEARTBEAT_SECONDS"]
@@ -164,6 +164,7 @@ def test_the_table_keeps_every_job_its_lease_and_interval(app):
     assert (jobs["prune"].every, jobs["prune"].lease_seconds) == (3600, 3595)
     assert (jobs["port-check"].every, jobs["port-check"].own_thread) == (10, True)
     assert jobs["storage"].scope == MACHINE and jobs["alerts"].every == CONTINUOUS
+    assert jobs["cluster"].every == jobs["watch-relay"].every == CONTINUOUS  # the bus's messages act at once
 
 
 def test_the_summary_shows_this_process_jobs_with_their_times(app):

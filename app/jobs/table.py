@@ -7,14 +7,15 @@ new processes still runs each job once.
 """
 from functools import partial
 
+from app import cluster
 from app.audit import alerts, forwarding, health, outbox, review
 from app.audit.checkpoints import checkpoint
 from app.audit.events import report_lost
 from app.audit.retention import prune
 from app.auth import logins, throttle
 from app.devices import reachability
-from app.leases import Clock
-from app.terminals import orphans, registry
+from app.leases import Clock, worker_id
+from app.terminals import orphans, registry, relay
 
 from .driver import Driver
 from .job import CLUSTER, CONTINUOUS, MACHINE, ONCE, Job
@@ -29,7 +30,18 @@ def app_jobs(app, clock=None, is_alive=lambda: True):
     return [
         # Once per start, by one process: a changed retention setting is recorded.
         Job("retention", health.check_retention, ONCE, CLUSTER, lease_seconds=60),
-        *_every_second(is_alive), *_periodic(app.config), *_port_check(app), *_senders(app, clock or Clock()),
+        *_messages(), *_every_second(is_alive), *_periodic(app.config), *_port_check(app),
+        *_senders(app, clock or Clock()),
+    ]
+
+
+def _messages():
+    """The cluster bus and the watches it relays: each stepped on its own thread, as messages come."""
+    return [
+        # Listens (PostgreSQL) or takes this process's own messages (SQLite); ends, log-ins, watches act at once.
+        Job("cluster", cluster.step, CONTINUOUS, close=cluster.stop),
+        # Holder: serves watches asked by other processes, sends each what it shows, woken by their output.
+        Job("watch-relay", relay.step, CONTINUOUS, woken_by=relay.woken),
     ]
 
 
@@ -37,7 +49,8 @@ def _every_second(is_alive):
     """The work of every tick in every process: ends asked for anywhere reach this process's terminals quickly."""
     return [
         Job("shutdown", partial(_end_if_stopping, is_alive), 1),
-        Job("end-requests", registry.end_requested, 1),
+        Job("end-requests", registry.end_requested, 1),  # the fallback of the cluster bus's message
+        Job("relayed-watches", relay.check, 1),  # watches this process relays from another: log-ins, beats
         Job("recordings", registry.flush_recordings, 1),  # a killed process loses at most this second
         Job("unwritten-ends", registry.retry_unwritten, 1),
         Job("expired-log-ins", logins.expire_due, 1),  # one indexed query; ends reach terminals at once
@@ -102,6 +115,8 @@ def start(app, is_alive=lambda: True, clock=None, names=None):
     """Start this process's background jobs (all, or only those named); return the driver."""
     clock = clock or Clock()
     jobs = [job for job in app_jobs(app, clock, is_alive) if names is None or job.name in names]
+    if any(job.name == "cluster" for job in jobs):
+        cluster.start(app, worker_id())  # before the driver: its first step listens already
     return Driver(app, jobs, clock).start()
 
 

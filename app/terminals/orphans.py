@@ -5,7 +5,6 @@ holds so its seal goes into session.ended like any other.
 """
 import logging
 import os
-import socket
 from datetime import timedelta
 
 from flask import current_app
@@ -14,7 +13,7 @@ from sqlalchemy import func, select
 from app.crypto import recording_key
 from app.dbtypes import now_utc
 from app.extensions import db
-from app.leases import worker_id
+from app.leases import node_name, worker_id
 from app.recording.chunks import recover
 from app.recording.store import RecordingError, open_store
 
@@ -32,7 +31,7 @@ def stale_after(config):
 
 def sweep_orphans(stale_after):
     """End open sessions nobody holds: a dead process on this host, or a heartbeat older than stale_after."""
-    host, me, cutoff = socket.gethostname(), worker_id(), now_utc() - stale_after
+    host, me, cutoff = node_name(), worker_id(), now_utc() - stale_after
     rows = db.session.scalars(select(TerminalSession).where(TerminalSession.ended_at.is_(None))).all()
     closed = 0
     for row in rows:

@@ -9,11 +9,12 @@ import logging
 import threading
 import time
 
+from app import cluster
 from app.auth import logins
 from app.blocking import run_blocking
 from app.dbtypes import now_utc
 from app.metrics import TERMINALS_OPEN
-from app.session_ends import end_login
+from app.session_ends import END_CHANNEL, end_login
 from app.signals import login_ended
 
 from . import session_rows
@@ -22,17 +23,24 @@ from .watchers import end_for_login, end_refused
 
 log = logging.getLogger("gatehouse.terminals")
 
+LOGIN_CHANNEL = "login-ended"  # {"login": id, "reason": why}: its watches end in every process at once
 # A log-in's end reason as its terminals report it.
 LOGIN_REASONS = {"expired": "login_expired", "idle_timeout": "expired"}
 
 _live = {}  # session id -> LiveTerminal, for this process
 _lock = threading.Lock()
 _unwritten = []  # (terminal, ended_at, row_closed) whose end could not be written yet
+_ending = threading.Lock()  # the tick and a cluster message look at end requests one at a time
 
 
 def init_app(app):
-    """Listen for log-ins that end, so their terminals end with them."""
+    """Listen for log-ins that end, so their terminals end with them, and for ends asked anywhere in the cluster."""
+    from . import relay  # it finds terminals here
+
     login_ended.connect(on_login_ended)
+    cluster.subscribe(END_CHANNEL, on_end_asked)
+    cluster.subscribe(LOGIN_CHANNEL, on_login_ended_elsewhere)
+    relay.init_app(app)
 
 
 def hold(terminal):
@@ -125,6 +133,12 @@ def _note_input(terminals):
 def end_requested():
     """End the terminals somebody asked to end (any process or node) and those whose log-in expired; end the
     watches their watchers may not keep. Return how many were asked to end."""
+    with _ending:
+        return _end_requested()
+
+
+def _end_requested():
+    """end_requested(), one caller at a time."""
     terminals = live_terminals()
     if not terminals:
         return 0
@@ -135,11 +149,19 @@ def end_requested():
         if terminal.metadata.id in asked:
             reason = asked[terminal.metadata.id]
             terminal.end(reason, termination_reason(terminal.metadata.id) if reason == "terminated" else "")
+            _interrupt(terminal)
         elif terminal.login_expires is not None and terminal.login_expires <= now:
             terminal.end("login_expired")
         elif terminal.resume_due():  # nobody came back in time, or its SSH side ended meanwhile
             terminal.close("disconnected")
     return len(asked)
+
+
+def _interrupt(terminal):
+    """Wake the loop that reads the terminal's browser, so the tab hears of the end now, not after its wait."""
+    interrupt = getattr(getattr(terminal.websocket, "event", None), "interrupt", None)  # the route's InputGate
+    if interrupt is not None:
+        interrupt()
 
 
 def close_all(reason="server_restart"):
@@ -151,9 +173,24 @@ def close_all(reason="server_restart"):
             log.exception("closing session %s", terminal.metadata.id)
 
 
+def on_end_asked(message):
+    """Look at the end requests at once when the cluster says some were set on sessions this process holds."""
+    ids = message.get("ids")
+    if ids is None or any(find(session_id) for session_id in ids):
+        end_requested()
+
+
+def on_login_ended_elsewhere(message):
+    """End this process's watches made through a log-in that ended in another process (or node)."""
+    if message.get("login"):
+        end_for_login(live_terminals(), message["login"], message.get("reason"))
+
+
 def on_login_ended(_sender, login_id, reason):
-    """Flag the terminals of a log-in that ended; close at once those this process holds, and its watches."""
+    """Flag the terminals of a log-in that ended; close at once those this process holds, and its watches; tell
+    the other processes, whose watches through it end too."""
     end_for_login(live_terminals(), login_id, reason)
+    cluster.publish(LOGIN_CHANNEL, {"login": login_id, "reason": reason})
     reason = LOGIN_REASONS.get(reason, reason)
     ids = set(end_login(login_id, reason))
     for terminal in live_terminals():

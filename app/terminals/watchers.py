@@ -35,6 +35,8 @@ WATCH_ENDS = {
     "user_disabled": ("Your account was disabled; watching stopped.", "the watcher's account was disabled"),
     "user_deleted": ("Your account was deleted; watching stopped.", "the watcher's account was deleted"),
     "not_admin": ("You are no longer an admin; watching stopped.", "the watcher is no longer an admin"),
+    "holder_lost": ("The server holding this session stopped answering; watching stopped.", "the server holding "
+                    "the session stopped answering"),
 }
 _OTHER = ("Watching stopped.", "watching stopped")
 
@@ -71,12 +73,14 @@ class Watched:
             for watcher in self.watchers:
                 watcher.control("size", cols=cols, rows=rows)
 
-    def watch(self, watcher):
+    def watch(self, watcher, recorded=True):
         """Show this terminal to a watcher: attach it, then draw the current screen in front of what came since.
 
-        Raises AuditWriteError when the start cannot be recorded: nobody watches unrecorded.
+        Raises AuditWriteError when the start cannot be recorded: nobody watches unrecorded. A watch relayed to
+        another process (recorded=False) was recorded there, in the watcher's own request.
         """
-        session_events.watch_started(self.metadata, watcher.name)
+        if recorded:
+            session_events.watch_started(self.metadata, watcher.name)
         with self._fanout_lock:
             self.watchers = (*self.watchers, watcher)
         self._draw(watcher)
@@ -101,14 +105,14 @@ class Watched:
                 # The watcher holds all output since it was attached; what is not buffered any more is on the screen.
                 watcher.start([_size(self.size), screen], skip=max(0, watcher.queued - recorder.buffered))
 
-    def unwatch(self, watcher):
-        """Stop showing this terminal to a watcher; record why; tell the user."""
+    def unwatch(self, watcher, recorded=True):
+        """Stop showing this terminal to a watcher; record why (unless the relaying process does); tell the user."""
         if watcher not in self.watchers:
             return
         with self._fanout_lock:
             self.watchers = tuple(w for w in self.watchers if w is not watcher)
-        reason = watcher.reason or "left"
-        session_events.watch_ended(self.metadata, watcher.name, reason, WATCH_ENDS.get(reason, _OTHER)[1])
+        if recorded:
+            record_watch_end(self.metadata, watcher)
         self._tell_watchers()
 
     def _tell_watchers(self):
@@ -118,6 +122,12 @@ class Watched:
             self.tell("watched", f"Being watched by {', '.join(names)}" if names else None, by=names)
         except (ConnectionClosed, OSError):
             pass  # the tab is gone; the session is ending anyway
+
+
+def record_watch_end(metadata, watcher):
+    """Record session.watch_ended with the watcher's reason in words."""
+    reason = watcher.reason or "left"
+    session_events.watch_ended(metadata, watcher.name, reason, WATCH_ENDS.get(reason, _OTHER)[1])
 
 
 def _size(size):

@@ -17,14 +17,14 @@ FELL_BEHIND = "Watching stopped: this connection could not keep up with the sess
 class Watcher:
     """One person watching one terminal, through one of their log-ins."""
 
-    def __init__(self, name, user_id=None, login_id=None):
+    def __init__(self, name, user_id=None, login_id=None, wake=None):
         self.name, self.user_id, self.login_id = name, user_id, login_id
         self.ended = None  # the sentence the watcher's page shows when watching stops
         self.reason = None  # why watching stopped, for the trail (the first reason counts, like the sentence)
         self._queue = collections.deque()
         self._queued = 0
         self._started = False  # nothing is sent before the first screen is in front of the queue
-        self._wake = threading.Event()
+        self._wake = wake or threading.Event()  # shared by the watchers one relay loop serves (app.terminals.relay)
 
     @property
     def queued(self):
@@ -45,6 +45,11 @@ class Watcher:
     def control(self, kind, **values):
         """Queue a control message (the session's size)."""
         self._queue.append(json.dumps({"type": kind, **values}))
+        self._wake.set()
+
+    def control_text(self, text):
+        """Queue a control message that came as JSON text (relayed from the process holding the terminal)."""
+        self._queue.append(text)
         self._wake.set()
 
     def start(self, first, skip=0):
@@ -84,6 +89,18 @@ class Watcher:
             websocket.send(json.dumps({"type": "closed", "message": self.ended}))
         except ConnectionClosed:
             self.end("closed", "left")
+
+    def take(self, limit):
+        """Take the frames queued so far, in order, about limit bytes of them (at least one; none before the first
+        screen): for a loop that sends them on elsewhere instead of run()."""
+        taken, size = [], 0
+        while self._started and self._queue and (not taken or size + len(self._queue[0]) <= limit):
+            item = self._queue.popleft()
+            if isinstance(item, bytes):
+                self._queued -= len(item)
+            taken.append(item)
+            size += len(item)
+        return taken
 
     def _send_queued(self, websocket):
         """Send everything queued so far, in order (nothing before the first screen)."""

@@ -11,7 +11,7 @@ from app.access import current_login
 from app.audit.events import AuditWriteError
 from app.extensions import sock
 
-from . import registry, resuming
+from . import registry, relay, resuming
 from .live import LiveTerminal
 from .messages import AUDIT_DOWN
 from .views import bp
@@ -35,6 +35,7 @@ class InputGate:
     def __init__(self):
         self._event = threading.Event()
         self.connection = None
+        self._interrupted = False
 
     def set(self):
         """Wake the receiver; then wait while the connection holds too much unread input."""
@@ -43,8 +44,17 @@ class InputGate:
             time.sleep(0.01)
 
     def wait(self, timeout=None):
-        """Wait for a frame (or the close)."""
-        return self._event.wait(timeout)
+        """Wait for a frame (or the close); after interrupt(), say nothing came, so receive() returns None at once."""
+        woke = self._event.wait(timeout)
+        if self._interrupted:
+            self._interrupted = False
+            return False
+        return woke
+
+    def interrupt(self):
+        """End the receiver's wait now with nothing received: its loop looks at once at a session asked to end."""
+        self._interrupted = True
+        self._event.set()
 
     def clear(self):
         """Forget the last wake-up."""
@@ -110,19 +120,18 @@ def resume_ws(websocket, session_id):
 
 @sock.route("/sessions/<session_id>/watch/ws", bp=bp)
 def watch_ws(websocket, session_id):
-    """Show an open terminal to an admin as it happens, read-only (admin and Origin checked before the upgrade)."""
+    """Show an open terminal to an admin as it happens, read-only (admin and Origin checked before the upgrade);
+    a session another process or node holds is relayed from it (app.terminals.relay)."""
     terminal = registry.find(session_id)
-    if terminal is None:
-        websocket.send(json.dumps({"type": "error", "message": "This session is not open in this server process "
-                                   "(it ended, or another worker or node holds it)."}))
-        return
     login = current_login()
     watcher = Watcher(current_user.username, user_id=current_user.id, login_id=login.id if login else None)
+    if terminal is None:
+        relay.serve_elsewhere(websocket, session_id, watcher)
+        return
     try:
         terminal.watch(watcher)
     except AuditWriteError:
-        websocket.send(json.dumps({"type": "error",
-                                   "message": "The audit trail cannot be written; watching is refused."}))
+        websocket.send(json.dumps({"type": "error", "message": relay.AUDIT_REFUSES}))
         return
     try:
         watcher.run(websocket)
