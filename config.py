@@ -159,6 +159,11 @@ class Config:
         # Open terminal sessions refresh a heartbeat this often; three missed beats make an orphan.
         self.SESSION_HEARTBEAT_SECONDS = int_value("SESSION_HEARTBEAT_SECONDS", 10, 1, 3600)
         self.WS_PING_SECONDS = int_value("WS_PING_SECONDS", 10, 1, 3600)
+        # Terminals a worker holds at most: by default its connections (gunicorn.conf.py reads the same variable) less
+        # a tenth, at least 4, kept for pages, log-ins and watchers; past it a new terminal is refused (node_full).
+        connections = int_value("GATEHOUSE_WORKER_CONNECTIONS", 2000, 5, 1_000_000)
+        self.MAX_TERMINALS_PER_WORKER = int_value("MAX_TERMINALS_PER_WORKER", connections - max(4, connections // 10),
+                                                  1, connections - 4)
         # A terminal whose browser went without a close is kept this long for its owner to resume (0: ends at once),
         # with this much of its latest output for the screen of a browser that comes back.
         self.TERMINAL_RESUME_SECONDS = int_value("TERMINAL_RESUME_SECONDS", 120, 0, 86400)

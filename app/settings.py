@@ -24,6 +24,10 @@ def validate(settings):
     unknown = [word for word in settings["ALERT_ACTIONS"] if word not in CATALOGUE and word not in SEVERITY_ORDER]
     if unknown:
         raise ConfigError(f"ALERT_ACTIONS names no such action: {', '.join(unknown)} (see docs/audit.md)")
+    limit = settings["MAX_TERMINALS_PER_WORKER"]
+    if not isinstance(limit, int) or limit < 1:
+        raise ConfigError(f"MAX_TERMINALS_PER_WORKER={limit!r} must be a whole number >= 1 "
+                          "(by default it comes from GATEHOUSE_WORKER_CONNECTIONS)")
     hops = settings["TRUSTED_PROXY_HOPS"]
     if not isinstance(hops, int) or hops < 0:
         raise ConfigError(f"TRUSTED_PROXY_HOPS={hops!r} must be a whole number >= 0")

@@ -21,6 +21,7 @@ CATALOGUE = {
     "session.started": ("Session started", "sessions", "info", "warning"),
     "session.ended": ("Session ended", "sessions", "info", "info"),
     "session.failed": ("Session failed", "sessions", "warning", "warning"),
+    "session.refused": ("Session refused", "sessions", "warning", "warning"),
     "session.terminated": ("Session terminated", "sessions", "notice", "warning"),
     "session.watch_started": ("Watching started", "sessions", "notice", "warning"),
     "session.watch_ended": ("Watching ended", "sessions", "info", "info"),

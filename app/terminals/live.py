@@ -4,7 +4,6 @@ LiveTerminal.open() connects and records the start, run() pumps both ways, close
 once and writes the end. The process keeps its live terminals in app.terminals.registry, which
 beats their hearts, ends those somebody asked to end and retries ends that could not be written.
 """
-import json
 import logging
 import threading
 import time
@@ -26,7 +25,8 @@ from . import registry, session_commands, session_events, session_rows
 from .attach import Attachable
 from .bridge import ConnectRequest, connect
 from .commands import CommandDetector, tokens
-from .messages import AUDIT_DOWN, RECORDING_DOWN, client_reason, closing_words
+from .messages import (AUDIT_DOWN, NODE_FULL, RECORDING_DOWN, client_reason, closing_words, control_message,
+                       parse_control)
 from .sftp import close_files
 from .watchers import Watched, stop
 
@@ -34,7 +34,6 @@ log = logging.getLogger("gatehouse.terminals")
 
 # Output a recorder may hold before the terminal waits for it: bounds memory under bulk output.
 MAX_UNFLUSHED = 8 * 1024 * 1024
-_MAX_CONTROL = 4096  # a resize message is ~50 bytes; anything longer is not one
 
 
 class LiveTerminal(Watched, Attachable):
@@ -65,17 +64,28 @@ class LiveTerminal(Watched, Attachable):
             if self.websocket is not None:
                 self.websocket.send(data)
 
-    @staticmethod
-    def control_message(kind, message=None, **extra):
-        """Return a JSON control message for the browser."""
-        return json.dumps({"type": kind, "message": message, **extra})
+    control_message = staticmethod(control_message)
 
     def tell(self, kind, message=None, **extra):
         """Send a JSON control message to the browser."""
         self.send(self.control_message(kind, message, **extra))
 
     def open(self):
-        """Connect to the device and record the start; on failure tell the browser and return False."""
+        """Connect to the device and record the start; on failure (or a full node) tell the browser, return False."""
+        limit = self.config["MAX_TERMINALS_PER_WORKER"]
+        if not registry.reserve(limit):
+            log.warning("session with %s refused: this process holds %d terminals, its limit", self.device.label, limit)
+            session_events.refused(self.user, self.device, "node_full",
+                                   f"this server holds its limit of {limit} terminals", limit=limit)
+            self.tell("error", NODE_FULL.format(limit=limit), reason="node_full")
+            return False
+        try:
+            return self._open()
+        finally:
+            registry.unreserve()
+
+    def _open(self):
+        """Connect and record the start (open() holds a place for the terminal meanwhile)."""
         self.tell("status", f"Connecting to {self.device.label}…")
         if self.config["RECORDING"] == "on":
             try:  # fail closed, like the trail: no session that cannot be recorded
@@ -231,21 +241,14 @@ class LiveTerminal(Watched, Attachable):
     def _control(self, text):
         """Apply one JSON control message; answer nonsense with an error message, never a crash."""
         try:
-            if len(text) > _MAX_CONTROL:
-                raise ValueError("control message too long")
-            message = json.loads(text)
-            if isinstance(message, dict) and message.get("type") == "ping":
-                self.tell("pong")  # the page's check that the socket still carries
-                return
-            if not isinstance(message, dict) or message.get("type") != "resize":
-                raise ValueError("unknown control message")
-            cols, rows = message.get("cols"), message.get("rows")
-            if not (type(cols) is int and type(rows) is int and 1 <= cols <= 1000 and 1 <= rows <= 1000):
-                raise ValueError("resize needs whole numbers cols and rows between 1 and 1000")
-        except (ValueError, RecursionError) as exc:  # json.JSONDecodeError is a ValueError
+            size = parse_control(text)
+        except ValueError as exc:
             self.tell("error", f"ignored control message: {str(exc)[:120]}")
             return
-        self.resize_to((cols, rows))
+        if size is None:
+            self.tell("pong")  # the page's check that the socket still carries
+        else:
+            self.resize_to(size)
 
     def resize_to(self, size):
         """Give the remote PTY, the recording and the watchers a new size (columns, rows)."""

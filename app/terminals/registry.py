@@ -30,6 +30,9 @@ LOGIN_REASONS = {"expired": "login_expired", "idle_timeout": "expired"}
 _live = {}  # session id -> LiveTerminal, for this process
 _lock = threading.Lock()
 _unwritten = []  # (terminal, ended_at, row_closed) whose end could not be written yet
+_opening = 0  # terminals being opened: they count against the limit before they are held
+# Sessions one heartbeat transaction writes: thousands in one would stall every terminal of the worker meanwhile.
+HEARTBEAT_BATCH = 100
 _ending = threading.Lock()  # the tick and a cluster message look at end requests one at a time
 
 
@@ -48,6 +51,23 @@ def hold(terminal):
     with _lock:
         if _live.setdefault(terminal.metadata.id, terminal) is terminal:
             TERMINALS_OPEN.inc()
+
+
+def reserve(limit):
+    """Take a place for a terminal about to open; False when this process holds limit terminals already."""
+    global _opening
+    with _lock:
+        if len(_live) + _opening >= limit:
+            return False
+        _opening += 1
+        return True
+
+
+def unreserve():
+    """Give back the place reserve() took, once the terminal is held or did not open."""
+    global _opening
+    with _lock:
+        _opening -= 1
 
 
 def release(terminal):
@@ -112,10 +132,15 @@ def _flush_each(recorders):
 
 
 def heartbeat():
-    """Refresh heartbeat and byte counters of every terminal this process holds; note their input as activity."""
+    """Refresh heartbeat and byte counters of every terminal this process holds, HEARTBEAT_BATCH rows a transaction,
+    letting the terminals run between batches; note their input as activity."""
     terminals = live_terminals()
+    counters = [(t.metadata.id, t.bridge.bytes_in, t.bridge.bytes_out) for t in terminals]
+    for start in range(0, len(counters), HEARTBEAT_BATCH):
+        if start:
+            time.sleep(0.001)  # on gevent: the loop polls, so every terminal's pending work runs before the next batch
+        session_rows.heartbeat(counters[start:start + HEARTBEAT_BATCH])
     if terminals:
-        session_rows.heartbeat([(t.metadata.id, t.bridge.bytes_in, t.bridge.bytes_out) for t in terminals])
         _note_input(terminals)
     return len(terminals)
 

@@ -63,6 +63,13 @@ def failed(user, device, reason, message):
            actor=user.username, user_id=user.id, target=device.label, details={"reason": reason}, strict=False)
 
 
+def refused(user, device, reason, message, **details):
+    """Record that a session was refused before it was tried (the node is full; never raises)."""
+    record("session.refused", f"refused a session with {device.label}: {message}", outcome=FAILURE,
+           actor=user.username, user_id=user.id, target=device.label, details={"reason": reason, **details},
+           strict=False)
+
+
 def terminated(row, by, reason=""):
     """Record that an admin ended a session, with the reason they gave (checked: app.terminals.watch_facts)."""
     metadata = SessionMetadata.of(row)

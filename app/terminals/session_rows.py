@@ -6,7 +6,7 @@ it reads here (end_requests) and acts on within a second.
 """
 import uuid
 
-from sqlalchemy import select, update
+from sqlalchemy import BigInteger, String, bindparam, column, select, update, values
 
 from app.audit.events import AuditWriteError
 from app.dbtypes import now_utc
@@ -57,13 +57,21 @@ def close_row(metadata, reason, bytes_in, bytes_out, ended_at, row_closed=False,
 
 
 def heartbeat(counters):
-    """Refresh heartbeat and byte counters of open sessions: counters is [(id, bytes_in, bytes_out)]."""
-    now = now_utc()
+    """Refresh heartbeat and byte counters of open sessions: counters is [(id, bytes_in, bytes_out)], one statement."""
+    table, now = TerminalSession.__table__, now_utc()
+    open_rows = table.c.ended_at.is_(None)
+    if db.engine.dialect.name == "postgresql":  # one round trip: UPDATE ... FROM (VALUES ...)
+        beat = values(column("sid", String), column("bin", BigInteger), column("bout", BigInteger),
+                      name="beat").data(list(counters))
+        statement = update(table).where(table.c.id == beat.c.sid, open_rows).values(
+            heartbeat_at=now, bytes_in=beat.c.bin, bytes_out=beat.c.bout)
+        params = None
+    else:  # executemany of one compiled statement
+        statement = update(table).where(table.c.id == bindparam("sid"), open_rows).values(
+            heartbeat_at=now, bytes_in=bindparam("bin"), bytes_out=bindparam("bout"))
+        params = [{"sid": sid, "bin": bytes_in, "bout": bytes_out} for sid, bytes_in, bytes_out in counters]
     with db.engine.begin() as conn:
-        for session_id, bytes_in, bytes_out in counters:
-            conn.execute(update(TerminalSession)
-                         .where(TerminalSession.id == session_id, TerminalSession.ended_at.is_(None))
-                         .values(heartbeat_at=now, bytes_in=bytes_in, bytes_out=bytes_out))
+        conn.execute(statement, params)
 
 
 def end_requests(session_ids):
