@@ -2,6 +2,7 @@
 after its listener was cut off, once it reconnected), in-process on SQLite; and under two gevent workers on
 PostgreSQL, a watch that lands on the worker that does not hold the session is relayed from the holder, and a
 terminate asked outside the holder ends the session at once."""
+import base64
 import contextlib
 import json
 import queue
@@ -134,6 +135,29 @@ def test_on_sqlite_messages_stay_in_the_process(tmp_path):
         time.sleep(0.2)  # a message to another process would have come by now (the queue is this process's)
         assert inbox.empty()
     assert not bus.publish("things", {"n": 3})  # stopped
+
+
+def test_relayed_watch_output_is_cut_into_messages_that_each_fit_one_notify():
+    from app.terminals.relay import _messages
+    from app.terminals.watching import Watcher
+
+    watcher = Watcher("w")
+    watcher.start(['{"type":"size","cols":80,"rows":24}', b"\x1b[H\x1b[2Jscreen"])
+    output = bytes(range(256)) * 400  # 100 KiB of every byte value
+    for piece in (output[:70000], output[70000:]):
+        watcher.output(piece)
+    watcher.control("size", cols=100, rows=30)
+    got, texts = b"", []
+    while items := watcher.take(7000):
+        for message in _messages(items):
+            cluster.encode({"kind": "watch-data", "id": uuid.uuid4().hex, "seq": 123456, "items": message})  # fits
+            for kind, value in message:
+                if kind == "b":
+                    got += base64.b64decode(value)
+                else:
+                    texts.append(value)
+    assert got == b"\x1b[H\x1b[2Jscreen" + output
+    assert texts == ['{"type":"size","cols":80,"rows":24}', '{"type": "size", "cols": 100, "rows": 30}']
 
 
 # Two gevent workers on PostgreSQL: the watch socket and the terminate may reach either.
