@@ -160,6 +160,20 @@ def test_relayed_watch_output_is_cut_into_messages_that_each_fit_one_notify():
     assert texts == ['{"type":"size","cols":80,"rows":24}', '{"type": "size", "cols": 100, "rows": 30}']
 
 
+def test_on_sqlite_a_terminate_reaches_the_terminal_in_process_at_once(live_server, sshd):
+    terminal, session_id = open_session(live_server, sshd)
+    terminal.send(b"echo up-$((9*9))\n")
+    read_until(terminal, b"up-81")
+    admin = live_server.login()
+    token, began = live_server.csrf(admin), time.monotonic()
+    answer = admin.post(f"{live_server.url}/terminals/sessions/{session_id}/terminate", data={"csrf_token": token},
+                        timeout=WAIT_SECONDS)
+    assert answer.status_code == 204
+    took = time.monotonic() - began + closed_within(terminal, WAIT_SECONDS)
+    print(f"terminate on SQLite, one process: closed after {took:.3f} s")
+    assert took < 1.0
+
+
 # Two gevent workers on PostgreSQL: the watch socket and the terminate may reach either.
 
 @pytest.fixture(scope="module")
