@@ -40,13 +40,19 @@ class Shell:
         while b"ready-42" not in seen:
             seen = seen[-16:] + await self.recv()
 
+    def drain(self):
+        """Forget output that came before now (none is kept here: the pipe holds it until read)."""
+
     async def send(self, data):
         """Type data."""
         self.proc.stdin.write(data)
 
     async def recv(self):
-        """Return the next output (b"" at the end)."""
-        return await self.proc.stdout.read(65536)
+        """Return the next output; raise at the end."""
+        data = await self.proc.stdout.read(65536)
+        if not data:
+            raise ConnectionError("ssh ended")
+        return data
 
     async def close(self):
         """Stop ssh."""
@@ -63,22 +69,44 @@ class Gateway(Shell):
         """Open the websocket and wait for the shell to answer."""
         self = cls()
         self.ws = await WebSocket.connect(plan["url"], {"Cookie": plan["cookie"], "Origin": plan["origin"]})
+        self.inbox = asyncio.Queue()
+        # Always reading, as a browser does: the server's pings are answered while nobody types.
+        self.reader = asyncio.create_task(self._read())
         await self.ready()
         return self
+
+    async def _read(self):
+        """Put every output frame into the inbox (control messages are skipped); None once closed."""
+        while True:
+            opcode, payload = await self.ws.receive()
+            if opcode is None:
+                self.inbox.put_nowait(None)
+                return
+            if opcode == 2:
+                self.inbox.put_nowait(payload)
+
+    def drain(self):
+        """Forget output that came before now."""
+        while not self.inbox.empty():
+            if self.inbox.get_nowait() is None:
+                self.inbox.put_nowait(None)
+                return
 
     async def send(self, data):
         """Type data (one binary frame)."""
         await self.ws.send(data)
 
     async def recv(self):
-        """Return the next output frame (control messages are skipped)."""
-        while True:
-            opcode, payload = await self.ws.receive()
-            if opcode == 2 or opcode is None:
-                return payload
+        """Return the next output frame; raise once the server closed."""
+        data = await self.inbox.get()
+        if data is None:
+            self.inbox.put_nowait(None)
+            raise ConnectionError("the server closed the terminal")
+        return data
 
     async def close(self):
         """Close the websocket."""
+        self.reader.cancel()
         await self.ws.close()
 
 
@@ -113,7 +141,15 @@ class Direct:
                 await ready
             finally:
                 loop.remove_reader(self.chan.fileno())
-        return self.chan.recv(65536)
+        data = self.chan.recv(65536)
+        if not data:
+            raise ConnectionError("the channel ended")
+        return data
+
+    def drain(self):
+        """Forget output that came before now."""
+        while self.chan.recv_ready():
+            self.chan.recv(65536)
 
     async def close(self):
         """Close the connection."""
@@ -136,6 +172,7 @@ async def typist(term, seconds, rate, samples):
     """Type a key every 1/rate s for seconds; raise when an echo never comes."""
     deadline = time.monotonic() + seconds
     await asyncio.sleep(1 / rate * (hash(id(term)) % 100) / 100)  # spread the keys over the interval
+    term.drain()
     while time.monotonic() < deadline:
         start = time.monotonic()
         samples.append(await echo(term))
@@ -151,8 +188,6 @@ async def bulk(term, megabytes):
     start = time.perf_counter()
     while True:
         chunk = await asyncio.wait_for(term.recv(), 60)
-        if not chunk:
-            raise RuntimeError("output stopped")
         received += len(chunk)
         if MARK in tail + chunk:
             return received / (time.perf_counter() - start) / 1e6
