@@ -33,7 +33,7 @@ from sqlalchemy import func, select  # noqa: E402
 
 from app.audit.models import AuditEvent  # noqa: E402
 from app.extensions import db  # noqa: E402
-from bench.terminals import percentile, rss_kib, worker_pid  # noqa: E402
+from bench.terminals import percentile, rss_mib, worker_pid  # noqa: E402
 from tests.support import LiveServer, SSHServer, connect_terminal, server_app  # noqa: E402
 
 # perl prints without a fork per line (a `sleep` per line would be 500 processes a second for 100 sessions).
@@ -154,7 +154,7 @@ class Run:
     def rss(self, step):
         """Note the worker's resident memory at a step (after a second for freed memory to settle)."""
         gevent.sleep(1)
-        self.memory[step] = rss_kib(worker_pid(self.server))
+        self.memory[step] = rss_mib(worker_pid(self.server)) * 1024
 
     def open_all(self):
         """Open the N terminals in waves of 25, after one warm-up terminal (first-use imports and caches)."""
