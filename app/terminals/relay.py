@@ -45,6 +45,7 @@ NOT_REACHED = ("This session is held by another Gatehouse process that this one 
 _wake = threading.Event()  # set by every relayed watcher's output and end: wakes the relay loop
 _pending = collections.deque()  # watch requests the relay loop has not served yet (holder)
 _relays = {}  # watch id -> Relay (holder)
+_left = collections.deque(maxlen=256)  # watches whose serving process said they ended before the relay began
 _watches = {}  # watch id -> RemoteWatch (serving process)
 
 
@@ -124,6 +125,8 @@ def step():
 def _begin(request):
     """Attach a relayed watcher to the terminal a request names, or answer that it is not here."""
     terminal = registry.find(request["session"])
+    if request["id"] in _left:
+        return  # its watcher left already: no tab should say it is watched
     if terminal is None:
         cluster.send(request["reply"], {"kind": "watch-end", "id": request["id"], "seq": 1,
                                         "message": "The session ended.", "reason": "session_ended"})
@@ -209,6 +212,8 @@ def on_message(message):
     if kind == "watch":
         _pending.append(message)
         _wake.set()
+    elif kind == "unwatch" and relay is None:
+        _left.append(message.get("id"))
     elif kind in ("watch-beat", "unwatch") and relay is not None:
         relay.heard = time.monotonic()
         if kind == "unwatch":
