@@ -11,19 +11,19 @@ from bench import audit_viewer, terminals
 def table(terms, viewer):
     """Print the figures of both benches as one table."""
     print("\n== Summary ==")
-    print(f"{'measure':<58} {'value':>12}")
+    print(f"{'measure':<66} {'value':>12}")
     for label, mib in terms["idle"].items():
-        print(f"{'idle worker MiB, ' + label:<58} {mib:>12.1f}")
+        print(f"{'idle worker MiB, ' + label:<66} {mib:>12.1f}")
     for row in terms["bulk"]:
-        print(f"{'bulk output MB/s, ' + row['path']:<58} {row['mb_per_s']:>12.1f}")
+        print(f"{'bulk output MB/s, ' + row['path']:<66} {row['mb_per_s']:>12.1f}")
     for row in terms["crowd"]:
         name = f"{row['terminals']} typing, {row['path']}"
-        print(f"{'echo p50 / p99 ms, ' + name:<58} {row['p50']:>5.2f} / {row['p99']:<6.1f}"
+        print(f"{'echo p50 / p99 ms, ' + name:<66} {row['p50']:>5.2f} / {row['p99']:<6.1f}"
               f" lost {row['lost']}" + (f", {row['mib_per_terminal']:.3f} MiB/terminal"
                                          if "mib_per_terminal" in row else "") + f", load CPU {row['gen_cpu']:.0f} %")
     for database, (_plain, indexed) in viewer.items():
         for label, (p50, p95, _total) in indexed.items():
-            print(f"{'audit viewer p50 / p95 ms, ' + database + ', ' + label:<58} {p50:>5.1f} / {p95:.1f}")
+            print(f"{'audit viewer p50 / p95 ms, ' + database + ', ' + label:<66} {p50:>5.1f} / {p95:.1f}")
 
 
 def main():
