@@ -1,6 +1,6 @@
 """A worker at its terminal limit refuses a new terminal clearly (a message on the tab, session.refused with
-reason node_full) instead of leaving it hanging; a place freed by a closed terminal is taken again. Real sshd,
-gunicorn's gevent worker, and a real Chromium for the tab."""
+reason node_full) instead of leaving it hanging; a place freed by a closed terminal is taken again; a detached
+terminal keeps its place and is resumed. Real sshd, gunicorn's gevent worker, and a real Chromium for the tab."""
 import json
 import time
 
@@ -8,6 +8,7 @@ import pytest
 
 from config import Config, ConfigError
 from tests.support import browser_login, connect_terminal, live_events, open_terminal, wait_for
+from tests.test_resume import open_detached, resume
 
 
 def refusal(ws, timeout=30):
@@ -72,3 +73,16 @@ def test_the_tab_says_the_server_is_full(module_live_servers, sshd, page):
     panel.locator(".xterm-rows").get_by_text("holds as many terminals as it can take (1)").wait_for()
     assert wait_for(lambda: live_events(server, "session.refused"))[-1].details["reason"] == "node_full"
     held.close()
+
+
+def test_a_detached_terminal_holds_its_place_and_its_owner_resumes_it_at_the_limit(module_live_servers, sshd):
+    server = module_live_servers(MAX_TERMINALS_PER_WORKER="1")
+    http = server.login()
+    _first, session_id = open_detached(server, http, sshd)  # kept for a resume: it still holds the one place
+
+    device = server.add_device(http, sshd, "full-detached")
+    refused = connect_terminal(f"{server.ws_url}/terminals/{device}/ws", http, server.url)
+    assert refusal(refused)["reason"] == "node_full"
+    again = resume(server, http, session_id)
+    assert again.control("resumed")["session"] == session_id  # a resume takes no new place: never refused
+    again.ws.close()
