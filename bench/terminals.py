@@ -52,7 +52,7 @@ def worker_pid(server):
     return int(Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()[0])
 
 
-class Path_:
+class Way:
     """One way to a shell: the gateway (a server and its logged-in session) or sshd directly."""
 
     def __init__(self, label, kind, plan, server=None):
@@ -66,7 +66,7 @@ def gateway_path(label, server, sshd):
     device = server.add_device(http, sshd, "bench")
     plan = {"url": f"{server.ws_url}/terminals/{device}/ws", "origin": server.url,
             "cookie": "; ".join(f"{c.name}={c.value}" for c in http.cookies)}
-    return Path_(label, "gateway", plan, server)
+    return Way(label, "gateway", plan, server)
 
 
 def drive(path, count, seconds=0, rate=10, megabytes=0):
@@ -176,7 +176,7 @@ def run(sizes=(1, 100, 500), seconds=10, rate=10, megabytes=50):
         idle = {p.label: rss_mib(p.worker) for p in paths}
         print("idle worker: " + ", ".join(f"{label} {mib:.1f} MiB" for label, mib in idle.items()), flush=True)
         plain = {"port": sshd.port, "user": sshd.user, "password": sshd.password, "key": str(sshd.key_path)}
-        paths += [Path_("paramiko direct", "paramiko", plain), Path_("OpenSSH ssh", "ssh", plain)]
+        paths += [Way("paramiko direct", "paramiko", plain), Way("OpenSSH ssh", "ssh", plain)]
         bulk = bulk_rows(paths, megabytes)
         crowd = crowd_rows(paths, sizes, seconds, rate)
         return {"idle": idle, "crowd": crowd, "bulk": bulk}
