@@ -720,3 +720,18 @@ def read_until(ws, marker, timeout=WAIT_SECONDS):
             seen += frame
     assert marker in seen, seen[-500:]
     return seen
+
+
+def closed_within(ws, timeout):
+    """Return the seconds until a terminal socket says its session closed (or the socket closes)."""
+    from simple_websocket import ConnectionClosed
+
+    began = time.monotonic()
+    try:
+        while time.monotonic() - began < timeout:
+            frame = ws.receive(timeout=0.05)
+            if isinstance(frame, str) and json.loads(frame).get("type") == "closed":
+                return time.monotonic() - began
+    except ConnectionClosed:
+        return time.monotonic() - began
+    raise AssertionError(f"the session did not close within {timeout} s")

@@ -15,15 +15,14 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
-from simple_websocket import ConnectionClosed
 
 from app import cluster
 from app.cluster import Bus, PayloadTooLarge
 from app.extensions import db
 from app.session_ends import request_end
 from app.terminals.models import TerminalSession
-from tests.support import (PG_URL, ROOT, WAIT_SECONDS, connect_terminal, console, live_events, new_user, read_until,
-                           reset_postgres, server_app, session_of, wait_for)
+from tests.support import (PG_URL, ROOT, WAIT_SECONDS, closed_within, connect_terminal, console, live_events,
+                           new_user, read_until, reset_postgres, server_app, session_of, wait_for)
 
 PASSWORD = "watcher-password-long"
 
@@ -238,19 +237,6 @@ def terminate_outside(server, session_id):
     with server_app(server).app_context():
         assert request_end("terminated", TerminalSession.id == session_id) == [session_id]
         db.engine.dispose()
-
-
-def closed_within(ws, timeout):
-    """Return the seconds until the terminal socket says the session closed (or the socket closes)."""
-    began = time.monotonic()
-    try:
-        while time.monotonic() - began < timeout:
-            frame = ws.receive(timeout=0.05)
-            if isinstance(frame, str) and json.loads(frame).get("type") == "closed":
-                return time.monotonic() - began
-    except ConnectionClosed:
-        return time.monotonic() - began
-    raise AssertionError(f"the session did not close within {timeout} s")
 
 
 def test_a_terminate_asked_outside_the_holder_ends_the_session_in_under_a_second(two_workers, sshd):

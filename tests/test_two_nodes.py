@@ -13,7 +13,6 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from simple_websocket import ConnectionClosed
 from sqlalchemy import select
 
 from app.crypto import recording_key
@@ -21,9 +20,9 @@ from app.extensions import db
 from app.recording.chunks import check, iter_cast
 from app.recording.store import LocalStore
 from app.terminals.models import TerminalSession
-from tests.support import (NGINX_CONF, PG_URL, WAIT_SECONDS, connect_terminal, console, csrf_from, free_port,
-                           live_events, missing, new_user, open_terminal, read_until, reset_postgres, server_app,
-                           session_of, start_nginx, wait_for)
+from tests.support import (NGINX_CONF, PG_URL, WAIT_SECONDS, closed_within, connect_terminal, console, csrf_from,
+                           free_port, live_events, missing, new_user, open_terminal, read_until, reset_postgres,
+                           server_app, session_of, start_nginx, wait_for)
 
 CLIENT = "127.0.0.7"  # the address the browser connects to nginx from: what the trail must name
 BEAT = 3  # SESSION_HEARTBEAT_SECONDS: a session counts as lost after three missed beats (9 s: no busy node's lag)
@@ -131,19 +130,6 @@ def test_either_node_writes_one_trail_with_the_address_the_proxy_saw(nodes, sshd
     console(b, "audit", "verify")  # exits 0: the chain both nodes wrote is whole
 
 
-def closed_after(ws, timeout):
-    """Return the seconds until a terminal socket says its session closed (or closes)."""
-    began = time.monotonic()
-    try:
-        while time.monotonic() - began < timeout:
-            frame = ws.receive(timeout=0.05)
-            if isinstance(frame, str) and json.loads(frame).get("type") == "closed":
-                return time.monotonic() - began
-    except ConnectionClosed:
-        return time.monotonic() - began
-    raise AssertionError(f"the session did not close within {timeout} s")
-
-
 def session_on(server, sshd):
     """Open a new user's terminal directly on one node; return (its socket, its session id)."""
     name, password = new_user(server)
@@ -168,7 +154,7 @@ def test_a_terminate_on_node_b_ends_a_session_on_node_a_within_a_second(nodes, s
                         timeout=WAIT_SECONDS)
     assert answer.status_code == 204  # the flag is written and the holder told
     answered = time.monotonic() - began
-    took = answered + closed_after(terminal, WAIT_SECONDS)
+    took = answered + closed_within(terminal, WAIT_SECONDS)
     print(f"terminate on node b answered after {answered:.3f} s, session on node a closed after {took:.3f} s")
     assert took - answered < 1.0
     ended = wait_for(lambda: [e for e in live_events(a, "session.ended") if e.session_id == session_id])
