@@ -96,12 +96,13 @@ class Attachable:
         age = self.detached_for()
         return age is not None and (age >= self.resume_seconds or self.bridge.closed.is_set())
 
-    def resume(self, websocket, login, source, offset, window):
+    def resume(self, websocket, login, source, offset, window, recorded=True):
         """Attach a browser of the owner (its log-in's (id, expiry), its (address, user agent)): send what it
-        missed, take over from another browser, and follow the log-in from now on."""
+        missed, take over from another browser, and follow the log-in from now on. A resume relayed from another
+        process (recorded=False) was recorded there, in the browser's own request (app.terminals.resume_relay)."""
         previous, gone_for = self.websocket, self.detached_for()
-        # Recorded first: nobody reaches a session unrecorded (AuditWriteError refuses the resume).
-        session_events.resumed(self.metadata, source, gone_for, taken_over=previous is not None)
+        if recorded:  # first: nobody reaches a session unrecorded (AuditWriteError refuses the resume)
+            session_events.resumed(self.metadata, source, gone_for, taken_over=previous is not None)
         with self._send_lock:
             self.websocket, self.detached_at, self.window = websocket, None, window
             missed = self.output_log.since(offset) if offset else None

@@ -10,7 +10,6 @@ and gives up after SILENCE: a holder that died ends the watch ("holder_lost"), a
 holder's watcher. The serving process keeps checking its watcher's log-in each second (check()) and at once on a
 log-in ended anywhere; it records session.watch_ended with the reason, whichever side ended the watch.
 """
-import base64
 import collections
 import json
 import logging
@@ -26,16 +25,14 @@ from app.leases import worker_id
 
 from . import registry, session_events
 from .models import TerminalSession
+from .relay_wire import BEAT, BUDGET, SILENCE, unpack
+from .relay_wire import pack as _messages
 from .session_events import SessionMetadata
 from .watchers import end_refused, record_watch_end, stop
 from .watching import Watcher
 
 log = logging.getLogger("gatehouse.terminals")
 
-BEAT = 2.0  # seconds between two signs of life of a relayed watch, each way
-SILENCE = 15.0  # seconds without one before the other side counts as gone
-RAW_PIECE = 4096  # output bytes per item (base64 makes 5464 characters of them)
-BUDGET = 7000  # characters of items per message, under NOTIFY's 8000 bytes with the envelope
 BURST = 64  # messages one relay sends per step before the others get their turn
 HOLDER_LOST = "The server holding this session stopped answering; watching stopped."
 AUDIT_REFUSES = "The audit trail cannot be written; watching is refused."
@@ -51,8 +48,11 @@ _watches = {}  # watch id -> RemoteWatch (serving process)
 
 def init_app(app):
     """Take watch messages from this process's inbox, and log-ins that ended anywhere."""
+    from . import resume_relay  # resumes relay the same way
+
     cluster.subscribe(cluster.INBOX, on_message)
     cluster.subscribe(registry.LOGIN_CHANNEL, on_login_ended)
+    resume_relay.init_app(app)
 
 
 @contextmanager
@@ -96,22 +96,6 @@ class Relay:
         self.seq += 1
         self.sent = time.monotonic()
         cluster.send(self.to, {"kind": kind, "id": self.id, "seq": self.seq, **fields})
-
-
-def _messages(items):
-    """Yield the items as lists of ["b", base64 output] and ["t", control text], each list within BUDGET."""
-    batch, size = [], 0
-    for item in items:
-        pieces = ([["t", item]] if isinstance(item, str) else
-                  [["b", base64.b64encode(item[i:i + RAW_PIECE]).decode()] for i in range(0, len(item), RAW_PIECE)])
-        for piece in pieces:
-            if batch and size + len(piece[1]) > BUDGET:
-                yield batch
-                batch, size = [], 0
-            batch.append(piece)
-            size += len(piece[1]) + 8
-    if batch:
-        yield batch
 
 
 def step():
@@ -194,11 +178,11 @@ class RemoteWatch:
         self.seq += 1
         if message["kind"] == "watch-end":
             self.watcher.end(message.get("message") or HOLDER_LOST, message.get("reason") or "session_ended")
-        for kind, value in message.get("items", ()):
-            if kind == "b":
-                self.watcher.output(base64.b64decode(value))
+        for frame in unpack(message.get("items")):
+            if isinstance(frame, bytes):
+                self.watcher.output(frame)
             else:
-                self.watcher.control_text(value)
+                self.watcher.control_text(frame)
 
     def close(self):
         """Forget the watch and tell the holder why it ended (its watcher goes)."""
