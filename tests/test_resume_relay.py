@@ -2,15 +2,18 @@
 the worker that does not hold the session is relayed from the holder over the cluster bus (docs/protocol.md,
 Resuming). Real sshd, real gunicorn, raw websocket clients and one real Chromium."""
 import json
+import os
 import re
+import signal
 import time
 
 import pytest
 from playwright.sync_api import expect
+from simple_websocket import ConnectionClosed
 
 from tests.support import PG_URL, WAIT_SECONDS, connect_terminal, new_user, reset_postgres, wait_for
 from tests.test_resume import COUNTER, Reader, events, interrupt, numbers, resume
-from tests.test_resume_browser import login, screen, shell_pid
+from tests.test_resume_browser import login, shell_pid
 
 TRIES = 40  # resume sockets opened at most before one lands on the worker that does not hold the session
 
@@ -164,3 +167,55 @@ def events_of(server, name, action):
     from tests.test_replay import read_live
 
     return read_live(server, select(AuditEvent).where(AuditEvent.actor == name, AuditEvent.action == action))
+
+
+def test_logging_out_the_resuming_log_in_closes_the_relayed_socket(two_workers, sshd):
+    server = two_workers
+    name, password = new_user(server)
+    opener = server.login(name, password)
+    first, session_id, _ = open_shell(server, opener, sshd)
+    http = server.login(name, password)  # another log-in resumes it: the session follows that one
+    second, _, _ = relayed_resume(server, http, session_id, first, b"")
+    shell_pid_of(second, "here")
+    http.post(f"{server.url}/logout", headers={"X-CSRFToken": server.csrf(http)})
+    second.pump(lambda r: r.control("closed"))
+    assert second.control("closed")["reason"] == "logged_out"
+    wait_for(lambda: [e for e in events(server, session_id) if e.action == "session.ended"
+                      and e.details["reason"] == "logged_out"])
+
+
+def test_input_that_arrives_out_of_order_ends_the_relayed_resume_instead_of_being_typed():
+    from app.terminals.resume_holder import INPUT_LOST, RelayedSocket
+
+    socket = RelayedSocket({"id": "r1", "reply": "nobody:1", "session": "s1"})
+    socket.take({"kind": "resume-input", "id": "r1", "seq": 1, "items": [["t", '{"type": "ping"}']]})
+    assert socket.receive(timeout=0) == '{"type": "ping"}'
+    socket.take({"kind": "resume-input", "id": "r1", "seq": 3, "items": [["b", "bHMK"]]})  # 2 was lost
+    assert not socket.connected and socket.close_reason == 1006  # detached, kept for the page's next resume
+    assert any(INPUT_LOST in frame for frame in socket._outbox if isinstance(frame, str))
+    with pytest.raises(ConnectionClosed):
+        socket.receive(timeout=0)
+
+
+def test_a_holder_that_dies_ends_the_relayed_socket_with_a_restarts_words(two_workers, sshd):
+    server = two_workers
+    http = server.login(*new_user(server))
+    first, session_id, _ = open_shell(server, http, sshd)
+    second, _, _ = relayed_resume(server, http, session_id, first, b"")
+    shell_pid_of(second, "here")
+    pid = int(row_worker(server, session_id).rsplit(":", 1)[1])
+    assert pid != os.getpid()
+    os.kill(pid, signal.SIGKILL)  # a worker of the server this module started; gunicorn starts another
+    second.pump(lambda r: r.control("closed"), timeout=WAIT_SECONDS + 15)
+    assert second.control("closed") == {"type": "closed", "message": "The server is restarting.",
+                                        "reason": "server_restart"}
+
+
+def row_worker(server, session_id):
+    """Return the name (node:pid) of the process holding a session."""
+    from sqlalchemy import select
+
+    from app.terminals.models import TerminalSession
+    from tests.test_replay import read_live
+
+    return read_live(server, select(TerminalSession).where(TerminalSession.id == session_id))[0].worker
