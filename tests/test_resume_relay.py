@@ -43,6 +43,18 @@ def shell_pid_of(reader, word):
     return re.search(pattern, reader.output[mark:]).group(1)
 
 
+def echo_ms(reader, times=20):
+    """Type single keys and wait for each echo; return the median and the slowest round trip in milliseconds."""
+    took = []
+    for _ in range(times):
+        mark, began = len(reader.output), time.monotonic()
+        reader.ws.send(b"x")
+        reader.pump(lambda r: b"x" in r.output[mark:])
+        took.append((time.monotonic() - began) * 1000)
+    reader.ws.send(b"\x15")  # Ctrl+U: the typed keys go
+    return sorted(took)[times // 2], max(took)
+
+
 def open_shell(server, http, sshd):
     """Open a terminal on a new device; return (reader, session id, the shell's pid)."""
     device_id = server.add_device(http, sshd, "relay-" + str(time.monotonic_ns())[-6:])
@@ -77,6 +89,7 @@ def test_a_resume_through_the_other_worker_continues_the_same_shell_without_a_ga
     server = two_workers
     http = server.login(*new_user(server))
     first, session_id, pid = open_shell(server, http, sshd)
+    direct = echo_ms(first)
     first.ws.send(COUNTER)
     first.pump(lambda r: b"n50\r\n" in r.output)
     second, seen, tries = relayed_resume(server, http, session_id, first, b"")
@@ -92,6 +105,8 @@ def test_a_resume_through_the_other_worker_continues_the_same_shell_without_a_ga
     mark = len(second.output)
     second.ws.send(b"stty size\n")
     second.pump(lambda r: b"27 91" in r.output[mark:])  # resizes are forwarded too
+    relayed = echo_ms(second)
+    print("keystroke echo, median / slowest: direct %.1f / %.1f ms, relayed %.1f / %.1f ms" % (*direct, *relayed))
     back = [e for e in events(server, session_id) if e.action == "session.resumed"]
     assert len(back) == tries  # once per resume: the relayed one is recorded by the worker it reached, not twice
     assert back[-1].source_ip == "127.0.0.1" and back[-1].user_agent == http.headers["User-Agent"]

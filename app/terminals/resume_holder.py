@@ -64,6 +64,7 @@ class RelayedSocket:
         """Return the next frame the browser sent, or None after timeout; send what waits for the browser meanwhile."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            self._wake.clear()  # before looking: a frame queued from now on wakes the wait below
             self.flush()
             if self._inbox:
                 return self._inbox.popleft()
@@ -73,7 +74,6 @@ class RelayedSocket:
                 self._interrupted = False
                 return None
             self._wake.wait(0.25 if deadline is None else max(0.0, min(0.25, deadline - time.monotonic())))
-            self._wake.clear()
 
     def interrupt(self):
         """End the serve loop's wait now with nothing received (an end was asked)."""
