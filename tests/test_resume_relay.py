@@ -234,3 +234,20 @@ def row_worker(server, session_id):
     from tests.test_replay import read_live
 
     return read_live(server, select(TerminalSession).where(TerminalSession.id == session_id))[0].worker
+
+
+def test_on_sqlite_with_two_workers_the_other_worker_says_elsewhere(live_servers, sshd):
+    server = live_servers(WEB_CONCURRENCY="2")  # SQLite: the bus does not cross processes
+    http = server.login(*new_user(server))
+    reader, session_id, _ = open_shell(server, http, sshd)
+    for _ in range(TRIES):
+        drop_and_wait(server, reader, session_id)
+        reader = resume(server, http, session_id, offset=reader.offset)
+        refused = reader.control("error")
+        if refused:
+            assert refused["reason"] == "elsewhere" and "cannot reach" in refused["message"]
+            assert reader.output == b"" and asked(server, session_id) == 0
+            break
+        assert reader.control("resumed")  # it reached the holder: resumed there
+    else:
+        raise AssertionError(f"{TRIES} resume sockets all reached the worker that holds the session")
