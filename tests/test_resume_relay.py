@@ -212,6 +212,24 @@ def test_input_that_arrives_out_of_order_ends_the_relayed_resume_instead_of_bein
         socket.receive(timeout=0)
 
 
+def test_output_that_arrives_out_of_order_closes_the_browsers_socket_for_a_resume_from_its_offset():
+    from datetime import datetime, timezone
+    from types import SimpleNamespace
+
+    from app.terminals.resume_relay import OUTPUT_LOST, RemoteSession
+
+    row = SimpleNamespace(id="s1", worker="nobody:1", user_id=1, detached_at=None, actor="u", target="t",
+                          source_ip="127.0.0.1", started_at=datetime.now(timezone.utc))
+    remote = RemoteSession(row)
+    remote.take({"kind": "resume-data", "id": remote.id, "seq": 1, "items": [["b", "bHMK"]]})
+    assert list(remote._out) == [b"ls\n"] and remote.end_code is None
+    remote.take({"kind": "resume-data", "id": remote.id, "seq": 3, "items": [["b", "bHMK"]]})  # 2 was lost
+    remote.take({"kind": "resume-data", "id": remote.id, "seq": 4, "items": [["b", "bHMK"]]})
+    assert remote.end_code == 1011  # not a close the page takes as final: it resumes from the bytes it has
+    assert len(remote._out) == 2 and json.loads(remote._out[1]) == {"type": "status", "message": OUTPUT_LOST,
+                                                                    "reason": "relay_gap"}
+
+
 def test_a_holder_that_dies_ends_the_relayed_socket_with_a_restarts_words(two_workers, sshd):
     server = two_workers
     http = server.login(*new_user(server))

@@ -105,6 +105,8 @@ class RelayedSocket:
     def take(self, message):
         """Take one message of the serving process (on the bus's thread): input in order, a beat or the close."""
         kind = message.get("kind")
+        if not self.connected:
+            return  # closed already: what still comes is not typed
         if kind != "resume-input":
             self.sequence.heard = time.monotonic()  # an input's number is checked (and its time noted) below
         if kind == "resume-input":

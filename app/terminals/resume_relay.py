@@ -29,6 +29,7 @@ from .session_events import SessionMetadata
 log = logging.getLogger("gatehouse.terminals")
 
 HOLDER_GONE = END_MESSAGES["server_restart"]  # what a local restart says; the holder went quiet
+OUTPUT_LOST = "Some output was lost on the way from the server holding this session; reconnecting."
 ASK_SECONDS = 1.0  # how long the open-sessions list waits for holders to say which window has their sessions
 _resumes = {}  # relay id -> RemoteSession (serving process)
 _asks = {}  # question id -> (event, answers) of open-sessions lists waiting for holders
@@ -77,13 +78,22 @@ class RemoteSession:
 
     def take(self, message):
         """Take one message of the holder (on the bus's thread): frames for the browser, a beat, or the end."""
+        if self.end_code is not None:
+            return  # ended already (a gap, a quiet holder): what still comes is not shown
         if not self.sequence.take(message.get("seq")):
             log.warning("resume of session %s: a message from %s was lost", self.session_id, self.holder)
-            self.lost()
+            self.gap()
             return
         self._out.extend(unpack(message.get("items")))
         if message.get("kind") == "resume-end":
             self.end_code = message.get("code") or 1000
+        self._wake.set()
+
+    def gap(self):
+        """Output was lost on the way: detach at the holder and close, so the page resumes from what it has."""
+        cluster.send(self.holder, {"kind": "resume-close", "id": self.id, "code": 1006})
+        self._out.append(control_message("status", OUTPUT_LOST, reason="relay_gap"))
+        self.end_code = 1011
         self._wake.set()
 
     def lost(self):

@@ -101,7 +101,8 @@ def ws(websocket, device_id):
 
 @sock.route("/terminals/sessions/<session_id>/ws", bp=bp)
 def resume_ws(websocket, session_id):
-    """Attach the owner's browser again to a session kept open (after a lost network or a reload)."""
+    """Attach the owner's browser again to a session kept open (after a lost network or a reload); a session
+    another process or node holds is resumed through it (app.terminals.resume_relay)."""
     _bind(websocket)
     login = current_login()
     login = (login.id, login.expires_at) if login else (None, None)  # read before the database session goes
