@@ -164,6 +164,19 @@ def _serve(app, socket):
             terminal.serve(socket)
         except Exception:
             log.exception("serving a relayed resume of session %s", request.get("session"))
+            _let_go(socket)
         finally:
             socket.finish()
             db.session.remove()
+
+
+def _let_go(socket):
+    """After a failure, close the relayed socket and leave its terminal detached (kept for a resume), not attached
+    to a socket nobody serves."""
+    socket.close(ABNORMAL)
+    terminal = registry.find(socket.request["session"])
+    if terminal is not None and terminal.websocket is socket:
+        try:
+            terminal.detach(socket, ABNORMAL)
+        except Exception:  # the trail or the database is down: the terminal is detached all the same
+            log.exception("detaching session %s", socket.request["session"])
