@@ -47,7 +47,7 @@ class RemoteSession:
     def __init__(self, row):
         self.id, self.session_id, self.holder, self.user_id = uuid.uuid4().hex, row.id, row.worker, row.user_id
         self.metadata = SessionMetadata.of(row)
-        self.gone_for = (now_utc() - row.detached_at).total_seconds() if row.detached_at else None
+        self.gone_for = max(0.0, (now_utc() - row.detached_at).total_seconds()) if row.detached_at else None
         self.taken_over = row.detached_at is None
         self.sequence = Sequence()
         self._out, self._wake = collections.deque(), threading.Event()
