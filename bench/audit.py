@@ -4,6 +4,7 @@ Run: .venv/bin/python -m bench.audit [--events 100000] [--records 2000] [--skip-
 SQLite in a temporary folder and PostgreSQL on 127.0.0.1:5432 (database `test`, emptied first).
 """
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -21,9 +22,6 @@ from app.audit.models import AuditChainHead, AuditEvent
 from app.audit.retention import prune
 from app.dbtypes import now_utc
 from app.extensions import db
-
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
 
 def make_app(url, folder):
     """Create the app on an empty, migrated database."""
@@ -101,6 +99,17 @@ def run(name, url, folder, events, records):
             "verify_s": verify_s, "prune_s": prune_s, "events": events}
 
 
+def run_on_own_database(folder, args):
+    """Run on a PostgreSQL database made for this run (BENCH_PG's server), dropped afterwards."""
+    from bench.audit_viewer import own_database  # it imports this module: imported here, not at the top
+
+    name = f"bench_audit_{os.getpid()}"
+    try:
+        return run("PostgreSQL", own_database(True, name), folder, args.events, args.records)
+    finally:
+        own_database(False, name)
+
+
 def main():
     """Run the audit benchmark and print a table."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -112,7 +121,7 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         results.append(run("SQLite", f"sqlite:///{Path(folder) / 'bench.db'}", folder, args.events, args.records))
         if not args.skip_pg:
-            results.append(run("PostgreSQL", PG_URL, folder, args.events, args.records))
+            results.append(run_on_own_database(folder, args))
     print(f"\n{'database':<11} {'record() mean/p50/p99 (µs)':>28} {'verify ' + str(args.events):>14} "
           f"{'prune ' + str(args.events):>14}")
     for r in results:
