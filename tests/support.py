@@ -735,3 +735,24 @@ def closed_within(ws, timeout):
     except ConnectionClosed:
         return time.monotonic() - began
     raise AssertionError(f"the session did not close within {timeout} s")
+
+
+class SourceAddressAdapter(requests.adapters.HTTPAdapter):
+    """Connect from a chosen loopback address (the client's address as a proxy or the app sees it)."""
+
+    def __init__(self, address):
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def open_user_session(server, sshd, prefix):
+    """Open a new user's terminal to a new device named prefix + the user's name; return (its socket, its session id)."""
+    name, password = new_user(server)
+    http = server.login(name, password)
+    device = server.add_device(http, sshd, prefix + name)
+    ws = connect_terminal(f"{server.ws_url}/terminals/{device}/ws", http, server.url)
+    return ws, session_of(ws)

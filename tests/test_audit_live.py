@@ -12,7 +12,6 @@ import flask_migrate
 import pytest
 import requests
 import sqlalchemy as sa
-from requests.adapters import HTTPAdapter
 from sqlalchemy import select
 
 from app import create_app
@@ -24,8 +23,8 @@ from app.extensions import db
 from app.leases import worker_id
 from app.terminals import live, orphans, registry, session_events
 from app.terminals.models import TerminalSession
-from tests.support import (ADMIN_PASSWORD, NGINX_CONF, SECRET_KEY, WAIT_SECONDS, LiveServer, csrf_from, free_port,
-                           missing, open_terminal, server_app, start_nginx, wait_for_port)
+from tests.support import (ADMIN_PASSWORD, NGINX_CONF, SECRET_KEY, WAIT_SECONDS, LiveServer, SourceAddressAdapter,
+                           csrf_from, free_port, missing, open_terminal, server_app, start_nginx, wait_for_port)
 
 HOST = __import__("socket").gethostname()
 
@@ -101,18 +100,6 @@ def test_live_server_sweeps_orphans_and_prunes_at_start_up(tmp_path, live_server
     result = subprocess.run([".venv/bin/flask", "--app", "app", "audit", "verify"], capture_output=True, text=True,
                             env={**server.environment()}, cwd=os.path.dirname(os.path.dirname(__file__)))
     assert result.returncode == 0 and result.stdout.startswith("OK: "), result.stdout + result.stderr
-
-
-class SourceAddressAdapter(HTTPAdapter):
-    """Connect from a chosen loopback address, so each hop has an address of its own."""
-
-    def __init__(self, address):
-        self.address = address
-        super().__init__()
-
-    def init_poolmanager(self, *args, **kwargs):
-        kwargs["source_address"] = (self.address, 0)
-        super().init_poolmanager(*args, **kwargs)
 
 
 SERVERS = """

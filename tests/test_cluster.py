@@ -22,7 +22,7 @@ from app.extensions import db
 from app.session_ends import request_end
 from app.terminals.models import TerminalSession
 from tests.support import (PG_URL, ROOT, WAIT_SECONDS, closed_within, connect_terminal, console, live_events,
-                           new_user, read_until, reset_postgres, server_app, session_of, wait_for)
+                           open_user_session, read_until, reset_postgres, server_app, wait_for)
 
 PASSWORD = "watcher-password-long"
 
@@ -160,7 +160,7 @@ def test_relayed_watch_output_is_cut_into_messages_that_each_fit_one_notify():
 
 
 def test_on_sqlite_a_terminate_reaches_the_terminal_in_process_at_once(live_server, sshd):
-    terminal, session_id = open_session(live_server, sshd)
+    terminal, session_id = open_user_session(live_server, sshd, "cluster-")
     terminal.send(b"echo up-$((9*9))\n")
     read_until(terminal, b"up-81")
     admin = live_server.login()
@@ -182,15 +182,6 @@ def two_workers(module_live_servers):
     return module_live_servers(DATABASE_URL=reset_postgres(PG_URL), WEB_CONCURRENCY="2")
 
 
-def open_session(server, sshd):
-    """Open a user's terminal; return (its websocket, its session id)."""
-    name, password = new_user(server)
-    http = server.login(name, password)
-    device = server.add_device(http, sshd, "cluster-" + name)
-    ws = connect_terminal(f"{server.ws_url}/terminals/{device}/ws", http, server.url)
-    return ws, session_of(ws)
-
-
 def relayed_watch(server, http, session_id):
     """Open watch sockets until one lands on the worker that does not hold the session (its log says it asked the
     holder); return it, its first frames already read up to the screen."""
@@ -208,7 +199,7 @@ def relayed_watch(server, http, session_id):
 
 def test_a_watch_on_the_other_worker_is_relayed_from_the_holder(two_workers, sshd):
     server = two_workers
-    terminal, session_id = open_session(server, sshd)
+    terminal, session_id = open_user_session(server, sshd, "cluster-")
     watcher = "w-" + uuid.uuid4().hex[:8]
     console(server, "users", "create", watcher, "--admin", "--password", PASSWORD, "--no-must-change")
     http = server.login(watcher, PASSWORD)
@@ -243,7 +234,7 @@ def test_a_terminate_asked_outside_the_holder_ends_the_session_in_under_a_second
     server = two_workers
     cluster.bus.start(server.database_url, name="test-process:1")  # this process publishes as a third process
     try:
-        terminal, session_id = open_session(server, sshd)
+        terminal, session_id = open_user_session(server, sshd, "cluster-")
         terminal.send(b"echo up-$((5*5))\n")
         read_until(terminal, b"up-25")
         began = time.monotonic()

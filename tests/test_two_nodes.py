@@ -20,9 +20,9 @@ from app.extensions import db
 from app.recording.chunks import check, iter_cast
 from app.recording.store import LocalStore
 from app.terminals.models import TerminalSession
-from tests.support import (NGINX_CONF, PG_URL, WAIT_SECONDS, closed_within, connect_terminal, console, csrf_from,
-                           free_port, live_events, missing, new_user, open_terminal, read_until, reset_postgres,
-                           server_app, session_of, start_nginx, wait_for)
+from tests.support import (NGINX_CONF, PG_URL, WAIT_SECONDS, SourceAddressAdapter, closed_within, connect_terminal,
+                           console, csrf_from, free_port, live_events, missing, new_user, open_terminal, read_until,
+                           reset_postgres, server_app, session_of, start_nginx, wait_for)
 
 CLIENT = "127.0.0.7"  # the address the browser connects to nginx from: what the trail must name
 BEAT = 3  # SESSION_HEARTBEAT_SECONDS: a session counts as lost after three missed beats (9 s: no busy node's lag)
@@ -34,18 +34,6 @@ UPSTREAM = """
     proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header Upgrade $http_upgrade;
     proxy_set_header Connection $connection_upgrade; proxy_read_timeout 1h; }} }}
 """
-
-
-class FromAddress(requests.adapters.HTTPAdapter):
-    """Connect from a chosen loopback address (the client's address as nginx sees it)."""
-
-    def __init__(self, address):
-        self.address = address
-        super().__init__()
-
-    def init_poolmanager(self, *args, **kwargs):
-        kwargs["source_address"] = (self.address, 0)
-        super().init_poolmanager(*args, **kwargs)
 
 
 def signing_key(folder):
@@ -89,7 +77,7 @@ def nodes(tmp_path_factory, module_live_servers):
 def login(base, username, password, spoofed="10.9.8.7"):
     """Log in through base from CLIENT, sending a forged X-Forwarded-For too; return the requests session."""
     http = requests.Session()
-    http.mount("http://", FromAddress(CLIENT))
+    http.mount("http://", SourceAddressAdapter(CLIENT))
     http.headers["X-Forwarded-For"] = spoofed  # nginx appends the real peer; one trusted hop takes that
     page = http.get(base + "/login", timeout=WAIT_SECONDS)
     answer = http.post(base + "/login", data={"username": username, "password": password,

@@ -13,8 +13,8 @@ from app.auth import logins
 from app.auth.models import LoginSession, User
 from app.extensions import db
 from app.terminals.watchers import WATCH_ENDS
-from tests.support import (PG_URL, WAIT_SECONDS, connect_terminal, console, live_events, new_user, read_until,
-                           reset_postgres, server_app, session_of, wait_for)
+from tests.support import (PG_URL, WAIT_SECONDS, connect_terminal, console, live_events, open_user_session,
+                           read_until, reset_postgres, server_app, wait_for)
 
 PASSWORD = "watcher-password-long"
 # What the watch page says for each way the watcher's standing ends, and the reason the trail records.
@@ -46,15 +46,6 @@ def user_id(server, name):
         found = db.session.scalar(select(User.id).filter_by(username=name))
         db.engine.dispose()
     return found
-
-
-def open_session(server, sshd):
-    """Open a user's terminal; return (its websocket, its session id)."""
-    name, password = new_user(server)
-    http = server.login(name, password)
-    device = server.add_device(http, sshd, "watched-" + name)
-    ws = connect_terminal(f"{server.ws_url}/terminals/{device}/ws", http, server.url)
-    return ws, session_of(ws)
 
 
 def watch(server, http, session_id):
@@ -119,7 +110,7 @@ def rest_of(ws, timeout=WAIT_SECONDS):
 @pytest.mark.parametrize("how", list(ENDS))
 def test_a_watch_ends_with_its_watchers_standing(two_workers, sshd, how):
     server = two_workers
-    terminal, session_id = open_session(server, sshd)
+    terminal, session_id = open_user_session(server, sshd, "watched-")
     watcher = new_admin(server)
     http = server.login(watcher, PASSWORD)
     try:
