@@ -19,7 +19,7 @@ from werkzeug.routing import IntegerConverter
 from config import Config, load_secret_key
 
 from .dbtypes import iso_utc, now_utc
-from .extensions import csrf, db, login_manager, migrate, sock
+from .extensions import csrf, db, login_manager, sock
 from .origins import fill_short_forwarded, public_origin
 
 MIGRATIONS_DIR = str(Path(__file__).resolve().parent.parent / "migrations")
@@ -43,13 +43,16 @@ class _RequestIdFilter(logging.Filter):
         return True
 
 
-def create_app(config=None):
-    """Build the app: settings (defaults, overrides, validation), extensions, proxy, packages, templates, start-up."""
+def create_app(config=None, *, migrations=True):
+    """Build the app: settings (defaults, overrides, validation), extensions, proxy, packages, templates, start-up.
+
+    migrations=False (wsgi.py: a serving process) leaves out `flask db` and Alembic, which only the console needs.
+    """
     app = Flask(__name__)
     app.config.update(vars(Config(config)))  # the environment, the overrides on top, checked once as a whole
     _derive_settings(app)
     _configure_logging(app)
-    _init_extensions(app)
+    _init_extensions(app, migrations)
     _init_proxy(app)
     _init_requests(app)
     _init_converters(app)
@@ -116,12 +119,15 @@ def _sqlite_pragmas(dbapi_connection, _record):
         cursor.close()
 
 
-def _init_extensions(app):
-    """Bind the extensions created in app.extensions."""
+def _init_extensions(app, migrations):
+    """Bind the extensions created in app.extensions (and Flask-Migrate's `flask db`, when asked)."""
     from . import models  # noqa: F401  (every table known before anything touches the database)
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
+    if migrations:
+        from flask_migrate import Migrate  # Alembic: about 10 MiB that a serving worker never uses
+
+        Migrate(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message = None

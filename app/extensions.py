@@ -1,6 +1,5 @@
 """Flask extensions, created unbound here and bound in create_app()."""
 from flask_login import LoginManager
-from flask_migrate import Migrate
 from flask_sock import Sock
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
@@ -12,7 +11,6 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
-migrate = Migrate()
 login_manager = LoginManager()
 sock = Sock()
 csrf = CSRFProtect()

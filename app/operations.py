@@ -1,12 +1,12 @@
 """What load balancers and monitoring ask: /healthz (the process answers), /readyz (the database answers and its
 schema is current) and /metrics (Prometheus, for a scraper that shows METRICS_TOKEN). No log-in, no session."""
+import ast
 import hmac
 from functools import lru_cache
+from pathlib import Path
 
-from alembic.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from flask import Blueprint, abort, current_app, request
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from .extensions import csrf, db
 from .metrics import exposition
@@ -21,10 +21,38 @@ def init_app(app, migrations_dir):
     app.register_blueprint(bp)
 
 
+VERSION_TABLE = "alembic_version"  # where Alembic keeps the database's schema revision
+
+
 @lru_cache(maxsize=4)
-def _heads(migrations_dir):
-    """The newest schema revisions this code knows (read once per process)."""
-    return frozenset(ScriptDirectory(migrations_dir).get_heads())
+def heads(migrations_dir):
+    """The newest schema revisions this code knows: those no migration names as its down_revision (read once per
+    process from the migration files' assignments, as Alembic reads them, without loading Alembic in a worker)."""
+    revisions, parents = set(), set()
+    for path in Path(migrations_dir, "versions").glob("*.py"):
+        names = _assignments(path, ("revision", "down_revision"))
+        revisions.add(names["revision"])
+        down = names.get("down_revision")
+        parents.update(down if isinstance(down, (tuple, list)) else [] if down is None else [down])
+    return frozenset(revisions - parents)
+
+
+def _assignments(path, names):
+    """The literal values a module assigns to these names at its top level."""
+    found = {}
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        targets = getattr(node, "targets", None) or [getattr(node, "target", None)]  # x = … or x: str = …
+        for target in targets:
+            if isinstance(target, ast.Name) and target.id in names and node.value is not None:
+                found[target.id] = ast.literal_eval(node.value)
+    return found
+
+
+def _current_heads(connection):
+    """The schema revisions the database says it is at (none before its first migration)."""
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return frozenset()
+    return frozenset(connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars())
 
 
 @bp.get("/healthz")
@@ -39,11 +67,11 @@ def readyz():
     try:
         with db.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-            current = frozenset(MigrationContext.configure(connection).get_current_heads())
+            current = _current_heads(connection)
     except Exception as exc:
         current_app.logger.warning("not ready: database does not answer: %s", type(exc).__name__)
         return _plain("not ready: the database does not answer", 503)
-    expected = _heads(current_app.config["MIGRATIONS_DIR"])
+    expected = heads(current_app.config["MIGRATIONS_DIR"])
     if current != expected:
         return _plain(f"not ready: database schema {', '.join(sorted(current)) or 'none'}, "
                       f"expected {', '.join(sorted(expected))} (run `flask db upgrade`)", 503)

@@ -1,12 +1,17 @@
 """What load balancers and monitoring ask: /healthz, /readyz and /metrics, in the app and under gunicorn with two
 workers (prometheus-client's multiprocess mode adds them up) with a real terminal to a real sshd."""
 import re
+import subprocess
+import sys
 
 import pytest
 import requests
+from alembic.script import ScriptDirectory
 from flask_migrate import downgrade, upgrade
 
+from app import MIGRATIONS_DIR
 from app.audit.events import record
+from app.operations import heads
 from app.extensions import db
 from tests.support import AuthActions, make_app, open_terminal, read_until, wait_for
 
@@ -44,6 +49,21 @@ def test_ready_says_no_while_the_schema_is_behind(app, client):
     with app.app_context():
         upgrade()
     assert client.get("/readyz").status_code == 200
+
+
+def test_ready_knows_the_heads_alembic_knows():
+    assert heads(MIGRATIONS_DIR) == frozenset(ScriptDirectory(MIGRATIONS_DIR).get_heads())
+
+
+def test_a_serving_process_leaves_out_what_only_the_console_needs(tmp_path):
+    """wsgi.py's app serves without Alembic (readyz reads the revisions itself), invoke, or single sign-on's
+    client while it is not configured."""
+    left_out = ("alembic", "flask_migrate", "invoke", "authlib.integrations", "requests")
+    probe = f"import sys, wsgi; print([n for n in {left_out!r} if sys.modules.get(n)])"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                            env={"GATEHOUSE_INSTANCE": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "[]"
 
 
 def test_ready_says_no_when_the_database_does_not_answer(tmp_path):

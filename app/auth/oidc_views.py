@@ -17,12 +17,18 @@ from app.origins import public_origin
 
 from . import logins
 from .forms import LoginForm
-from .oidc_client import client, metadata, verified_claims
 from .oidc_people import match
 from .oidc_rules import REASONS, Refused, display_name, enabled
 
 bp = Blueprint("oidc", __name__)
 _SIGNED_OUT = "oidc_signed_out"  # session key: this browser just logged out of a single sign-on log-in
+
+
+def _protocol():
+    """oidc_client.py, loaded on first use: Authlib and requests (about 9 MiB) stay out of a node without it."""
+    from . import oidc_client
+
+    return oidc_client
 
 
 @bp.before_request
@@ -38,11 +44,12 @@ def start():
     if current_user.is_authenticated:
         return redirect(url_for("terminals.index"))
     try:
-        metadata()
+        _protocol().metadata()
     except Refused as refused:
         return _refuse(refused)
     session["oidc_next"] = logins.safe_next(request.args.get("next"))
-    return client().authorize_redirect(public_origin() + url_for("oidc.callback"))  # registered at the provider
+    callback_url = public_origin() + url_for("oidc.callback")  # as registered at the provider
+    return _protocol().client().authorize_redirect(callback_url)
 
 
 @bp.get("/login/oidc/callback")
@@ -51,7 +58,7 @@ def callback():
     if current_user.is_authenticated:  # the browser's back button: nothing to do
         return redirect(url_for("terminals.index"))
     try:
-        claims = verified_claims()
+        claims = _protocol().verified_claims()
         user = match(claims)
     except Refused as refused:
         return _refuse(refused)
@@ -76,7 +83,7 @@ def note_logout(login):
     if login is None or login.method != "oidc" or not enabled():
         return
     try:
-        if metadata().get("end_session_endpoint"):
+        if _protocol().metadata().get("end_session_endpoint"):
             session[_SIGNED_OUT] = True
     except Refused:
         pass  # the provider cannot be reached: there is nothing to offer
@@ -87,14 +94,14 @@ def provider_logout():
     """Send the browser to the provider's end_session_endpoint (RP-initiated log-out), back to the log-in page."""
     session.pop(_SIGNED_OUT, None)
     try:
-        endpoint = metadata().get("end_session_endpoint")
+        endpoint = _protocol().metadata().get("end_session_endpoint")
     except Refused as refused:
         flash(refused.message, "error")
         return redirect(url_for("auth.login"))
     if not endpoint:
         return redirect(url_for("auth.login"))
     # No id_token_hint: the ID token is kept nowhere; client_id tells the provider whose address to trust.
-    url = client().create_logout_url(post_logout_redirect_uri=public_origin() + url_for("auth.login"),
+    url = _protocol().client().create_logout_url(post_logout_redirect_uri=public_origin() + url_for("auth.login"),
                                      client_id=current_app.config["OIDC_CLIENT_ID"])["url"]
     return redirect(url)
 
