@@ -421,7 +421,11 @@ class LiveServer:
             "DATABASE_URL": self.database_url, "SECRET_KEY": SECRET_KEY, "ADMIN_USER": "admin",
             "ADMIN_PASSWORD": ADMIN_PASSWORD, "GATEHOUSE_INSTANCE": str(self.workdir),
             "GATEHOUSE_BIND": f"127.0.0.1:{self.port}", "GATEHOUSE_ACCESS_LOG": "",
-            "SESSION_HEARTBEAT_SECONDS": "1", "WS_PING_SECONDS": "2", "SSH_CONNECT_TIMEOUT": "3",
+            "SESSION_HEARTBEAT_SECONDS": "1", "SSH_CONNECT_TIMEOUT": "3",
+            # A ping unanswered for one interval closes the socket, and simple_websocket checks for the pong
+            # before it reads what waits: a test process stalled that long on a loaded machine would lose its
+            # terminal. The tests of missed pings ask for 2 s.
+            "WS_PING_SECONDS": "5",
             "GATEHOUSE_GRACEFUL_TIMEOUT": "3", "AUDIT_POLL_SECONDS": "2",
             "LOGIN_MAX_FAILURES_PER_IP": "0",  # every test comes from 127.0.0.1; tests/test_throttle.py turns it on
             "REQUIRE_2FA": "off",  # most tests log in with a password alone; tests/test_totp.py sets it

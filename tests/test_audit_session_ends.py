@@ -157,7 +157,7 @@ def ended(server, label):
 
 
 def test_a_lost_network_and_a_server_restart_read_as_such_in_the_trail(live_servers, sshd):
-    server = live_servers(TERMINAL_RESUME_SECONDS="1")  # a lost browser is waited for one second
+    server = live_servers(TERMINAL_RESUME_SECONDS="1", WS_PING_SECONDS="2")  # a lost browser found in 2–4 s
     try:
         http = server.login()
         lost_label, restart_label = "lost-" + uuid.uuid4().hex[:6], "restart-" + uuid.uuid4().hex[:6]

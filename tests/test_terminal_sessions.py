@@ -259,11 +259,12 @@ def test_many_terminals_at_once(live_server, sshd):
         ws.close()
 
 
-def test_network_loss_is_detected_by_missed_pings(live_server, sshd):
+def test_network_loss_is_detected_by_missed_pings(live_servers, sshd):
     """A browser that vanishes without a close frame (and answers no ping) is found gone: the session detaches
     (kept for a resume; tests/test_resume.py follows it to its end as `disconnected`)."""
     import base64
 
+    live_server = live_servers(WS_PING_SECONDS="2")
     http = live_server.login(*new_user(live_server))  # a session left detached: not the admin's
     device = name()
     device_id = live_server.add_device(http, sshd, device)
@@ -283,7 +284,7 @@ def test_network_loss_is_detected_by_missed_pings(live_server, sshd):
                          and e.target.startswith(f"{device} ")), None)
     raw.close()
     assert detached is not None and detached.details["close_code"] in (1005, 1006, None)  # no close frame
-    assert time.monotonic() - started < 3 * 2 + 5  # WS_PING_SECONDS=2 on the test server
+    assert time.monotonic() - started < 3 * 2 + 5  # WS_PING_SECONDS=2
 
 
 def session_rows(server):
