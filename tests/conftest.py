@@ -6,14 +6,14 @@ import os
 import pytest
 
 from app.extensions import db
-from tests.support import (CHROMIUM, WAIT_SECONDS, WORKER, AuthActions, LiveServers, SSHServer, fresh_postgres,
+from tests.support import (CHROMIUM, WAIT_SECONDS, AuthActions, LiveServers, SSHServer, fresh_postgres,
                            make_app, missing, worker_database)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _worker_database():
-    """Under pytest-xdist, give this worker its own PostgreSQL database for the run, and drop it after."""
-    made = bool(WORKER) and worker_database(create=True)  # no server: the PostgreSQL tests say so themselves
+    """Give this test process (an xdist worker, or a run without xdist) its own PostgreSQL database, dropped after."""
+    made = worker_database(create=True)  # no server: the PostgreSQL tests say so themselves
     yield
     if made:
         worker_database(create=False)

@@ -43,9 +43,10 @@ def worker_database_name(suite, worker, run_id):
     return suite[:63 - len(suffix)] + suffix
 
 
-PG_URL = (sa.make_url(SUITE_PG_URL).set(database=worker_database_name(sa.make_url(SUITE_PG_URL).database, WORKER,
-                                                                       RUN_ID))
-          .render_as_string(hide_password=False) if WORKER else SUITE_PG_URL)
+# Every test process works in a database of its own, a run without xdist too ("solo" and its pid): the suite's
+# database is only where they connect to create theirs, so a module run beside a whole suite leaves it alone.
+PG_URL = sa.make_url(SUITE_PG_URL).set(database=worker_database_name(
+    sa.make_url(SUITE_PG_URL).database, WORKER or "solo", RUN_ID or str(os.getpid()))).render_as_string(False)
 IN_CI = os.environ.get("CI", "").lower() == "true"
 SSHD = "/usr/sbin/sshd"
 CHROMIUM = "/usr/bin/chromium"
@@ -195,9 +196,7 @@ def fresh_postgres(url=PG_URL):
     migrated once, as fresh_sqlite does for SQLite: running every migration on PostgreSQL costs seconds a test."""
     target = sa.make_url(url)
     head = target.set(database=target.database[:58] + "_head")
-    admin = sa.make_url(SUITE_PG_URL)  # run without xdist, the target is the suite's own: act from "postgres"
-    engine = sa.create_engine(admin.set(database="postgres") if admin.database == target.database else admin,
-                              isolation_level="AUTOCOMMIT")
+    engine = sa.create_engine(SUITE_PG_URL, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
             if "url" not in _PG_HEAD:
