@@ -12,7 +12,7 @@ from app import leases
 from app.audit import events, retention
 from app.audit.events import record
 from app.audit.integrity import verify
-from app.audit.models import AuditChainHead, AuditEvent
+from app.audit.models import AuditChainHead, AuditEvent, AuditOutbox
 from app.extensions import db
 from tests.support import ADMIN_PASSWORD, PG_URL, csrf_from, fresh_postgres, make_app
 
@@ -343,6 +343,28 @@ def test_concurrent_writers_one_chain_postgresql(tmp_path):
 
 def test_concurrent_writers_one_chain_sqlite(app, tmp_path):
     run_writers(app, app.config["SQLALCHEMY_DATABASE_URI"], tmp_path, processes=4, each=50)
+
+
+def test_failed_write_on_postgresql_leaves_nothing_and_a_usable_pool(tmp_path):
+    """A write refused inside the pipelined statement and COMMIT writes no event, no outbox row, and the next works."""
+    app = make_app(tmp_path, database_url=fresh_postgres(PG_URL))
+    app.config["SYSLOG_TARGETS"] = ("tcp://127.0.0.1:9",)  # set after the start: no sender drains the outbox
+    with app.app_context():
+        record("audit.viewed", "first")
+        last = db.session.scalar(select(AuditChainHead.last_id))
+        db.session.execute(update(AuditChainHead).values(last_id=last - 1))  # the next id is taken
+        db.session.commit()
+        with pytest.raises(events.AuditWriteError, match="duplicate key"):
+            record("audit.viewed", "collides")
+        db.session.execute(update(AuditChainHead).values(last_id=last))
+        db.session.commit()
+        record("audit.viewed", "after")  # then audit.write_failed, for the one that collided
+        messages = db.session.scalars(select(AuditEvent.message).order_by(AuditEvent.id)).all()
+        queued = db.session.scalar(select(func.count()).select_from(AuditOutbox))
+        assert verify().ok
+        db.engine.dispose()
+    assert "collides" not in messages and messages[-2] == "after" and messages[-1].startswith("1 audit events")
+    assert queued == 3  # first, after and audit.write_failed: the refused one queued nothing
 
 
 def test_failed_audit_write_refuses_login_and_is_logged(app, client, auth, caplog):

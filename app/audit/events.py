@@ -6,12 +6,12 @@ import time
 from flask import current_app, g, has_request_context, request
 from flask_login import current_user
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import insert, update
 
 from app.audit.catalogue import CATALOGUE, SEVERITY_ORDER
 from app.audit.chain import HASHED_FIELDS, link_hash
-from app.audit.models import ALERT_TARGET, AuditChainHead, AuditEvent, AuditOutbox
+from app.audit.models import ALERT_TARGET
 from app.audit.outbox import wake_senders
+from app.audit.writes import NEXT_LINK, commit_link
 from app.blocking import release_idle_connection
 from app.dbtypes import iso_utc, now_utc
 from app.extensions import db
@@ -94,29 +94,19 @@ def _connect():
 
 def _append(row):
     """Give row the next id, the time and its hashes, and write it at the end of the chain."""
-    # Connection first, then the lock: a writer never waits for the pool while holding the lock.
+    # Decided before the lock: the event goes to every syslog target, and the alert webhook if it alerts.
+    config = current_app.config
+    targets = list(config.get("SYSLOG_TARGETS") or ()) + ([ALERT_TARGET] if alerts(row, config) else [])
+    # Connection first, then the lock: a writer never waits for the pool while holding the lock. commit_link()
+    # commits; a failure before it rolls back before the lock is let go.
     with _connect() as conn, _process_lock, conn.begin():
-        # The first statement writes the head row: it takes the row lock on PostgreSQL and
-        # the database write lock on SQLite, so no two writers ever read the same head.
-        head = conn.execute(
-            update(AuditChainHead)
-            .where(AuditChainHead.id == 1)
-            .values(last_id=AuditChainHead.last_id + 1)
-            .returning(AuditChainHead.last_id, AuditChainHead.last_hash)
-        ).one()
+        head = conn.execute(NEXT_LINK).one()  # from here to the commit, other writers wait: keep it short
         row["id"] = head.last_id
         row["occurred_at"] = now_utc()
         row["prev_hash"] = head.last_hash
         row["hash"] = chain_hash(head.last_hash, row)
-        conn.execute(insert(AuditEvent).values(**row))
-        conn.execute(update(AuditChainHead).where(AuditChainHead.id == 1).values(last_hash=row["hash"]))
-        # Same transaction as the event: it is queued for every syslog target, and the alert webhook if it
-        # alerts, exactly when it exists.
-        config = current_app.config
-        targets = list(config.get("SYSLOG_TARGETS") or ()) + ([ALERT_TARGET] if alerts(row, config) else [])
-        if targets:
-            conn.execute(insert(AuditOutbox), [
-                {"target": target, "event_id": row["id"], "queued_at": row["occurred_at"]} for target in targets])
+        # Same transaction as the event: its outbox rows exist exactly when it does.
+        commit_link(conn, row, targets)
     if targets:  # committed: wake this process's senders now rather than at their next poll
         wake_senders()
 
