@@ -166,8 +166,9 @@ def bench_one(name, url, folder, args):
     app, fill_s = prepare(url, folder, args.events)
     print(f"\n{name}: {args.events} events inserted in {fill_s:.0f} s", flush=True)
     # At 0014 there is no index to ask: the viewer's query is the plain ILIKE scan, as before the index.
-    # Nor is a short term's count bounded there (app.audit.query.SCAN_COUNT_BOUND): it counted every match.
-    with mock.patch.dict(search_index.FTS_TABLES, clear=True), mock.patch.object(viewer_query, "SCAN_COUNT_BOUND", 10**9):
+    # Nor were counts bounded there (app.audit.query.COUNT_BOUND, TEXT_COUNT_BOUND): they counted every match.
+    with mock.patch.dict(search_index.FTS_TABLES, clear=True), mock.patch.object(viewer_query, "TEXT_COUNT_BOUND", 10**9), \
+            mock.patch.object(viewer_query, "COUNT_BOUND", 10**9):
         before = measure(app, args.repeat, TEXT_QUERIES)
     report(f"{name}, plain scan (revision {BEFORE})", before)
     print(f"\n{name}: search index built in {build_index(app):.1f} s", flush=True)

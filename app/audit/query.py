@@ -11,14 +11,18 @@ from app.extensions import db
 
 from .catalogue import CATALOGUE, GROUPS, SEVERITY_ORDER
 from .models import AuditEvent
-from .search_index import MIN_INDEXED, contains, count_alone, narrow, newest_first
+from .search_index import contains, count_alone, narrow, newest_first
 
 PAGE_SIZES = (25, 50, 100, 200)
 SEVERITIES = SEVERITY_ORDER
 # One level, or "LEVEL-up": that level and the ones above it (a + would read as a space in a URL).
 SEVERITY_CHOICES = SEVERITIES + tuple(f"{level}-up" for level in SEVERITIES[1:3])
 MAX_TEXT = 200
-SCAN_COUNT_BOUND = 10_000  # matches counted for a free text too short for the search index (one or two characters)
+# Matches counted before the page says "more than N": an exact count reads every match (the whole trail unfiltered).
+COUNT_BOUND = 10_000
+# The same for a free text, sooner: each match counted is a row read and checked (a trigram index only names
+# candidates; one or two characters have no trigram, and the scan reads bound / share-of-events-matching rows).
+TEXT_COUNT_BOUND = 1_000
 
 
 # Functions user -> a condition on AuditEvent (or None): more events that user may read. The package that knows
@@ -234,7 +238,7 @@ def _free_text(query, f):
 
 @dataclass
 class Page:
-    """One page of events with the total that matches."""
+    """One page of events with the total that matches (an AtLeast when the count stopped at its bound)."""
 
     rows: list
     total: int
@@ -242,8 +246,16 @@ class Page:
     size: int
 
     @property
+    def exact(self):
+        """Say whether the total is the exact count (else only a lower bound)."""
+        return not isinstance(self.total, AtLeast)
+
+    @property
     def pages(self):
-        return max(1, -(-self.total // self.size))
+        """Return the number of pages; past a bounded count, those known to exist and the next after a full page."""
+        if self.exact:
+            return max(1, -(-self.total // self.size))
+        return max(-(-(self.total + 1) // self.size), self.page + (len(self.rows) == self.size))
 
 
 class AtLeast(int):
@@ -254,26 +266,24 @@ class AtLeast(int):
 
 
 def count_matches(base, f, user):
-    """Count the events a select of AuditEvent finds; a free text too short for the index stops counting at a bound."""
+    """Count the events a select of AuditEvent finds, up to a bound (COUNT_BOUND, TEXT_COUNT_BOUND)."""
     if f.text_alone and user.is_admin:
         # The free text alone, over the whole trail: the index may count it without reading a row.
         alone = count_alone(f.q, AuditEvent.__table__)
         if alone is not None:
             return alone
-    if not f.q or len(f.q) >= MIN_INDEXED:
-        return db.session.scalar(select(func.count()).select_from(base.order_by(None).subquery()))
-    # One or two characters match most of a large trail and only a scan can find them: the page itself is quick
-    # (newest first, it stops at the page's end), the count would read every row, so it stops at the bound.
-    bounded = base.order_by(None).with_only_columns(AuditEvent.id).limit(SCAN_COUNT_BOUND + 1)
+    bound = TEXT_COUNT_BOUND if f.q else COUNT_BOUND
+    bounded = base.order_by(None).with_only_columns(AuditEvent.id).limit(bound + 1)
     total = db.session.scalar(select(func.count()).select_from(bounded.subquery()))
-    return AtLeast(SCAN_COUNT_BOUND) if total > SCAN_COUNT_BOUND else total
+    return AtLeast(bound) if total > bound else total
 
 
 def search(f, user):
     """Return the page of events the filters select, newest first, that user may see."""
     base = apply_filters(visible_events(user), f, user)
-    total = count_matches(base, f, user)
     newest = newest_first(f.q, AuditEvent.__table__) if f.text_alone else AuditEvent.id.desc()
-    rows = db.session.scalars(base.order_by(newest).limit(f.size).offset((f.page - 1) * f.size)).all()
-    return Page(rows, total, f.page, f.size)
-
+    offset = (f.page - 1) * f.size
+    rows = db.session.scalars(base.order_by(newest).limit(f.size).offset(offset)).all()
+    # A page that is not full is the last one: what it holds gives the total, no count needed.
+    last = len(rows) < f.size and (rows or f.page == 1)
+    return Page(rows, offset + len(rows) if last else count_matches(base, f, user), f.page, f.size)
