@@ -1,7 +1,8 @@
 """Audit trail costs: record() per event, verify of 100 000 events, prune of 100 000 expired events.
 
 Run: .venv/bin/python -m bench.audit [--events 100000] [--records 2000] [--skip-pg]
-SQLite in a temporary folder and PostgreSQL on 127.0.0.1:5432 (database `test`, emptied first).
+SQLite in a temporary folder and PostgreSQL in a database of its own on BENCH_PG's server (127.0.0.1:5432 unless
+set), created and dropped. Several writer processes on one chain: bench.audit_writers.
 """
 import argparse
 import os
