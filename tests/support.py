@@ -714,14 +714,21 @@ def new_user(server, password="user-password-long"):
 
 
 def read_until(ws, marker, timeout=WAIT_SECONDS):
-    """Collect output frames until marker shows up."""
-    seen = b""
+    """Collect output frames until marker shows up; a failure shows the output's end and the server's messages."""
+    from simple_websocket import ConnectionClosed
+
+    seen, said = b"", []
     deadline = time.monotonic() + timeout
     while marker not in seen and time.monotonic() < deadline:
-        frame = ws.receive(timeout=0.5)
+        try:
+            frame = ws.receive(timeout=0.5)
+        except ConnectionClosed as closed:
+            raise AssertionError(f"socket closed ({closed}) before {marker!r}: {seen[-300:]!r}, said {said}") from None
         if isinstance(frame, bytes):
             seen += frame
-    assert marker in seen, seen[-500:]
+        elif frame is not None:
+            said.append(frame[:200])
+    assert marker in seen, (seen[-500:], said)
     return seen
 
 
