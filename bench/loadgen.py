@@ -244,10 +244,10 @@ async def run(plan):
     return result
 
 
-def main():
-    """Read the plan, run it, print the result as the last line."""
+def main(carry_out=run):
+    """Read the plan, carry it out (run, or another bench's coroutine), print the result as the last line."""
     plan = json.loads(sys.stdin.readline())
-    print(json.dumps(asyncio.run(run(plan))), flush=True)
+    print(json.dumps(asyncio.run(carry_out(plan))), flush=True)
 
 
 if __name__ == "__main__":
