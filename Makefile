@@ -13,7 +13,7 @@ run: migrate
 # four were no faster for sure: 7:53 and 9:09 in two runs, against 8:22 and 9:09 with three, and load the two cores more).
 # loadscope: each module runs on one worker, so a module's server, browser page and data are set up once.
 test: $(VENV)/.dev $(VENDOR)/.installed tests/oidc/node_modules/.installed
-	$(BIN)/python -m pytest -n 3 --dist loadscope
+	$(BIN)/python -m pytest -n 4 --dist loadscope
 
 setup: $(VENV)/.run $(VENDOR)/.installed
 
