@@ -85,6 +85,15 @@ def relayed_resume(server, http, session_id, reader, seen):
     raise AssertionError(f"{TRIES} resume sockets all reached the worker that holds the session")
 
 
+def relayed_shell(server, sshd):
+    """A new user's shell, resumed through the worker that does not hold it; return (that reader, session id)."""
+    http = server.login(*new_user(server))
+    first, session_id, _ = open_shell(server, http, sshd)
+    second, _, _ = relayed_resume(server, http, session_id, first, b"")
+    shell_pid_of(second, "here")
+    return second, session_id
+
+
 def test_a_resume_through_the_other_worker_continues_the_same_shell_without_a_gap(two_workers, sshd):
     server = two_workers
     http = server.login(*new_user(server))
@@ -134,10 +143,7 @@ def test_another_users_resume_is_refused_on_either_worker_and_recorded(two_worke
 
 def test_a_terminate_closes_the_relayed_socket_with_the_end_message_within_a_second(two_workers, sshd):
     server = two_workers
-    http = server.login(*new_user(server))
-    first, session_id, _ = open_shell(server, http, sshd)
-    second, _, _ = relayed_resume(server, http, session_id, first, b"")
-    shell_pid_of(second, "here")
+    second, session_id = relayed_shell(server, sshd)
     admin = server.login()
     token, began = server.csrf(admin), time.monotonic()
     answer = admin.post(f"{server.url}/terminals/sessions/{session_id}/terminate", data={"csrf_token": token},
@@ -232,10 +238,7 @@ def test_output_that_arrives_out_of_order_closes_the_browsers_socket_for_a_resum
 
 def test_a_holder_that_dies_ends_the_relayed_socket_with_a_restarts_words(two_workers, sshd):
     server = two_workers
-    http = server.login(*new_user(server))
-    first, session_id, _ = open_shell(server, http, sshd)
-    second, _, _ = relayed_resume(server, http, session_id, first, b"")
-    shell_pid_of(second, "here")
+    second, session_id = relayed_shell(server, sshd)
     pid = int(row_worker(server, session_id).rsplit(":", 1)[1])
     assert pid != os.getpid()
     os.kill(pid, signal.SIGKILL)  # a worker of the server this module started; gunicorn starts another
